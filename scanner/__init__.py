@@ -1,0 +1,7 @@
+"""keysweep: find leaked API keys and make them harmless.
+
+The package is the pure library (rules, engine, sources, findings, reports) plus
+the command-line front end. It never imports the Celery layer in ``workers``.
+"""
+
+__version__ = "0.1.0"
