@@ -1,0 +1,33 @@
+# keysweep — `make run` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# For now: scan this repository's full history (later: the whole local service).
+run: install
+	$(VENV)/bin/keysweep scan .
+
+lint: install
+	$(VENV)/bin/ruff check scanner tests bench
+
+test: install lint
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) bench/engine.py
+	$(PY) bench/history.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

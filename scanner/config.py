@@ -1,0 +1,95 @@
+"""Configuration: ``.keysweep.toml`` or ``[tool.keysweep]`` in ``pyproject.toml``.
+
+Keys (all optional)::
+
+    disabled_rules = ["jwt"]                # rule ids to switch off
+    exclude_paths = ["tests/fixtures/*"]    # fnmatch globs, relative to the scan root
+    allowlist_regexes = ["^mg_test_0+"]     # a secret matching one is ignored
+    allowed_hosts = ["git.example.com"]     # extra hosts `keysweep scan URL` may clone from
+    max_file_size = 26214400                # bytes; larger files are skipped and counted
+    [[rules]]                               # extra rules, same fields as the rule pack
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scanner.sources.files import DEFAULT_MAX_FILE_SIZE
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Config:
+    disabled_rules: list[str] = field(default_factory=list)
+    exclude_paths: list[str] = field(default_factory=list)
+    allowlist_regexes: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    origin: str | None = None
+
+
+def _list_of_str(d: dict[str, Any], key: str, origin: str) -> list[str]:
+    v = d.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{origin}: {key} must be a list of strings")
+    return list(v)
+
+
+def from_mapping(d: dict[str, Any], origin: str) -> Config:
+    known = {"disabled_rules", "exclude_paths", "allowlist_regexes", "allowed_hosts",
+             "max_file_size", "rules"}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}")
+    rules = d.get("rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise ConfigError(f"{origin}: [[rules]] must be tables")
+    size = d.get("max_file_size", DEFAULT_MAX_FILE_SIZE)
+    if not isinstance(size, int) or size <= 0:
+        raise ConfigError(f"{origin}: max_file_size must be a positive integer")
+    return Config(
+        disabled_rules=_list_of_str(d, "disabled_rules", origin),
+        exclude_paths=_list_of_str(d, "exclude_paths", origin),
+        allowlist_regexes=_list_of_str(d, "allowlist_regexes", origin),
+        allowed_hosts=_list_of_str(d, "allowed_hosts", origin),
+        max_file_size=size,
+        rules=rules,
+        origin=origin,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_config(explicit: Path | None, root: Path | None) -> Config:
+    """``explicit`` (--config) wins; else ``.keysweep.toml``, else pyproject's [tool.keysweep]."""
+    if explicit is not None:
+        data = _read_toml(explicit)
+        if explicit.name == "pyproject.toml":
+            data = data.get("tool", {}).get("keysweep", {})
+        return from_mapping(data, str(explicit))
+    if root is None:
+        return Config()
+    base = root if root.is_dir() else root.parent
+    candidate = base / ".keysweep.toml"
+    if candidate.is_file():
+        return from_mapping(_read_toml(candidate), str(candidate))
+    pyproject = base / "pyproject.toml"
+    if pyproject.is_file():
+        section = _read_toml(pyproject).get("tool", {}).get("keysweep")
+        if isinstance(section, dict):
+            return from_mapping(section, f"{pyproject} [tool.keysweep]")
+    return Config()

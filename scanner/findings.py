@@ -1,0 +1,164 @@
+"""Findings: what a scan reports, with the cleartext kept inside this process.
+
+A ``Match`` from the engine plus a ``Location`` from the source becomes a
+``Finding``. The same secret found in many places is one finding with its first
+location (the oldest commit in a history scan) and an occurrence count, as
+Nosey Parker groups matches. The fingerprint depends on the rule and the
+secret only (not on paths or line numbers), so baselines never churn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from scanner.engine import Match
+
+MAX_LOCATIONS = 100  # locations kept per finding; ``occurrences`` counts them all
+
+
+@dataclass(frozen=True)
+class Location:
+    kind: str  # "file" | "git" | "stdin" | "push" | "gist"
+    path: str | None = None
+    line: int | None = None
+    repo: str | None = None
+    commit: str | None = None
+    author: str | None = None
+    email: str | None = None
+    date: str | None = None
+    url: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "repo": self.repo, "commit": self.commit, "author": self.author,
+            "email": self.email, "date": self.date, "path": self.path, "line": self.line,
+            "url": self.url,
+        }
+
+    def short(self) -> str:
+        where = f"{self.path or '<stdin>'}:{self.line}" if self.line else (self.path or "<stdin>")
+        return f"{where} @ {self.commit[:12]}" if self.commit else where
+
+
+def sha256_hex(secret: bytes) -> str:
+    return hashlib.sha256(secret).hexdigest()
+
+
+def redact(secret: bytes, prefixes: tuple[str, ...]) -> str:
+    """The known prefix plus at most 8 characters (fewer for short secrets)."""
+    text = secret.decode("utf-8", "replace")
+    prefix = next((p for p in prefixes if text.lower().startswith(p.lower())), "")
+    if prefix and prefix.startswith("-----BEGIN"):
+        return text.split("\n", 1)[0].rstrip("\r") + "…"
+    body = text[len(prefix) :]
+    shown = min(8, len(body) // 4)
+    return text[: len(prefix) + shown] + "…"
+
+
+def fingerprint(rule_id: str, secret_sha256: str) -> str:
+    return hashlib.sha256(f"keysweep:v1:{rule_id}:{secret_sha256}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class Finding:
+    rule_id: str
+    description: str
+    severity: str
+    owner: str
+    secret_sha256: str
+    redacted: str
+    fingerprint: str
+    location: Location
+    confidence: str = "high"
+    expires_at: int | None = None
+    expired: bool = False
+    companion_sha256: str | None = None
+    occurrences: int = 1
+    locations: list[Location] = field(default_factory=list)
+    secret: bytes | None = field(default=None, repr=False)  # cleartext, this process only
+
+    def to_dict(self, show_secret: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "rule_id": self.rule_id,
+            "description": self.description,
+            "severity": self.severity,
+            "owner": self.owner,
+            "confidence": self.confidence,
+            "secret_sha256": self.secret_sha256,
+            "redacted": self.redacted,
+            "fingerprint": self.fingerprint,
+            "source": self.location.as_dict(),
+            "occurrences": self.occurrences,
+            "locations": [loc.as_dict() for loc in self.locations],
+        }
+        if self.expires_at is not None:
+            d["expires_at"] = self.expires_at
+            d["expired"] = self.expired
+        if self.companion_sha256:
+            d["companion_sha256"] = self.companion_sha256
+        if show_secret and self.secret is not None:
+            d["secret"] = self.secret.decode("utf-8", "replace")
+        return d
+
+
+class FindingSet:
+    """Groups matches by (rule, secret); the earliest location (lowest order) is first."""
+
+    def __init__(self, expired_before: float | None = None) -> None:
+        self._by_key: dict[tuple[str, str], tuple[Any, Finding]] = {}
+        self.expired_before = expired_before
+
+    def add(self, match: Match, location: Location, order: Any = 0) -> Finding:
+        rule = match.rule
+        digest = sha256_hex(match.secret)
+        key = (rule.id, digest)
+        entry = self._by_key.get(key)
+        if entry is None:
+            finding = Finding(
+                rule_id=rule.id,
+                description=rule.description,
+                severity=rule.severity,
+                owner=rule.owner,
+                secret_sha256=digest,
+                redacted=redact(match.secret, rule.prefixes),
+                fingerprint=fingerprint(rule.id, digest),
+                location=location,
+                confidence=match.confidence,
+                expires_at=match.expires_at,
+                expired=(
+                    match.expires_at is not None
+                    and self.expired_before is not None
+                    and match.expires_at < self.expired_before
+                ),
+                companion_sha256=sha256_hex(match.companion) if match.companion else None,
+                locations=[location],
+                secret=match.secret,
+            )
+            self._by_key[key] = (order, finding)
+            return finding
+        first_order, finding = entry
+        finding.occurrences += 1
+        if len(finding.locations) < MAX_LOCATIONS and location not in finding.locations:
+            finding.locations.append(location)
+        if order < first_order:
+            finding.location = location
+            self._by_key[key] = (order, finding)
+        return finding
+
+    def findings(self) -> list[Finding]:
+        out = [f for _, f in self._by_key.values()]
+        for f in out:
+            # The first location leads the list; the rest keep their discovery order.
+            rest = [loc for loc in f.locations if loc != f.location]
+            f.locations = [f.location, *rest]
+        out.sort(key=lambda f: (f.location.path or "", f.location.line or 0, f.rule_id))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+def without_secret(f: Finding) -> Finding:
+    return replace(f, secret=None)

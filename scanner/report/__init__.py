@@ -1,0 +1,1 @@
+"""Report writers: text (rich), JSON, JSON Lines and SARIF 2.1.0."""

@@ -1,0 +1,83 @@
+"""SARIF 2.1.0 for GitHub code scanning and other SARIF consumers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from scanner import __version__
+from scanner.findings import Finding
+from scanner.report.advice import ALLOW_HINT, next_step
+from scanner.rules import Rule
+
+SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
+SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
+
+
+def _rule(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "name": "".join(p.capitalize() for p in rule.id.replace(".", "-").split("-")),
+        "shortDescription": {"text": rule.description or rule.id},
+        "fullDescription": {"text": f"{rule.description} (prefixes: {', '.join(rule.prefixes)})"},
+        "help": {"text": ALLOW_HINT},
+        "defaultConfiguration": {"level": LEVEL[rule.severity]},
+        "properties": {
+            "tags": ["security", "secret", *rule.tags],
+            "security-severity": SECURITY_SEVERITY[rule.severity],
+            "owner": rule.owner,
+        },
+    }
+
+
+def _result(f: Finding, index: int) -> dict[str, Any]:
+    loc = f.location
+    physical: dict[str, Any] = {"artifactLocation": {"uri": loc.path or "stdin"}}
+    if loc.line:
+        physical["region"] = {"startLine": loc.line}
+    props: dict[str, Any] = {
+        "secret_sha256": f.secret_sha256,
+        "redacted": f.redacted,
+        "occurrences": f.occurrences,
+        "confidence": f.confidence,
+    }
+    for k in ("commit", "author", "date", "repo"):
+        if getattr(loc, k):
+            props[k] = getattr(loc, k)
+    where = f" in commit {loc.commit[:12]}" if loc.commit else ""
+    return {
+        "ruleId": f.rule_id,
+        "ruleIndex": index,
+        "level": LEVEL[f.severity],
+        "message": {"text": f"{f.description}: {f.redacted}{where}. {next_step(f)}"},
+        "locations": [{"physicalLocation": physical}],
+        "partialFingerprints": {"keysweep/v1": f.fingerprint},
+        "properties": props,
+    }
+
+
+def sarif_document(findings: list[Finding], rules: list[Rule]) -> dict[str, Any]:
+    index = {r.id: i for i, r in enumerate(rules)}
+    return {
+        "$schema": SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "keysweep",
+                        "version": __version__,
+                        "informationUri": "https://github.com/keysweep/keysweep",
+                        "rules": [_rule(r) for r in rules],
+                    }
+                },
+                "results": [_result(f, index.get(f.rule_id, 0)) for f in findings],
+            }
+        ],
+    }
+
+
+def write_sarif(findings: list[Finding], rules: list[Rule], out: TextIO) -> None:
+    json.dump(sarif_document(findings, rules), out, indent=2, ensure_ascii=False)
+    out.write("\n")

@@ -1,0 +1,44 @@
+"""Human output: one small table per finding, then a summary and what to do next."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from scanner.findings import Finding
+from scanner.report.advice import ALLOW_HINT, next_step
+
+SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+def write_text(findings: list[Finding], out: TextIO, summary: str, show_secrets: bool = False,
+               color: bool | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, force_terminal=color, no_color=color is False, soft_wrap=True,
+                      highlight=False)
+    for f in findings:
+        table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 1))
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column()
+        style = SEVERITY_STYLE.get(f.severity, "")
+        table.add_row("rule", f"[{style}]{f.rule_id}[/] ({f.severity}) — {f.description}")
+        secret = f.secret.decode("utf-8", "replace") if show_secrets and f.secret else f.redacted
+        table.add_row("secret", secret)
+        loc = f.location
+        where = f"{loc.path or '<stdin>'}:{loc.line}" if loc.line else (loc.path or "<stdin>")
+        table.add_row("where", where)
+        if loc.commit:
+            table.add_row("commit", f"{loc.commit[:12]} {loc.author or ''} {loc.date or ''}".rstrip())
+        if f.occurrences > 1:
+            table.add_row("seen", f"{f.occurrences} times (first shown)")
+        if f.confidence != "high":
+            table.add_row("confidence", f"{f.confidence} (checksum did not verify)")
+        if f.expires_at is not None:
+            table.add_row("expires", "expired" if f.expired else f"at {f.expires_at} (unix time)")
+        table.add_row("next", next_step(f))
+        console.print(table)
+        console.print()
+    console.print(summary)
+    if findings:
+        console.print(f"[dim]{ALLOW_HINT}[/]")

@@ -1,0 +1,116 @@
+"""Remote repositories: validate the URL, clone safely into a temporary directory.
+
+Only ``https://`` and ``ssh://`` (or scp-style ``git@host:path``) URLs to hosts
+the user allows are cloned. The URL can never become a git option (it goes
+after ``--`` and may not start with ``-``), transport helpers (``ext::``,
+``fd::``) and local paths are refused, the clone is bare (no checkout, no
+hooks, no submodules, no filters), and credentials in the URL are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_ALLOWED_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "codeberg.org")
+SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^:\\]+)$")
+SAFE_PATH = re.compile(r"^[A-Za-z0-9._~/%+-]*$")
+
+
+class UnsafeURLError(ValueError):
+    pass
+
+
+class CloneError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class RemoteURL:
+    url: str  # as given to git
+    host: str  # host[:port]
+    display: str  # with any credentials removed
+
+
+def looks_like_url(target: str) -> bool:
+    return "://" in target or bool(SCP_LIKE.match(target))
+
+
+def parse_remote(url: str, allowed_hosts: tuple[str, ...] | list[str]) -> RemoteURL:
+    if not url or url.startswith("-"):
+        raise UnsafeURLError("a repository URL cannot start with '-'")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise UnsafeURLError("the repository URL contains spaces or control characters")
+    if "::" in url:
+        raise UnsafeURLError("transport helpers such as ext:: are not allowed")
+    allowed = {h.lower() for h in allowed_hosts}
+    scp = SCP_LIKE.match(url)
+    if scp:
+        host, path, display = scp["host"].lower(), scp["path"], f"{scp['user']}@{scp['host']}:{scp['path']}"
+    else:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "ssh"):
+            raise UnsafeURLError(f"only https:// and ssh:// URLs are cloned, not {parts.scheme or 'a local path'}")
+        if not parts.hostname:
+            raise UnsafeURLError("the URL has no host")
+        host = parts.hostname.lower() + (f":{parts.port}" if parts.port else "")
+        path = parts.path
+        if parts.query or parts.fragment:
+            raise UnsafeURLError("the URL must not carry a query or fragment")
+        display = f"{parts.scheme}://{host}{path}"
+    if not SAFE_PATH.match(path) or ".." in path.split("/"):
+        raise UnsafeURLError("the repository path has characters that are not allowed")
+    bare_host = host.split(":")[0]
+    if host not in allowed and bare_host not in allowed:
+        raise UnsafeURLError(
+            f"host {host} is not allowed; allow it with --allow-host {bare_host} "
+            "or allowed_hosts in .keysweep.toml"
+        )
+    return RemoteURL(url=url, host=host, display=display)
+
+
+@contextmanager
+def cloned(remote: RemoteURL, timeout: float = 1800) -> Iterator[Path]:
+    """A bare clone with every ref, removed afterwards whatever happens."""
+    import git  # GitPython
+
+    tmp = Path(tempfile.mkdtemp(prefix="keysweep-clone-"))
+    dest = tmp / "repo.git"
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_PROTOCOL_FROM_USER": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_LFS_SKIP_SMUDGE": "1",
+    }
+    try:
+        try:
+            git.Repo.clone_from(
+                remote.url,
+                dest,
+                multi_options=[
+                    "--bare",
+                    "--config=core.hooksPath=/dev/null",
+                    "--config=protocol.allow=never",
+                    "--config=protocol.https.allow=always",
+                    "--config=protocol.ssh.allow=always",
+                    "--config=core.fsmonitor=false",
+                ],
+                env={**os.environ, **env},
+                allow_unsafe_protocols=False,
+                allow_unsafe_options=False,
+                kill_after_timeout=timeout,
+            )
+        except git.GitCommandError as exc:
+            detail = (exc.stderr or "").strip().splitlines()
+            reason = (detail[-1] if detail else str(exc.status)).replace(remote.url, remote.display)
+            raise CloneError(f"cannot clone {remote.display}: {reason}") from None
+        yield dest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
