@@ -91,7 +91,7 @@ class PatchChunk:
         plus = data.find(b"\n+++ ", d, limit)
         if plus != -1:
             end = data.find(b"\n", plus + 1)
-            raw = data[plus + 5 : end]
+            raw = data[plus + 5 : end].rstrip(b"\t")  # git ends a path with spaces with a tab
             if raw == b"/dev/null":
                 return None
             path = unquote_path(raw)

@@ -1,0 +1,63 @@
+"""Test helpers: keys generated at run time (never committed), git repositories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from scanner.examples import expand
+
+
+def mg_live() -> str:
+    return expand("mg_live_{b64url:32}")
+
+
+def mg_test() -> str:
+    return expand("mg_test_{b64url:32}")
+
+
+def github_token() -> str:
+    return expand("ghp_{base62:30}{checksum}", "crc32_base62")
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ada Tester",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada Tester",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent-keysweep-home",
+}
+
+
+def git(repo: Path, *args: str, **kw: object) -> str:
+    env = {**os.environ, **GIT_ENV}
+    out = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                         env=env, **kw)  # type: ignore[call-overload]
+    return out.stdout.decode()
+
+
+class Repo:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        git(path, "init", "-q", "-b", "main")
+        self.n = 0
+
+    def write(self, rel: str, text: str | bytes) -> None:
+        p = self.path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(text.encode() if isinstance(text, str) else text)
+
+    def remove(self, rel: str) -> None:
+        (self.path / rel).unlink()
+
+    def commit(self, msg: str) -> str:
+        self.n += 1
+        date = f"2024-01-{self.n:02d}T12:00:00+00:00"
+        git(self.path, "add", "-A")
+        env = {**os.environ, **GIT_ENV, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+        subprocess.run(["git", "-C", str(self.path), "commit", "-q", "--allow-empty", "-m", msg],
+                       check=True, env=env)
+        return git(self.path, "rev-parse", "HEAD").strip()
