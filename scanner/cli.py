@@ -45,23 +45,48 @@ exit codes: 0 nothing found, 1 findings (see --exit-code), 2 error.
 
 
 def _add_scan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", nargs="?", default=".", metavar="PATH|URL|-",
-                   help="what to scan (default: the current directory)")
-    p.add_argument("--no-history", action="store_true",
-                   help="scan the files as they are, not the git history")
-    p.add_argument("--since", metavar="REV",
-                   help="only commits not reachable from REV (e.g. origin/main)")
-    p.add_argument("--config", type=Path, metavar="FILE",
-                   help="config file (default: .keysweep.toml or [tool.keysweep] in pyproject.toml)")
-    p.add_argument("--baseline", type=Path, metavar="FILE",
-                   help="leave out findings recorded in this baseline")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2, metavar="N",
-                   help="parallel git processes for history scans (default: CPU count)")
-    p.add_argument("--low-confidence", action="store_true",
-                   help="also report tokens whose checksum does not verify, as low confidence")
+    p.add_argument(
+        "target",
+        nargs="?",
+        default=".",
+        metavar="PATH|URL|-",
+        help="what to scan (default: the current directory)",
+    )
+    p.add_argument(
+        "--no-history", action="store_true", help="scan the files as they are, not the git history"
+    )
+    p.add_argument(
+        "--since", metavar="REV", help="only commits not reachable from REV (e.g. origin/main)"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="config file (default: .keysweep.toml or [tool.keysweep] in pyproject.toml)",
+    )
+    p.add_argument(
+        "--baseline", type=Path, metavar="FILE", help="leave out findings recorded in this baseline"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 2,
+        metavar="N",
+        help="parallel git processes for history scans (default: CPU count)",
+    )
+    p.add_argument(
+        "--low-confidence",
+        action="store_true",
+        help="also report tokens whose checksum does not verify, as low confidence",
+    )
     p.add_argument("--include-binary", action="store_true", help="scan binary files too")
-    p.add_argument("--allow-host", action="append", default=[], metavar="HOST",
-                   help="also allow cloning from HOST (repeatable)")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="also allow cloning from HOST (repeatable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -76,19 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     scan = sub.add_parser(
-        "scan", help="scan a repository's history, a directory, a URL or stdin",
+        "scan",
+        help="scan a repository's history, a directory, a URL or stdin",
         description="Scan for leaked keys and say what to do about each one.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SCAN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=SCAN_EPILOG,
     )
     _add_scan_args(scan)
-    scan.add_argument("--format", choices=("text", "json", "jsonl", "sarif"), default="text",
-                      help="report format (default: text)")
-    scan.add_argument("--output", "-o", type=Path, metavar="FILE",
-                      help="write the report here instead of stdout")
-    scan.add_argument("--show-secrets", action="store_true",
-                      help="print cleartext secrets (never do this in CI logs)")
-    scan.add_argument("--exit-code", type=int, default=EXIT_FOUND, metavar="N",
-                      help="exit code when something is found (default: 1)")
+    scan.add_argument(
+        "--format",
+        choices=("text", "json", "jsonl", "sarif"),
+        default="text",
+        help="report format (default: text)",
+    )
+    scan.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write the report here instead of stdout"
+    )
+    scan.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print cleartext secrets (never do this in CI logs)",
+    )
+    scan.add_argument(
+        "--exit-code",
+        type=int,
+        default=EXIT_FOUND,
+        metavar="N",
+        help="exit code when something is found (default: 1)",
+    )
 
     rules = sub.add_parser("rules", help="list the rules or test them against their examples")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
@@ -99,13 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--config", type=Path, metavar="FILE")
 
     base = sub.add_parser(
-        "baseline", help="record today's findings so later scans report only new ones",
+        "baseline",
+        help="record today's findings so later scans report only new ones",
     )
     base_sub = base.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
     bc = base_sub.add_parser("create", help="scan and write a baseline file (no secrets in it)")
     _add_scan_args(bc)
-    bc.add_argument("--output", "-o", type=Path, default=Path(".keysweep-baseline.json"),
-                    metavar="FILE", help="where to write it (default: .keysweep-baseline.json)")
+    bc.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=Path(".keysweep-baseline.json"),
+        metavar="FILE",
+        help="where to write it (default: .keysweep-baseline.json)",
+    )
     return parser
 
 
@@ -121,9 +168,14 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("[bold]history[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("commits"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-        transient=True, console=__import__("rich.console").console.Console(stderr=True),
+        TextColumn("[bold]history[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("commits"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        transient=True,
+        console=__import__("rich.console").console.Console(stderr=True),
     )
 
 
@@ -143,10 +195,14 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise FileNotFoundError(f"{target}: no such file or directory")
     config = load_config(args.config, root if root is not None else Path.cwd())
     engine = build_engine(config, args.low_confidence)
-    opts = ScanOptions(history=not args.no_history, since=args.since, jobs=max(1, args.jobs),
-                       low_confidence=args.low_confidence,
-                       baseline=getattr(args, "baseline", None),
-                       include_binary=args.include_binary)
+    opts = ScanOptions(
+        history=not args.no_history,
+        since=args.since,
+        jobs=max(1, args.jobs),
+        low_confidence=args.low_confidence,
+        baseline=getattr(args, "baseline", None),
+        include_binary=args.include_binary,
+    )
     if target == "-":
         frag = read_stdin(sys.stdin.buffer)
         return scan_fragments([frag], engine, config, opts, "<stdin>", "stdin"), engine.rules
@@ -167,7 +223,9 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             return scan_git(repo, engine, config, opts, display, progress=update)
 
     if is_url:
-        remote = parse_remote(target, [*DEFAULT_ALLOWED_HOSTS, *config.allowed_hosts, *args.allow_host])
+        remote = parse_remote(
+            target, [*DEFAULT_ALLOWED_HOSTS, *config.allowed_hosts, *args.allow_host]
+        )
         with cloned(remote) as repo:
             return history(repo, remote.display), engine.rules
     assert root is not None
@@ -186,11 +244,20 @@ def _summary(result) -> str:  # type: ignore[no-untyped-def]
     if result.mode == "stdin":
         what = "stdin"
     mb = result.bytes_scanned / 1e6
-    parts = [f"{n} finding{'s' if n != 1 else ''}" if n else "no leaks found",
-             f"{what}, {mb:,.1f} MB in {result.seconds:.2f}s"]
+    parts = [
+        f"{n} finding{'s' if n != 1 else ''}" if n else "no leaks found",
+        f"{what}, {mb:,.1f} MB in {result.seconds:.2f}s",
+    ]
     sk = result.skipped
-    skipped = [f"{v} {k}" for k, v in (("binary", sk.binary), ("too large", sk.too_large),
-                                       ("unreadable", sk.unreadable)) if v]
+    skipped = [
+        f"{v} {k}"
+        for k, v in (
+            ("binary", sk.binary),
+            ("too large", sk.too_large),
+            ("unreadable", sk.unreadable),
+        )
+        if v
+    ]
     if skipped:
         parts.append("skipped: " + ", ".join(skipped))
     if result.baselined:
@@ -201,7 +268,7 @@ def _summary(result) -> str:  # type: ignore[no-untyped-def]
 def _open_output(path: Path | None) -> TextIO:
     if path is None:
         return sys.stdout
-    return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller
+    return open(path, "w", encoding="utf-8")
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -245,10 +312,23 @@ def cmd_rules(args: argparse.Namespace) -> int:
     rules = load_rules(extra=config.rules, disabled=config.disabled_rules)
     if args.rules_command == "list":
         if args.format == "json":
-            print(json.dumps([{"id": r.id, "description": r.description, "owner": r.owner,
-                               "severity": r.severity, "prefixes": list(r.prefixes),
-                               "checksum": r.checksum, "pattern": r.source} for r in rules],
-                             indent=2))
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": r.id,
+                            "description": r.description,
+                            "owner": r.owner,
+                            "severity": r.severity,
+                            "prefixes": list(r.prefixes),
+                            "checksum": r.checksum,
+                            "pattern": r.source,
+                        }
+                        for r in rules
+                    ],
+                    indent=2,
+                )
+            )
             return EXIT_CLEAN
         from rich.console import Console
         from rich.table import Table
@@ -257,8 +337,15 @@ def cmd_rules(args: argparse.Namespace) -> int:
         for col in ("id", "owner", "severity", "prefixes", "checks", "description"):
             table.add_column(col)
         for r in rules:
-            checks = ", ".join(x for x in (r.checksum, r.validator,
-                                           f"entropy≥{r.min_entropy}" if r.min_entropy else None) if x)
+            checks = ", ".join(
+                x
+                for x in (
+                    r.checksum,
+                    r.validator,
+                    f"entropy≥{r.min_entropy}" if r.min_entropy else None,
+                )
+                if x
+            )
             table.add_row(r.id, r.owner, r.severity, " ".join(r.prefixes), checks, r.description)
         Console().print(table)
         return EXIT_CLEAN
@@ -269,8 +356,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"FAIL {r.rule_id} {r.kind} {r.template!r}: {r.detail}")
-    print(f"rules test: {len(results) - len(failed)} passed, {len(failed)} failed "
-          f"({len(rules)} rules)")
+    print(
+        f"rules test: {len(results) - len(failed)} passed, {len(failed)} failed "
+        f"({len(rules)} rules)"
+    )
     return EXIT_FOUND if failed else EXIT_CLEAN
 
 
@@ -280,8 +369,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     args.baseline = None
     result, _ = run_scan(args)
     write_baseline(args.output, result.findings)
-    print(f"keysweep: wrote {len(result.findings)} finding(s) to {args.output}; "
-          f"scan with --baseline {args.output} to leave them out", file=sys.stderr)
+    print(
+        f"keysweep: wrote {len(result.findings)} finding(s) to {args.output}; "
+        f"scan with --baseline {args.output} to leave them out",
+        file=sys.stderr,
+    )
     return EXIT_CLEAN
 
 
@@ -300,13 +392,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"scan": cmd_scan, "rules": cmd_rules, "baseline": cmd_baseline}
     try:
         return handlers[args.command](args)
-    except (ConfigError, RuleError, BaselineError, GitError, UnsafeURLError, CloneError,
-            FileNotFoundError) as exc:
+    except (
+        ConfigError,
+        RuleError,
+        BaselineError,
+        GitError,
+        UnsafeURLError,
+        CloneError,
+        FileNotFoundError,
+    ) as exc:
         return _error(str(exc).strip("'\""))
     except KeyboardInterrupt:
         return _error("interrupted")
     except BrokenPipeError:
         return EXIT_CLEAN if args.command != "scan" else EXIT_ERROR
+    except Exception as exc:  # a crash must never look like "findings" (1) or "clean" (0)
+        return _error(f"internal error: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

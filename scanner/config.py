@@ -43,8 +43,14 @@ def _list_of_str(d: dict[str, Any], key: str, origin: str) -> list[str]:
 
 
 def from_mapping(d: dict[str, Any], origin: str) -> Config:
-    known = {"disabled_rules", "exclude_paths", "allowlist_regexes", "allowed_hosts",
-             "max_file_size", "rules"}
+    known = {
+        "disabled_rules",
+        "exclude_paths",
+        "allowlist_regexes",
+        "allowed_hosts",
+        "max_file_size",
+        "rules",
+    }
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}")

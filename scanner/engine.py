@@ -128,7 +128,9 @@ class Engine:
             if m.end() >= hi - 1 and hi < size:
                 # The window cut the match short: look again with the real bytes after it.
                 longer = rule.pattern.match(
-                    data, m.start(), min(size, m.start() + rule.max_length + LOOKAHEAD_MARGIN * 4),
+                    data,
+                    m.start(),
+                    min(size, m.start() + rule.max_length + LOOKAHEAD_MARGIN * 4),
                     timeout=self.regex_timeout,
                 )
                 if longer is None:
@@ -176,7 +178,7 @@ class Engine:
             w = rule.companion.window
             c = rule.companion.pattern.search(data, max(0, start - w), min(len(data), end + w))
             if c is not None:
-                companion = c.group(c.re.groups and 1 or 0)
+                companion = c.group((c.re.groups and 1) or 0)
         return Match(rule, start, end, secret, confidence, expires_at, companion)
 
     def is_expired(self, match: Match) -> bool:

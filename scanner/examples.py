@@ -74,7 +74,9 @@ def expand(template: str, checksum: str | None = None) -> str:
             out.append(random_chars(ALPHABETS[kind], n))
         elif kind in ("checksum", "badchecksum"):
             if checksum is None:
-                raise ValueError(f"template {template!r} uses {{{kind}}} but the rule has no checksum")
+                raise ValueError(
+                    f"template {template!r} uses {{{kind}}} but the rule has no checksum"
+                )
             value = SCHEMES[checksum][1]("".join(out))
             if kind == "badchecksum":
                 first = value[0]

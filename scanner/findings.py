@@ -32,8 +32,14 @@ class Location:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "repo": self.repo, "commit": self.commit, "author": self.author,
-            "email": self.email, "date": self.date, "path": self.path, "line": self.line,
+            "kind": self.kind,
+            "repo": self.repo,
+            "commit": self.commit,
+            "author": self.author,
+            "email": self.email,
+            "date": self.date,
+            "path": self.path,
+            "line": self.line,
             "url": self.url,
         }
 

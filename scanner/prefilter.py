@@ -39,7 +39,10 @@ def collect_literals(rules: Sequence[Rule]) -> list[Literal]:
     by_key: dict[tuple[bytes, bool], list[int]] = {}
     for i, rule in enumerate(rules):
         for p in rule.prefixes:
-            key = (p.lower().encode() if rule.case_insensitive else p.encode(), rule.case_insensitive)
+            key = (
+                p.lower().encode() if rule.case_insensitive else p.encode(),
+                rule.case_insensitive,
+            )
             by_key.setdefault(key, []).append(i)
     return [Literal(t, c, tuple(sorted(set(ids)))) for (t, c), ids in by_key.items()]
 

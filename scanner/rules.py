@@ -85,9 +85,25 @@ def _strs(rule_id: str, name: str, value: Any) -> tuple[str, ...]:
 
 
 KNOWN_KEYS = {
-    "id", "description", "owner", "severity", "prefixes", "pattern", "secret_group",
-    "case_insensitive", "before", "max_length", "checksum", "min_entropy", "validator",
-    "context", "context_window", "companion", "positive", "negative", "tags",
+    "id",
+    "description",
+    "owner",
+    "severity",
+    "prefixes",
+    "pattern",
+    "secret_group",
+    "case_insensitive",
+    "before",
+    "max_length",
+    "checksum",
+    "min_entropy",
+    "validator",
+    "context",
+    "context_window",
+    "companion",
+    "positive",
+    "negative",
+    "tags",
 }
 
 
@@ -106,7 +122,9 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
         raise RuleError(f"rule {rule_id!r}: severity must be one of {SEVERITIES}")
     prefixes = _strs(rule_id, "prefixes", d.get("prefixes"))
     if not prefixes:
-        raise RuleError(f"rule {rule_id!r}: at least one prefix literal is needed for the prefilter")
+        raise RuleError(
+            f"rule {rule_id!r}: at least one prefix literal is needed for the prefilter"
+        )
     insensitive = bool(d.get("case_insensitive", False))
     pattern = _compile(rule_id, "pattern", d.get("pattern"), insensitive)
     group = d.get("secret_group", 1 if pattern.groups else 0)

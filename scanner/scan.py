@@ -46,8 +46,14 @@ class ScanResult:
     errors: list[str] = field(default_factory=list)
 
 
-def build_engine(config: Config, low_confidence: bool = False, rules: list[Rule] | None = None) -> Engine:
-    rules = rules if rules is not None else load_rules(extra=config.rules, disabled=config.disabled_rules)
+def build_engine(
+    config: Config, low_confidence: bool = False, rules: list[Rule] | None = None
+) -> Engine:
+    rules = (
+        rules
+        if rules is not None
+        else load_rules(extra=config.rules, disabled=config.disabled_rules)
+    )
     return Engine(
         rules,
         allowlist=Allowlist.from_strings(config.allowlist_regexes),
@@ -79,7 +85,9 @@ class Collector:
                 self.found.add(m, loc, order)
 
 
-def finish(result: ScanResult, collector: Collector, baseline: Path | None, started: float) -> ScanResult:
+def finish(
+    result: ScanResult, collector: Collector, baseline: Path | None, started: float
+) -> ScanResult:
     findings = collector.found.findings()
     if baseline is not None:
         known = load_baseline(baseline)
@@ -93,8 +101,13 @@ def finish(result: ScanResult, collector: Collector, baseline: Path | None, star
 
 
 def scan_fragments(
-    fragments: Iterable[Fragment], engine: Engine, config: Config, opts: ScanOptions,
-    target: str, mode: str, skipped: SkipCounts | None = None,
+    fragments: Iterable[Fragment],
+    engine: Engine,
+    config: Config,
+    opts: ScanOptions,
+    target: str,
+    mode: str,
+    skipped: SkipCounts | None = None,
 ) -> ScanResult:
     started = time.perf_counter()
     collector = Collector(engine, config.exclude_paths)
@@ -107,15 +120,24 @@ def scan_fragments(
 
 def scan_path(path: Path, engine: Engine, config: Config, opts: ScanOptions) -> ScanResult:
     skips = SkipCounts()
-    frags = iter_files(path, max_size=config.max_file_size, exclude=config.exclude_paths,
-                       include_binary=opts.include_binary, skips=skips)
+    frags = iter_files(
+        path,
+        max_size=config.max_file_size,
+        exclude=config.exclude_paths,
+        include_binary=opts.include_binary,
+        skips=skips,
+    )
     result = scan_fragments(frags, engine, config, opts, str(path), "files", skips)
     result.errors.extend(skips.errors)
     return result
 
 
 def scan_git(
-    repo: Path, engine: Engine, config: Config, opts: ScanOptions, display: str | None = None,
+    repo: Path,
+    engine: Engine,
+    config: Config,
+    opts: ScanOptions,
+    display: str | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> ScanResult:
     """Full history of ``repo``. ``progress(commits_done, commits_total, bytes)``."""
@@ -136,6 +158,13 @@ def scan_git(
                 totals["done"] += chunk.data.count(b"\n\x1e")  # type: ignore[attr-defined]
                 progress(totals["done"], totals["total"], collector.bytes)
 
-    result.commits = scan_history(repo, display or str(repo), on_chunk, since=opts.since,
-                                  jobs=opts.jobs, errors=result.errors, on_total=on_total)
+    result.commits = scan_history(
+        repo,
+        display or str(repo),
+        on_chunk,
+        since=opts.since,
+        jobs=opts.jobs,
+        errors=result.errors,
+        on_total=on_total,
+    )
     return finish(result, collector, opts.baseline, started)

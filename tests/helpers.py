@@ -33,8 +33,9 @@ GIT_ENV = {
 
 def git(repo: Path, *args: str, **kw: object) -> str:
     env = {**os.environ, **GIT_ENV}
-    out = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                         env=env, **kw)  # type: ignore[call-overload]
+    out = subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, env=env, **kw
+    )  # type: ignore[call-overload]
     return out.stdout.decode()
 
 
@@ -58,6 +59,9 @@ class Repo:
         date = f"2024-01-{self.n:02d}T12:00:00+00:00"
         git(self.path, "add", "-A")
         env = {**os.environ, **GIT_ENV, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
-        subprocess.run(["git", "-C", str(self.path), "commit", "-q", "--allow-empty", "-m", msg],
-                       check=True, env=env)
+        subprocess.run(
+            ["git", "-C", str(self.path), "commit", "-q", "--allow-empty", "-m", msg],
+            check=True,
+            env=env,
+        )
         return git(self.path, "rev-parse", "HEAD").strip()

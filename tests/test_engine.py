@@ -58,7 +58,7 @@ def test_ten_megabytes_of_prefix_is_one_bounded_window(engine: Engine) -> None:
 
 
 def test_near_miss_prefixes_produce_nothing(engine: Engine) -> None:
-    data = (b"mg_livex mg_live mg-live_ mg_tst_ ghp_ gho_short AKIA " * 200_000)
+    data = b"mg_livex mg_live mg-live_ mg_tst_ ghp_ gho_short AKIA " * 200_000
     assert engine.scan(data) == []
 
 
@@ -81,9 +81,15 @@ def test_key_at_window_edge_after_long_run(engine: Engine) -> None:
     assert engine.scan(f"mg_live_{body64}x".encode()) == []
 
 
-@pytest.mark.parametrize("marker", [
-    "keysweep:allow", "gitleaks:allow", "pragma: allowlist secret", "trufflehog:ignore",
-])
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "keysweep:allow",
+        "gitleaks:allow",
+        "pragma: allowlist secret",
+        "trufflehog:ignore",
+    ],
+)
 def test_inline_allow_comments(engine: Engine, marker: str) -> None:
     key = mg_live()
     assert engine.scan(f"KEY = '{key}'  # {marker}\n".encode()) == []
@@ -109,10 +115,16 @@ def test_placeholders_are_not_findings(engine: Engine) -> None:
 def test_catastrophic_pattern_times_out_and_the_scan_goes_on() -> None:
     from scanner.rules import rule_from_dict
 
-    evil = rule_from_dict({
-        "id": "evil", "prefixes": ["aaaa"], "pattern": "(?:aa|a)+[a-z]\\d", "max_length": 60,
-        "positive": [], "negative": [],
-    })
+    evil = rule_from_dict(
+        {
+            "id": "evil",
+            "prefixes": ["aaaa"],
+            "pattern": "(?:aa|a)+[a-z]\\d",
+            "max_length": 60,
+            "positive": [],
+            "negative": [],
+        }
+    )
     eng = Engine([*RULES, evil], regex_timeout=0.05)
     key = mg_live()
     data = ("a" * 40 + "\n" + key + "\n").encode()

@@ -23,16 +23,16 @@ def history(tmp_path: Path) -> dict:
     live, test, gh, late = mg_live(), mg_test(), github_token(), mg_live()
     r.write("README.md", "# demo\n")
     c1 = r.commit("init")
-    r.write("app/settings.py", "DEBUG = True\nNAME = 'x'\nAPI_KEY = '%s'\n" % live)
+    r.write("app/settings.py", f"DEBUG = True\nNAME = 'x'\nAPI_KEY = '{live}'\n")
     c2 = r.commit("add settings with a key")
     # The key moves to another file, its old line goes away.
     r.write("app/settings.py", "DEBUG = True\nNAME = 'x'\n")
     r.write("conf/keys.env", "\n".join(["# keys", "", "", "", f"MG={live}", ""]))
     c3 = r.commit("move key to env file")
-    r.write("odd dir/ünïcode \"q\".txt", "one\ntwo\n" + f"token={gh}\n")
+    r.write('odd dir/ünïcode "q".txt', "one\ntwo\n" + f"token={gh}\n")
     c4 = r.commit("weird path")
     # Deleted again: still leaked in history.
-    r.remove("odd dir/ünïcode \"q\".txt")
+    r.remove('odd dir/ünïcode "q".txt')
     c5 = r.commit("remove token")
     git(r.path, "checkout", "-q", "-b", "feature")
     r.write("feature.yaml", "a: 1\n" * 7 + f"key: {test}\n")
@@ -40,8 +40,14 @@ def history(tmp_path: Path) -> dict:
     git(r.path, "checkout", "-q", "main")
     r.write("late.txt", f"{late}\n")
     c7 = r.commit("late key")
-    return {"repo": r.path, "live": live, "test": test, "gh": gh, "late": late,
-            "commits": [c1, c2, c3, c4, c5, c6, c7]}
+    return {
+        "repo": r.path,
+        "live": live,
+        "test": test,
+        "gh": gh,
+        "late": late,
+        "commits": [c1, c2, c3, c4, c5, c6, c7],
+    }
 
 
 def by_secret(result) -> dict:  # type: ignore[no-untyped-def]
@@ -57,17 +63,31 @@ def test_every_finding_has_commit_path_line(history: dict, jobs: int) -> None:
     assert result.commits == 7
 
     live = found[history["live"]]
-    assert (live.location.commit, live.location.path, live.location.line) == (c[1], "app/settings.py", 3)
+    assert (live.location.commit, live.location.path, live.location.line) == (
+        c[1],
+        "app/settings.py",
+        3,
+    )
     assert live.occurrences == 2
     assert [(loc.commit, loc.path, loc.line) for loc in live.locations] == [
-        (c[1], "app/settings.py", 3), (c[2], "conf/keys.env", 5)]
+        (c[1], "app/settings.py", 3),
+        (c[2], "conf/keys.env", 5),
+    ]
     assert live.location.author == "Ada Tester" and live.location.email == "ada@example.com"
     assert live.location.date == "2024-01-02T12:00:00+00:00"
 
     gh = found[history["gh"]]
-    assert (gh.location.commit, gh.location.path, gh.location.line) == (c[3], 'odd dir/ünïcode "q".txt', 3)
+    assert (gh.location.commit, gh.location.path, gh.location.line) == (
+        c[3],
+        'odd dir/ünïcode "q".txt',
+        3,
+    )
     test = found[history["test"]]
-    assert (test.location.commit, test.location.path, test.location.line) == (c[5], "feature.yaml", 8)
+    assert (test.location.commit, test.location.path, test.location.line) == (
+        c[5],
+        "feature.yaml",
+        8,
+    )
     late = found[history["late"]]
     assert (late.location.commit, late.location.path, late.location.line) == (c[6], "late.txt", 1)
 
@@ -86,7 +106,9 @@ def test_since_limits_to_new_commits(history: dict) -> None:
     assert result.commits == 2
 
 
-def test_tiny_blocks_split_commits_and_keep_lines(history: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_blocks_split_commits_and_keep_lines(
+    history: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Force chunks to be cut inside commits, files and hunks: locations must not move."""
     r = Repo(history["repo"].parent / "big")
     keys = [mg_live() for _ in range(12)]
@@ -102,7 +124,8 @@ def test_tiny_blocks_split_commits_and_keep_lines(history: dict, monkeypatch: py
     monkeypatch.setattr(git_history, "MAX_CHUNK", 8192)
     found = by_secret(scan(r.path, jobs=1))
     assert {k: (f.location.line, f.location.commit, f.location.path) for k, f in found.items()} == {
-        k: (line, sha, "big.py") for k, line in expected.items()}
+        k: (line, sha, "big.py") for k, line in expected.items()
+    }
 
 
 def test_binary_files_in_history_are_skipped(tmp_path: Path) -> None:

@@ -10,13 +10,19 @@ from scanner.report.advice import ALLOW_HINT, next_step
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
-def write_text(findings: list[Finding], out: TextIO, summary: str, show_secrets: bool = False,
-               color: bool | None = None) -> None:
+def write_text(
+    findings: list[Finding],
+    out: TextIO,
+    summary: str,
+    show_secrets: bool = False,
+    color: bool | None = None,
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, force_terminal=color, no_color=color is False, soft_wrap=True,
-                      highlight=False)
+    console = Console(
+        file=out, force_terminal=color, no_color=color is False, soft_wrap=True, highlight=False
+    )
     for f in findings:
         table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 1))
         table.add_column(style="dim", no_wrap=True)
@@ -29,7 +35,9 @@ def write_text(findings: list[Finding], out: TextIO, summary: str, show_secrets:
         where = f"{loc.path or '<stdin>'}:{loc.line}" if loc.line else (loc.path or "<stdin>")
         table.add_row("where", where)
         if loc.commit:
-            table.add_row("commit", f"{loc.commit[:12]} {loc.author or ''} {loc.date or ''}".rstrip())
+            table.add_row(
+                "commit", f"{loc.commit[:12]} {loc.author or ''} {loc.date or ''}".rstrip()
+            )
         if f.occurrences > 1:
             table.add_row("seen", f"{f.occurrences} times (first shown)")
         if f.confidence != "high":

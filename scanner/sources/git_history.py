@@ -51,8 +51,17 @@ def unquote_path(raw: bytes) -> str:
     body = raw[1:-1] if raw.endswith(b'"') else raw[1:]
     out = bytearray()
     i = 0
-    escapes = {ord("n"): 10, ord("t"): 9, ord('"'): 34, ord("\\"): 92, ord("a"): 7,
-               ord("b"): 8, ord("f"): 12, ord("r"): 13, ord("v"): 11}
+    escapes = {
+        ord("n"): 10,
+        ord("t"): 9,
+        ord('"'): 34,
+        ord("\\"): 92,
+        ord("a"): 7,
+        ord("b"): 8,
+        ord("f"): 12,
+        ord("r"): 13,
+        ord("v"): 11,
+    }
     while i < len(body):
         c = body[i]
         if c == 92 and i + 1 < len(body):
@@ -141,8 +150,16 @@ class PatchChunk:
         if header:
             parts = header.decode("utf-8", "replace").split("\x1f")
             sha, name, email, date = (parts + [None] * 4)[:4]
-        loc = Location(kind="git", path=path, line=line, repo=self.repo, commit=sha,
-                       author=name, email=email, date=date)
+        loc = Location(
+            kind="git",
+            path=path,
+            line=line,
+            repo=self.repo,
+            commit=sha,
+            author=name,
+            email=email,
+            date=date,
+        )
         return loc, -index  # rev-list lists newest first: the oldest has the lowest key
 
     def carry_at_end(self) -> Carry:
@@ -171,7 +188,9 @@ class PatchChunk:
 def _git(repo: Path, *args: str) -> str:
     try:
         out = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, check=False,
+            ["git", "-C", str(repo), *args],
+            capture_output=True,
+            check=False,
             env={**os.environ, **GIT_ENV},
         )
     except FileNotFoundError:
@@ -210,15 +229,43 @@ def count_commits(repo: Path, since: str | None) -> int:
 def _pipeline(repo: Path, since: str | None, skip: int, count: int) -> tuple[Any, Any]:
     env = {**os.environ, **GIT_ENV}
     rev = subprocess.Popen(
-        ["git", "-C", str(repo), "rev-list", *revision_args(since), f"--skip={skip}",
-         f"--max-count={count}"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        [
+            "git",
+            "-C",
+            str(repo),
+            "rev-list",
+            *revision_args(since),
+            f"--skip={skip}",
+            f"--max-count={count}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     diff = subprocess.Popen(
-        ["git", "-C", str(repo), "-c", "core.quotepath=false", "diff-tree", "--stdin", "-r",
-         "-p", "-U0", "--root", "--no-renames", "--diff-filter=d", "--no-ext-diff",
-         "--no-textconv", "--ignore-submodules", COMMIT_FORMAT],
-        stdin=rev.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "core.quotepath=false",
+            "diff-tree",
+            "--stdin",
+            "-r",
+            "-p",
+            "-U0",
+            "--root",
+            "--no-renames",
+            "--diff-filter=d",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--ignore-submodules",
+            COMMIT_FORMAT,
+        ],
+        stdin=rev.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     assert rev.stdout is not None
     rev.stdout.close()  # diff-tree owns it now
@@ -236,7 +283,11 @@ def _split(buf: bytes) -> int:
 
 
 def iter_slice_chunks(
-    repo: Path, repo_name: str, since: str | None, skip: int, count: int,
+    repo: Path,
+    repo_name: str,
+    since: str | None,
+    skip: int,
+    count: int,
     errors: list[str],
 ) -> Iterator[PatchChunk]:
     rev, diff = _pipeline(repo, since, skip, count)
@@ -265,7 +316,9 @@ def iter_slice_chunks(
                 index += data.count(b"\n" + RS)
                 pending = pending[cut:]
                 # A chunk starting at a commit boundary needs no carried state.
-                carry = None if pending.startswith(b"\n" + RS) or not pending else chunk.carry_at_end()
+                carry = (
+                    None if pending.startswith(b"\n" + RS) or not pending else chunk.carry_at_end()
+                )
                 if pending.startswith(b"\n"):
                     pending = pending[1:]
                 yield chunk

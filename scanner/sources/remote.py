@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 DEFAULT_ALLOWED_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "codeberg.org")
 SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^:\\]+)$")
+SAFE_USER = re.compile(r"^[A-Za-z0-9._~%+][A-Za-z0-9._~%+:-]*$")
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._~/%+-]*$")
 
 
@@ -53,13 +54,21 @@ def parse_remote(url: str, allowed_hosts: tuple[str, ...] | list[str]) -> Remote
     allowed = {h.lower() for h in allowed_hosts}
     scp = SCP_LIKE.match(url)
     if scp:
-        host, path, display = scp["host"].lower(), scp["path"], f"{scp['user']}@{scp['host']}:{scp['path']}"
+        host, path, display = (
+            scp["host"].lower(),
+            scp["path"],
+            f"{scp['user']}@{scp['host']}:{scp['path']}",
+        )
     else:
         parts = urlsplit(url)
         if parts.scheme not in ("https", "ssh"):
-            raise UnsafeURLError(f"only https:// and ssh:// URLs are cloned, not {parts.scheme or 'a local path'}")
+            raise UnsafeURLError(
+                f"only https:// and ssh:// URLs are cloned, not {parts.scheme or 'a local path'}"
+            )
         if not parts.hostname:
             raise UnsafeURLError("the URL has no host")
+        if parts.username is not None and not SAFE_USER.match(parts.username):
+            raise UnsafeURLError("the URL's user name has characters that are not allowed")
         host = parts.hostname.lower() + (f":{parts.port}" if parts.port else "")
         path = parts.path
         if parts.query or parts.fragment:
@@ -83,25 +92,31 @@ def cloned(remote: RemoteURL, timeout: float = 1800) -> Iterator[Path]:
 
     tmp = Path(tempfile.mkdtemp(prefix="keysweep-clone-"))
     dest = tmp / "repo.git"
+    # Safety settings go through GIT_CONFIG_* (GitPython rightly refuses -c/--config
+    # options): no hooks, only https/ssh transports, no fsmonitor command.
+    settings = {
+        "core.hooksPath": os.devnull,
+        "protocol.allow": "never",
+        "protocol.https.allow": "always",
+        "protocol.ssh.allow": "always",
+        "core.fsmonitor": "false",
+    }
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_PROTOCOL_FROM_USER": "0",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_LFS_SKIP_SMUDGE": "1",
+        "GIT_CONFIG_COUNT": str(len(settings)),
     }
+    for i, (key, value) in enumerate(settings.items()):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
     try:
         try:
             git.Repo.clone_from(
                 remote.url,
                 dest,
-                multi_options=[
-                    "--bare",
-                    "--config=core.hooksPath=/dev/null",
-                    "--config=protocol.allow=never",
-                    "--config=protocol.https.allow=always",
-                    "--config=protocol.ssh.allow=always",
-                    "--config=core.fsmonitor=false",
-                ],
+                multi_options=["--bare"],
                 env={**os.environ, **env},
                 allow_unsafe_protocols=False,
                 allow_unsafe_options=False,
