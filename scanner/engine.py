@@ -78,10 +78,12 @@ def line_bounds(data: bytes, start: int, end: int) -> tuple[int, int]:
     return lo, (hi if hi != -1 else min(len(data), end + ALLOW_CONTEXT))
 
 
+ALLOW_RE = regex.compile(b"|".join(regex.escape(m) for m in ALLOW_MARKERS))
+
+
 def has_allow_marker(data: bytes, start: int, end: int) -> bool:
     lo, hi = line_bounds(data, start, end)
-    line = data[lo:hi]
-    return any(m in line for m in ALLOW_MARKERS)
+    return ALLOW_RE.search(data, lo, hi) is not None
 
 
 class Engine:

@@ -1,0 +1,89 @@
+"""History scan: keysweep beside `git log -p -U0` alone (the floor) and the peers.
+
+Runs each command on the same repository, on this machine, in one run, and
+prints wall time (best of N) and peak memory (max RSS of the process tree
+leader), with ratios to gitleaks and to the floor.
+
+Usage: python bench/history.py [REPO] [--runs 3]
+Without REPO, builds the real-history corpus with bench/corpus.py first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_CORPUS = Path(os.environ.get("KEYSWEEP_BENCH_DIR", "/tmp/ks-bench")) / "corpus-repo"
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MB, exit code) of one run, output discarded."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def tool(name: str) -> str | None:
+    return shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("repo", nargs="?", type=Path)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    repo = args.repo
+    if repo is None:
+        repo = DEFAULT_CORPUS
+        subprocess.run([sys.executable, str(HERE / "corpus.py"), "--out", str(repo)], check=True)
+    repo = repo.resolve()
+    commits = subprocess.run(["git", "-C", str(repo), "rev-list", "--all", "--count"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    log_mb = int(subprocess.run(f"git -C '{repo}' log -p -U0 --all --full-history | wc -c",
+                                shell=True, capture_output=True, text=True).stdout) / 1e6
+    print(f"history benchmark: {repo} ({commits} commits, git log -p -U0 = {log_mb:.0f} MB), "
+          f"{os.cpu_count()} cores, best of {args.runs}")
+    cmds: dict[str, list[str]] = {
+        "floor: git log -p -U0": ["git", "-C", str(repo), "log", "-p", "-U0", "--all",
+                                  "--full-history"],
+        "keysweep scan": [tool("keysweep") or "keysweep", "scan", str(repo), "--format", "json",
+                          "--output", os.devnull, "--no-progress"],
+    }
+    if gl := tool("gitleaks"):
+        cmds["gitleaks git"] = [gl, "git", str(repo), "--no-banner", "--report-path", os.devnull,
+                                "--report-format", "json", "--exit-code", "0"]
+    if kf := tool("kingfisher"):
+        cmds["kingfisher scan"] = [kf, "scan", str(repo), "--no-validate", "--format", "json",
+                                   "--output", os.devnull, "--no-update-check"]
+    results: dict[str, tuple[float, float]] = {}
+    for name, cmd in cmds.items():
+        best = (float("inf"), 0.0)
+        for _ in range(args.runs):
+            wall, rss, code = timed(cmd)
+            if code not in (0, 1):
+                print(f"  {name}: exit {code} ({' '.join(cmd)})")
+            best = min(best, (wall, rss))
+        results[name] = best
+    ks = results["keysweep scan"][0]
+    floor = results["floor: git log -p -U0"][0]
+    print(f"{'':24} {'wall s':>8} {'peak MB':>8} {'keysweep / it':>14}")
+    for name, (wall, rss) in results.items():
+        print(f"{name:24} {wall:8.2f} {rss:8.0f} {ks / wall:14.2f}")
+    if "gitleaks git" in results:
+        ratio = ks / results["gitleaks git"][0]
+        print(f"target: keysweep <= 0.5 x gitleaks wall time -> {ratio:.2f} "
+              f"({'met' if ratio <= 0.5 else 'NOT met'})")
+    print(f"target: peak memory <= 150 MB -> {results['keysweep scan'][1]:.0f} MB; "
+          f"keysweep / floor = {ks / floor:.2f}")
+
+
+if __name__ == "__main__":
+    main()
