@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 DEFAULT_PACKAGE = "celery"
 DEFAULT_CACHE = Path("~/.cache/keysweep-bench")
@@ -231,7 +231,7 @@ def iter_zip(path: Path) -> Iterator[tuple[str, bytes, bool]]:
 def clean_path(name: str) -> str | None:
     """Normalise an archive member name; reject absolute or parent-escaping paths."""
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or parts[-1] == ".git" or ".git" in parts[:-1]:
+    if not parts or ".." in parts or ".git" in parts:
         return None
     return "/".join(parts)
 
@@ -285,7 +285,7 @@ def quote_path(path: str) -> str:
     return path
 
 
-def write_data(stream: BinaryIO, payload: bytes) -> None:
+def write_data(stream: IO[bytes], payload: bytes) -> None:
     """Write a fast-import ``data`` block."""
     stream.write(b"data %d\n" % len(payload))
     stream.write(payload)
@@ -301,9 +301,7 @@ def commit_message(package: str, version: str, group: list[str], part: int, part
     return f"{subject}\n\nPart {part} of {parts} of release {version}.\n\nFiles:\n{body}\n"
 
 
-def write_commit(
-    stream: BinaryIO, mark: int, message: str, tree: Tree, group: list[str]
-) -> None:
+def write_commit(stream: IO[bytes], mark: int, message: str, tree: Tree, group: list[str]) -> None:
     """Emit one fast-import commit that brings ``group`` to its state in ``tree``."""
     name, email = AUTHORS[mark % len(AUTHORS)]
     when = BASE_TIMESTAMP + mark * SECONDS_PER_COMMIT
@@ -322,7 +320,7 @@ def write_commit(
     stream.write(b"\n")
 
 
-def write_releases(stream: BinaryIO, releases: list[Release]) -> BuildResult:
+def write_releases(stream: IO[bytes], releases: list[Release]) -> BuildResult:
     """Stream every release into fast-import as small commits plus one tag per release."""
     previous: dict[str, str] = {}
     mark = 0
@@ -330,7 +328,8 @@ def write_releases(stream: BinaryIO, releases: list[Release]) -> BuildResult:
     for release in releases:
         tree = read_tree(release.archive)
         digests = digest_tree(tree)
-        groups = group_paths(changed_paths(previous, digests), f"{release.package}-{release.version}")
+        seed = f"{release.package}-{release.version}"
+        groups = group_paths(changed_paths(previous, digests), seed)
         for part, group in enumerate(groups, start=1):
             mark += 1
             message = commit_message(release.package, release.version, group, part, len(groups))
@@ -376,9 +375,20 @@ def build_repo(repo: Path, releases: list[Release]) -> BuildResult:
 def read_marker(repo: Path) -> dict[str, object] | None:
     """Return the completion marker of a previously built corpus, if any."""
     try:
-        return json.loads((repo / ".git" / MARKER_NAME).read_text(encoding="utf-8"))
+        marker = json.loads((repo / ".git" / MARKER_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return marker if isinstance(marker, dict) else None
+
+
+def result_from_marker(marker: dict[str, object]) -> BuildResult:
+    """Rebuild the summary of a finished build from its marker."""
+    versions = marker.get("versions")
+    return BuildResult(
+        commits=int(str(marker.get("commits"))),
+        versions=[str(v) for v in versions] if isinstance(versions, list) else [],
+        head=str(marker.get("head")),
+    )
 
 
 def marker_matches(marker: dict[str, object] | None, package: str, limit: int | None) -> bool:
@@ -450,9 +460,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="repository to build")
     parser.add_argument("--package", default=DEFAULT_PACKAGE, help="PyPI package to replay")
-    parser.add_argument(
-        "--versions", type=int, default=None, help="use only the N oldest releases"
-    )
+    parser.add_argument("--versions", type=int, default=None, help="use only the N oldest releases")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="sdist cache dir")
     parser.add_argument("--jobs", type=int, default=4, help="parallel pip downloads")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
@@ -468,16 +476,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.force and marker_matches(marker, args.package, args.versions):
         assert marker is not None
         log(f"reusing complete corpus at {out}")
-        commits, versions, head = marker["commits"], marker["versions"], marker["head"]
+        result = result_from_marker(marker)
     else:
         result = build(out, args.package, args.versions, args.cache, args.jobs)
-        commits, versions, head = result.commits, result.versions, result.head
     elapsed = time.monotonic() - start
     size, log_seconds = measure_log(out)
     print(f"corpus:       {out}")
-    print(f"package:      {args.package} ({len(versions)} versions)")  # type: ignore[arg-type]
-    print(f"commits:      {commits}")
-    print(f"head:         {head}")
+    print(f"package:      {args.package} ({len(result.versions)} versions)")
+    print(f"commits:      {result.commits}")
+    print(f"head:         {result.head}")
     print(f"git log size: {size / 1e6:.1f} MB (git log -p -U0 --all, {log_seconds:.1f} s)")
     print(f"build time:   {elapsed:.1f} s")
     return 0

@@ -27,9 +27,9 @@ import regex
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scanner.engine import Engine  # noqa: E402
-from scanner.examples import expand  # noqa: E402
-from scanner.rules import load_rules  # noqa: E402
+from scanner.engine import Engine
+from scanner.examples import expand
+from scanner.rules import load_rules
 
 BLOCK = 4 * 1024 * 1024
 
@@ -67,7 +67,9 @@ def throughput(scan: Callable[[bytes], object], data: bytes, repeat: int = 3) ->
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--mb", type=int, default=64, help="corpus size in MB (default 64)")
     args = ap.parse_args()
     rules = load_rules()
@@ -81,7 +83,9 @@ def main() -> None:
     regex_alt = regex.compile(b"|".join(regex.escape(lit.encode()) for lit in literals))
 
     print(f"engine benchmark: {len(rules)} rules, {len(literals)} prefix literals, one core")
-    print(f"no-key corpus: {len(clean) / 1e6:.0f} MB of real Python source ({found} findings in 8 MB)")
+    print(
+        f"no-key corpus: {len(clean) / 1e6:.0f} MB of real Python source ({found} findings in 8 MB)"
+    )
     rows = [
         ("keysweep (hyperscan prefilter)", lambda d: hs.scan(d)),
         ("keysweep (pure-Python prefilter)", lambda d: py.scan(d)),
@@ -98,8 +102,10 @@ def main() -> None:
         print(f"{name:36} {a:13,.0f} {b:15,.0f}", end="")
         print(f" {a / base:6.1f}x" if base else "")
     hs_rate = throughput(lambda d: hs.scan(d), clean)
-    print(f"target: >= 1000 MB/s per core on text with no keys -> {hs_rate:,.0f} MB/s "
-          f"({'met' if hs_rate >= 1000 else 'NOT met'})")
+    print(
+        f"target: >= 1000 MB/s per core on text with no keys -> {hs_rate:,.0f} MB/s "
+        f"({'met' if hs_rate >= 1000 else 'NOT met'})"
+    )
     dense_keys = -(-len(clean) // 4096)
     n = len(hs.scan(dense))
     print(f"key-dense corpus: {len(dense) / 1e6:.0f} MB, {dense_keys} planted keys, {n} matched")
