@@ -178,9 +178,15 @@ class Engine:
         companion = None
         if rule.companion is not None:
             w = rule.companion.window
-            c = rule.companion.pattern.search(data, max(0, start - w), min(len(data), end + w))
-            if c is not None:
-                companion = c.group((c.re.groups and 1) or 0)
+            near = rule.companion.pattern.finditer(
+                data, max(0, start - w), min(len(data), end + w), timeout=self.regex_timeout
+            )
+            # The nearest one: in a file with several profiles, the key's own secret.
+            best = min(
+                near, key=lambda c: min(abs(c.start() - end), abs(start - c.end())), default=None
+            )
+            if best is not None:
+                companion = best.group(1 if best.re.groups else 0)
         return Match(rule, start, end, secret, confidence, expires_at, companion)
 
     def is_expired(self, match: Match) -> bool:

@@ -46,7 +46,7 @@ def random_chars(alphabet: str, n: int) -> str:
     """Random characters that are not all alike (a real key never is)."""
     while True:
         s = "".join(secrets.choice(alphabet) for _ in range(n))
-        if n < 4 or len(set(s)) > n // 4:
+        if n < 4 or len(set(s)) > min(n // 4, len(alphabet) // 2):
             return s
 
 

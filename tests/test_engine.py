@@ -152,3 +152,16 @@ def test_engines_agree_on_keys() -> None:
     hs = [(m.rule.id, m.start, m.secret) for m in Engine(RULES, prefilter="hyperscan").scan(data)]
     py = [(m.rule.id, m.start, m.secret) for m in Engine(RULES, prefilter="python").scan(data)]
     assert hs == py and len(hs) == 60
+
+
+def test_aws_companion_is_the_nearest_secret(engine: Engine) -> None:
+    from scanner.examples import expand
+
+    ids_ = [expand("AKIA{upper32:16}") for _ in range(2)]
+    secrets = [expand("{b64:40}") for _ in range(2)]
+    text = "".join(
+        f"[profile{i}]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n\n"
+        for i, (k, s) in enumerate(zip(ids_, secrets, strict=True))
+    )
+    found = {m.secret.decode(): m.companion for m in engine.scan(text.encode())}
+    assert found == {ids_[0]: secrets[0].encode(), ids_[1]: secrets[1].encode()}
