@@ -55,9 +55,9 @@ def sha256_hex(secret: bytes) -> str:
 def redact(secret: bytes, prefixes: tuple[str, ...]) -> str:
     """The known prefix plus at most 8 characters (fewer for short secrets)."""
     text = secret.decode("utf-8", "replace")
+    if text.startswith("-----BEGIN"):
+        return text.split("\n", 1)[0].rstrip("\r") + "…"  # the armour line names the kind only
     prefix = next((p for p in prefixes if text.lower().startswith(p.lower())), "")
-    if prefix and prefix.startswith("-----BEGIN"):
-        return text.split("\n", 1)[0].rstrip("\r") + "…"
     body = text[len(prefix) :]
     shown = min(8, len(body) // 4)
     return text[: len(prefix) + shown] + "…"

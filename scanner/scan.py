@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scanner.baseline import load_baseline
@@ -80,6 +80,9 @@ class Collector:
                 if located is None:
                     continue
                 loc, order = located
+                clean = fragment.clean_secret(m.secret)
+                if clean is not m.secret:
+                    m = replace(m, secret=clean)
                 if loc.path and self.exclude and excluded(loc.path, self.exclude):
                     continue
                 self.found.add(m, loc, order)

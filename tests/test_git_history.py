@@ -152,3 +152,22 @@ def test_empty_repository(tmp_path: Path) -> None:
 def test_unquote_path() -> None:
     assert git_history.unquote_path(b'"a\\tb\\"c\\303\\274"') == 'a\tb"cü'
     assert git_history.unquote_path(b"plain/path.txt") == "plain/path.txt"
+
+
+def test_private_key_in_history_and_in_files_is_one_secret(tmp_path: Path) -> None:
+    from scanner.examples import expand
+    from scanner.scan import scan_path
+
+    pem = expand(
+        "-----BEGIN RSA PRIVATE KEY-----\n{b64:64}\n{b64:64}\n{b64:20}==\n"
+        "-----END RSA PRIVATE KEY-----\n"
+    )
+    r = Repo(tmp_path / "pem")
+    r.write("keys/server.key", pem)
+    r.commit("add key")
+    (hist,) = scan(r.path).findings
+    (files,) = scan_path(r.path, build_engine(Config()), Config(), ScanOptions()).findings
+    assert hist.secret_sha256 == files.secret_sha256
+    assert hist.secret == pem.rstrip("\n").encode()
+    assert hist.redacted == "-----BEGIN RSA PRIVATE KEY-----…"
+    assert (hist.location.path, hist.location.line) == ("keys/server.key", 1)

@@ -17,6 +17,10 @@ class Fragment(Protocol):
         when the bytes there are not content to report (e.g. a removed line)."""
         ...
 
+    def clean_secret(self, secret: bytes) -> bytes:
+        """The secret as it stands in the file (a patch prefixes each line with '+')."""
+        ...
+
 
 class LineCounter:
     """Offset -> 1-based line number, cheap for increasing offsets."""

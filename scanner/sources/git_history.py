@@ -140,6 +140,10 @@ class PatchChunk:
             return None
         return header, index, path, line
 
+    def clean_secret(self, secret: bytes) -> bytes:
+        """A multi-line secret (a PEM block) without the '+' git puts before each added line."""
+        return secret.replace(b"\n+", b"\n") if b"\n+" in secret else secret
+
     def locate(self, offset: int) -> tuple[Location, Any] | None:
         ls = self.data.rfind(b"\n", 0, offset) + 1
         state = self.state_at(ls)
