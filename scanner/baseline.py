@@ -10,12 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scanner.errors import KeysweepError
 from scanner.findings import Finding
 
 VERSION = 1
 
 
-class BaselineError(ValueError):
+class BaselineError(KeysweepError, ValueError):
     pass
 
 

@@ -6,14 +6,16 @@ changes it), 2 usage or runtime error.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from scanner import __version__
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -41,6 +43,22 @@ secret`, trufflehog:ignore) in a comment on the line, add a baseline, or set
 allowlist_regexes / exclude_paths / disabled_rules in .keysweep.toml.
 
 exit codes: 0 nothing found, 1 findings (see --exit-code), 2 error.
+"""
+
+
+HOOK_EPILOG = """\
+with the pre-commit framework (.pre-commit-config.yaml):
+  - repo: https://github.com/keysweep/keysweep
+    rev: v0.1.0
+    hooks:
+      - id: keysweep              # pre-commit: what is staged
+      - id: keysweep-pre-push     # pre-push: every commit being pushed
+then: pre-commit install --hook-type pre-commit --hook-type pre-push
+
+without it: keysweep install-hook --pre-push
+
+The hooks honour .keysweep.toml, the baseline and `keysweep:allow` comments,
+as `keysweep scan` does.
 """
 
 
@@ -91,6 +109,8 @@ def _add_scan_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="keysweep",
         description="Find leaked API keys in git history, files and stdin.",
@@ -153,6 +173,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="where to write it (default: .keysweep-baseline.json)",
     )
+
+    hook = sub.add_parser(
+        "hook",
+        help="run as a git hook: pre-commit (staged changes) or pre-push (commits to push)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Stop a key before it leaves the laptop. Exit 0 pass, 1 block, 2 hook error.",
+        epilog=HOOK_EPILOG,
+    )
+    hook.add_argument(
+        "hook_name", choices=("pre-commit", "pre-push"), metavar="pre-commit|pre-push"
+    )
+    hook.add_argument("remote", nargs="?", help="(pre-push) the remote's name, as git passes it")
+    hook.add_argument("url", nargs="?", help="(pre-push) the remote's URL, as git passes it")
+    hook.add_argument("--config", type=Path, metavar="FILE")
+    hook.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="default: .keysweep-baseline.json at the top of the repository, if any",
+    )
+
+    inst = sub.add_parser(
+        "install-hook",
+        help="install keysweep as this repository's git pre-commit (and pre-push) hook",
+        description="Write .git/hooks/pre-commit (and pre-push) that run keysweep. An existing "
+        "hook is kept as <hook>.local and runs first; nothing is overwritten silently.",
+    )
+    inst.add_argument("--pre-push", action="store_true", help="also install the pre-push hook")
+    inst.add_argument("--force", action="store_true", help="replace a hook that is in the way")
     return parser
 
 
@@ -183,7 +232,7 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Scan per the arguments; returns (ScanResult, rules) or raises a keysweep error."""
     import time
 
-    from scanner.config import load_config
+    from scanner.config import load_config, resolve_baseline
     from scanner.scan import ScanOptions, build_engine, scan_fragments, scan_git, scan_path
     from scanner.sources.files import read_stdin
     from scanner.sources.remote import DEFAULT_ALLOWED_HOSTS, cloned, looks_like_url, parse_remote
@@ -200,7 +249,11 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         since=args.since,
         jobs=max(1, args.jobs),
         low_confidence=args.low_confidence,
-        baseline=getattr(args, "baseline", None),
+        baseline=(
+            None
+            if getattr(args, "no_baseline", False)
+            else resolve_baseline(getattr(args, "baseline", None), config, root)
+        ),
         include_binary=args.include_binary,
     )
     if target == "-":
@@ -366,7 +419,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     from scanner.baseline import write_baseline
 
-    args.baseline = None
+    args.no_baseline = True  # a new baseline records everything found today
     result, _ = run_scan(args)
     write_baseline(args.output, result.findings)
     print(
@@ -377,30 +430,47 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def cmd_hook(args: argparse.Namespace) -> int:
+    from scanner import hook
+
+    if args.hook_name == "pre-commit":
+        return hook.run_pre_commit(args.config, args.baseline)
+    return hook.run_pre_push(args.remote, args.config, args.baseline)
+
+
+def cmd_install_hook(args: argparse.Namespace) -> int:
+    from scanner.install_hook import install
+
+    for name in ("pre-commit", "pre-push") if args.pre_push else ("pre-commit",):
+        print(f"keysweep: {install(Path.cwd(), name, args.force)}")
+    return EXIT_CLEAN
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["hook", "pre-commit"]:
+        from scanner.hook_cache import fast_pre_commit
+
+        fast = fast_pre_commit(words)
+        if fast is not None:
+            return fast
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
-    from scanner.baseline import BaselineError
-    from scanner.config import ConfigError
-    from scanner.rules import RuleError
-    from scanner.sources.git_history import GitError
-    from scanner.sources.remote import CloneError, UnsafeURLError
+    from scanner.errors import KeysweepError
 
-    handlers = {"scan": cmd_scan, "rules": cmd_rules, "baseline": cmd_baseline}
+    handlers = {
+        "scan": cmd_scan,
+        "rules": cmd_rules,
+        "baseline": cmd_baseline,
+        "hook": cmd_hook,
+        "install-hook": cmd_install_hook,
+    }
     try:
         return handlers[args.command](args)
-    except (
-        ConfigError,
-        RuleError,
-        BaselineError,
-        GitError,
-        UnsafeURLError,
-        CloneError,
-        FileNotFoundError,
-    ) as exc:
+    except (KeysweepError, FileNotFoundError) as exc:
         return _error(str(exc).strip("'\""))
     except KeyboardInterrupt:
         return _error("interrupted")

@@ -7,6 +7,7 @@ Keys (all optional)::
     allowlist_regexes = ["^mg_test_0+"]     # a secret matching one is ignored
     allowed_hosts = ["git.example.com"]     # extra hosts `keysweep scan URL` may clone from
     max_file_size = 26214400                # bytes; larger files are skipped and counted
+    baseline = ".keysweep-baseline.json"    # default: that file, when it exists
     [[rules]]                               # extra rules, same fields as the rule pack
 """
 
@@ -17,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scanner.errors import KeysweepError
 from scanner.sources.files import DEFAULT_MAX_FILE_SIZE
 
 
-class ConfigError(ValueError):
+class ConfigError(KeysweepError, ValueError):
     pass
 
 
@@ -32,6 +34,7 @@ class Config:
     allowed_hosts: list[str] = field(default_factory=list)
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     rules: list[dict[str, Any]] = field(default_factory=list)
+    baseline: str | None = None
     origin: str | None = None
 
 
@@ -67,6 +70,7 @@ def from_mapping(d: dict[str, Any], origin: str) -> Config:
         allowed_hosts=_list_of_str(d, "allowed_hosts", origin),
         max_file_size=size,
         rules=rules,
+        baseline=str(d["baseline"]) if d.get("baseline") else None,
         origin=origin,
     )
 
@@ -99,3 +103,19 @@ def load_config(explicit: Path | None, root: Path | None) -> Config:
         if isinstance(section, dict):
             return from_mapping(section, f"{pyproject} [tool.keysweep]")
     return Config()
+
+
+DEFAULT_BASELINE = ".keysweep-baseline.json"
+
+
+def resolve_baseline(explicit: Path | None, config: Config, root: Path | None) -> Path | None:
+    """--baseline, else the config's ``baseline``, else ``.keysweep-baseline.json`` if present."""
+    if explicit is not None:
+        return explicit
+    if root is None:
+        return None
+    base = root if root.is_dir() else root.parent
+    if config.baseline:
+        return base / config.baseline
+    default = base / DEFAULT_BASELINE
+    return default if default.is_file() else None

@@ -16,13 +16,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-
-import regex
+from functools import cache
+from typing import TYPE_CHECKING
 
 from scanner.checksums import SCHEMES
 from scanner.prefilter import LOOKAHEAD_MARGIN, Prefilter, make_prefilter
 from scanner.rules import Rule
 from scanner.validators import decode_jwt, looks_like_placeholder, shannon_entropy
+
+if TYPE_CHECKING:
+    import regex
 
 # Inline markers that mark a line as a known false positive. The peers' markers
 # are honoured too, so a repository that already uses them needs no change.
@@ -66,6 +69,8 @@ class Allowlist:
 
     @classmethod
     def from_strings(cls, patterns: Iterable[str]) -> Allowlist:
+        import regex
+
         return cls([regex.compile(p.encode()) for p in patterns])
 
     def allows(self, secret: bytes) -> bool:
@@ -78,12 +83,16 @@ def line_bounds(data: bytes, start: int, end: int) -> tuple[int, int]:
     return lo, (hi if hi != -1 else min(len(data), end + ALLOW_CONTEXT))
 
 
-ALLOW_RE = regex.compile(b"|".join(regex.escape(m) for m in ALLOW_MARKERS))
+@cache
+def _allow_re() -> regex.Pattern[bytes]:
+    import regex
+
+    return regex.compile(b"|".join(regex.escape(m) for m in ALLOW_MARKERS))
 
 
 def has_allow_marker(data: bytes, start: int, end: int) -> bool:
     lo, hi = line_bounds(data, start, end)
-    return ALLOW_RE.search(data, lo, hi) is not None
+    return _allow_re().search(data, lo, hi) is not None
 
 
 class Engine:
@@ -144,7 +153,7 @@ class Engine:
 
     def _filter(self, rule: Rule, data: bytes, m: regex.Match[bytes]) -> Match | None:
         self.stats.candidates += 1
-        g = rule.secret_group
+        g = rule.group
         secret = m.group(g)
         if not secret:
             return None

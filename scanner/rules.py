@@ -9,15 +9,19 @@ revoked); ``third_party`` keys are reported and alerted only.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import regex
+from typing import TYPE_CHECKING, Any
 
 from scanner.checksums import SCHEMES
+from scanner.errors import KeysweepError
+
+if TYPE_CHECKING:
+    import regex
 
 OWNERS = ("keyservice", "third_party")
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -26,17 +30,38 @@ DEFAULT_BEFORE = 64
 DEFAULT_MAX_LENGTH = 256
 
 
-class RuleError(ValueError):
+class RuleError(KeysweepError, ValueError):
     """A rule file is malformed; the message names the rule and the field."""
+
+
+def compile_pattern(
+    rule_id: str, what: str, text: Any, insensitive: bool = False
+) -> regex.Pattern[bytes]:
+    """Compile a rule's pattern (``regex`` is imported only when one is needed:
+    a hook run over clean text never pays for it)."""
+    import regex
+
+    if not isinstance(text, str) or not text:
+        raise RuleError(f"rule {rule_id!r}: {what} must be a non-empty string")
+    flags = regex.VERSION1 | (regex.IGNORECASE if insensitive else 0)
+    try:
+        return regex.compile(text.encode(), flags)
+    except regex.error as exc:
+        raise RuleError(f"rule {rule_id!r}: {what} does not compile: {exc}") from None
 
 
 @dataclass(frozen=True)
 class Companion:
     """A second secret that belongs with the first (an AWS secret key near its id)."""
 
+    rule_id: str
     name: str
-    pattern: regex.Pattern[bytes]
+    pattern_text: str
     window: int
+
+    @cached_property
+    def pattern(self) -> regex.Pattern[bytes]:
+        return compile_pattern(self.rule_id, "companion.pattern", self.pattern_text, True)
 
 
 @dataclass(frozen=True)
@@ -46,15 +71,15 @@ class Rule:
     owner: str
     severity: str
     prefixes: tuple[str, ...]
-    pattern: regex.Pattern[bytes]
-    secret_group: int = 1
+    pattern_text: str
+    secret_group: int | None = None  # None: 1 when the pattern has a group, else 0
     case_insensitive: bool = False
     before: int = DEFAULT_BEFORE
     max_length: int = DEFAULT_MAX_LENGTH
     checksum: str | None = None
     min_entropy: float | None = None
     validator: str | None = None
-    context: regex.Pattern[bytes] | None = None
+    context_text: str | None = None
     context_window: int = 512
     companion: Companion | None = None
     positive: tuple[str, ...] = ()
@@ -63,17 +88,34 @@ class Rule:
 
     @property
     def source(self) -> str:
-        return self.pattern.pattern.decode()
+        return self.pattern_text
 
+    @cached_property
+    def pattern(self) -> regex.Pattern[bytes]:
+        return compile_pattern(self.id, "pattern", self.pattern_text, self.case_insensitive)
 
-def _compile(rule_id: str, what: str, text: Any, insensitive: bool = False) -> regex.Pattern[bytes]:
-    if not isinstance(text, str) or not text:
-        raise RuleError(f"rule {rule_id!r}: {what} must be a non-empty string")
-    flags = regex.VERSION1 | (regex.IGNORECASE if insensitive else 0)
-    try:
-        return regex.compile(text.encode(), flags)
-    except regex.error as exc:
-        raise RuleError(f"rule {rule_id!r}: {what} does not compile: {exc}") from None
+    @cached_property
+    def group(self) -> int:
+        """The group that holds the secret."""
+        if self.secret_group is not None:
+            return self.secret_group
+        return 1 if self.pattern.groups else 0
+
+    @cached_property
+    def context(self) -> regex.Pattern[bytes] | None:
+        if self.context_text is None:
+            return None
+        return compile_pattern(self.id, "context", self.context_text, True)
+
+    def validate(self) -> None:
+        """Compile every pattern now: raises RuleError naming the rule and the field."""
+        if not 0 <= self.group <= self.pattern.groups:
+            raise RuleError(
+                f"rule {self.id!r}: secret_group {self.group} is not a group of the pattern"
+            )
+        _ = self.context
+        if self.companion is not None:
+            _ = self.companion.pattern
 
 
 def _strs(rule_id: str, name: str, value: Any) -> tuple[str, ...]:
@@ -109,7 +151,7 @@ KNOWN_KEYS = {
 
 def rule_from_dict(d: dict[str, Any]) -> Rule:
     rule_id = d.get("id")
-    if not isinstance(rule_id, str) or not regex.fullmatch(r"[a-z0-9][a-z0-9._-]*", rule_id):
+    if not isinstance(rule_id, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", rule_id):
         raise RuleError(f"rule id {rule_id!r}: ids are lower-case letters, digits, '.', '_', '-'")
     unknown = set(d) - KNOWN_KEYS
     if unknown:
@@ -126,10 +168,12 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
             f"rule {rule_id!r}: at least one prefix literal is needed for the prefilter"
         )
     insensitive = bool(d.get("case_insensitive", False))
-    pattern = _compile(rule_id, "pattern", d.get("pattern"), insensitive)
-    group = d.get("secret_group", 1 if pattern.groups else 0)
-    if not isinstance(group, int) or not 0 <= group <= pattern.groups:
-        raise RuleError(f"rule {rule_id!r}: secret_group {group!r} is not a group of the pattern")
+    pattern = d.get("pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise RuleError(f"rule {rule_id!r}: pattern must be a non-empty string")
+    group = d.get("secret_group")
+    if group is not None and (not isinstance(group, int) or group < 0):
+        raise RuleError(f"rule {rule_id!r}: secret_group must be a group number")
     checksum = d.get("checksum")
     if checksum is not None and checksum not in SCHEMES:
         raise RuleError(f"rule {rule_id!r}: unknown checksum {checksum!r} (known: {list(SCHEMES)})")
@@ -141,11 +185,14 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
         if not isinstance(c, dict) or "pattern" not in c or "name" not in c:
             raise RuleError(f"rule {rule_id!r}: companion needs name and pattern")
         companion = Companion(
+            rule_id=rule_id,
             name=str(c["name"]),
-            pattern=_compile(rule_id, "companion.pattern", c["pattern"], True),
+            pattern_text=str(c["pattern"]),
             window=int(c.get("window", 512)),
         )
     context = d.get("context")
+    if context is not None and (not isinstance(context, str) or not context):
+        raise RuleError(f"rule {rule_id!r}: context must be a non-empty string")
     min_entropy = d.get("min_entropy")
     return Rule(
         id=rule_id,
@@ -153,7 +200,7 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
         owner=owner,
         severity=severity,
         prefixes=prefixes,
-        pattern=pattern,
+        pattern_text=pattern,
         secret_group=group,
         case_insensitive=insensitive,
         before=int(d.get("before", DEFAULT_BEFORE)),
@@ -161,7 +208,7 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
         checksum=checksum,
         min_entropy=float(min_entropy) if min_entropy is not None else None,
         validator=validator,
-        context=_compile(rule_id, "context", context, True) if context else None,
+        context_text=context,
         context_window=int(d.get("context_window", 512)),
         companion=companion,
         positive=_strs(rule_id, "positive", d.get("positive")),
@@ -195,12 +242,25 @@ def load_rules(
     extra: list[dict[str, Any]] | None = None,
     disabled: list[str] | tuple[str, ...] = (),
     extra_files: list[Path] | None = None,
+    validate_pack: bool = True,
 ) -> list[Rule]:
-    """The default pack, plus extra rules (config tables or files), minus disabled ids."""
+    """The default pack, plus extra rules (config tables or files), minus disabled ids.
+
+    User-supplied rules are always compiled at once, so a broken one is reported
+    before any scan. ``validate_pack=False`` leaves the shipped pack (validated by
+    this project's tests) to compile each pattern on first use: the hook's path.
+    """
     rules = parse_rules(default_rules_text(), "scanner/rules/default.toml")
+    if validate_pack:
+        for r in rules:
+            r.validate()
+    user: list[Rule] = []
     for path in extra_files or []:
-        rules.extend(parse_rules(path.read_text("utf-8"), str(path)))
-    rules.extend(rule_from_dict(d) for d in (extra or []))
+        user.extend(parse_rules(path.read_text("utf-8"), str(path)))
+    user.extend(rule_from_dict(d) for d in (extra or []))
+    for r in user:
+        r.validate()
+    rules.extend(user)
     by_id: dict[str, Rule] = {}
     for r in rules:
         by_id[r.id] = r  # a later definition overrides an earlier one with the same id

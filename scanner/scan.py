@@ -142,8 +142,10 @@ def scan_git(
     opts: ScanOptions,
     display: str | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    rev_args: list[str] | None = None,
 ) -> ScanResult:
-    """Full history of ``repo``. ``progress(commits_done, commits_total, bytes)``."""
+    """Full history of ``repo`` (or the commits ``rev_args`` select).
+    ``progress(commits_done, commits_total, bytes)``."""
     from scanner.sources.git_history import scan_history
 
     started = time.perf_counter()
@@ -166,6 +168,7 @@ def scan_git(
         display or str(repo),
         on_chunk,
         since=opts.since,
+        rev_args=rev_args,
         jobs=opts.jobs,
         errors=result.errors,
         on_total=on_total,

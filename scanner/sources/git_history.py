@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scanner.errors import KeysweepError
 from scanner.findings import Location
 
 RS, US = b"\x1e", b"\x1f"
@@ -31,7 +32,7 @@ HUNK = re.compile(rb"@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
-class GitError(RuntimeError):
+class GitError(KeysweepError, RuntimeError):
     pass
 
 
@@ -226,9 +227,9 @@ def revision_args(since: str | None) -> list[str]:
     return ["--all", f"^{since}"]
 
 
-def list_commits(repo: Path, since: str | None) -> bytes:
+def list_commits(repo: Path, revs: list[str]) -> bytes:
     """Every commit to scan, newest first, one hex id and a newline each."""
-    return _git(repo, "rev-list", *revision_args(since))
+    return _git(repo, "rev-list", *revs)
 
 
 def _pipeline(repo: Path, shas: bytes) -> Any:
@@ -358,16 +359,19 @@ def scan_history(
     on_chunk: Callable[[PatchChunk], None],
     *,
     since: str | None = None,
+    rev_args: list[str] | None = None,
     jobs: int = 2,
     errors: list[str] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> int:
     """Feed every chunk of history to ``on_chunk`` from ``jobs`` threads; returns the commit count.
 
-    ``on_chunk`` is called concurrently and must be thread-safe.
+    The commits are ``git rev-list --all`` (``^since`` excluded), or ``rev_args``
+    when given (the pre-push hook's ranges). ``on_chunk`` is called concurrently
+    and must be thread-safe.
     """
     errors = errors if errors is not None else []
-    revs = list_commits(repo, since)
+    revs = list_commits(repo, rev_args if rev_args is not None else revision_args(since))
     width = revs.find(b"\n") + 1  # every id has the same length (SHA-1 or SHA-256)
     total = len(revs) // width if width else 0
     if on_total:

@@ -19,17 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from scanner.errors import KeysweepError
+
 DEFAULT_ALLOWED_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "codeberg.org")
 SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^:\\]+)$")
 SAFE_USER = re.compile(r"^[A-Za-z0-9._~%+][A-Za-z0-9._~%+:-]*$")
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._~/%+-]*$")
 
 
-class UnsafeURLError(ValueError):
+class UnsafeURLError(KeysweepError, ValueError):
     pass
 
 
-class CloneError(RuntimeError):
+class CloneError(KeysweepError, RuntimeError):
     pass
 
 

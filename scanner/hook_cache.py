@@ -1,0 +1,140 @@
+"""The pre-commit hook's fast path: a cached, compiled prefilter database.
+
+Most commits hold no key. For those, the hook only has to show that none of
+the rules' prefix literals occurs in the staged added lines, and the full
+engine would find nothing either (stage 2 only ever looks where stage 1 hit).
+This module does exactly that check with the hyperscan database that the full
+path compiled and saved earlier, importing nothing but the standard library's
+smallest modules, so a clean commit costs one git call and one scan.
+
+The cache is keyed by everything that decides the literal set: the rule pack's
+bytes, the repository's ``.keysweep.toml`` and ``pyproject.toml`` bytes, the
+hyperscan version and this file format. It is written atomically (private
+directory, temporary file, rename) and any problem reading it just means the
+full path runs. A hit, or anything unusual, returns None: the full path
+decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+FORMAT = b"keysweep-hs-cache-v1\n"
+
+
+def cache_dir() -> str:
+    explicit = os.environ.get("KEYSWEEP_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "keysweep")
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def cache_key(root: str, hyperscan_version: str) -> str:
+    from hashlib import sha256
+
+    pack = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules", "default.toml")
+    h = sha256(FORMAT)
+    for part in (
+        hyperscan_version.encode(),
+        _read(pack),
+        _read(os.path.join(root, ".keysweep.toml")),
+        _read(os.path.join(root, "pyproject.toml")),
+    ):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()[:40]
+
+
+def cache_path(root: str, hyperscan_version: str) -> str:
+    return os.path.join(cache_dir(), f"prefilter-{cache_key(root, hyperscan_version)}.hsdb")
+
+
+def save(root: str, database: bytes, hyperscan_version: str) -> None:
+    """Best effort: a read-only home just means no fast path."""
+    directory = cache_dir()
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        final = cache_path(root, hyperscan_version)
+        tmp = f"{final}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(FORMAT + database)
+        os.replace(tmp, final)
+    except OSError:
+        pass
+
+
+def staged_is_clean(root: str) -> bool | None:
+    """True when nothing staged can hold a key; None when the full path must decide."""
+    try:
+        import hyperscan
+    except ImportError:
+        return None
+    blob = _read(cache_path(root, hyperscan.__version__))
+    if not blob.startswith(FORMAT):
+        return None
+    import subprocess
+
+    try:
+        diff = subprocess.run(
+            [
+                "git",
+                "-c",
+                "core.quotepath=false",
+                "diff",
+                "--cached",
+                "-p",
+                "-U0",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--no-renames",
+                "--diff-filter=d",
+                "--ignore-submodules",
+            ],
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    if diff.returncode != 0:
+        return None  # the full path reports git's error
+    if not diff.stdout:
+        return True
+    try:
+        db = hyperscan.loadb(blob[len(FORMAT) :], hyperscan.HS_MODE_BLOCK)
+        db.scratch = hyperscan.Scratch(db)
+        hits: list[int] = []
+
+        def on_match(*_args: object) -> bool:
+            hits.append(1)
+            return True  # stop at the first hit
+
+        with contextlib.suppress(hyperscan.ScanTerminated):
+            db.scan(diff.stdout, match_event_handler=on_match)
+    except Exception:  # a stale or damaged cache is never trusted
+        return None
+    return not hits
+
+
+def fast_pre_commit(argv: list[str]) -> int | None:
+    """``keysweep hook pre-commit`` with no options, on a clean change: exit 0 at once."""
+    if argv != ["hook", "pre-commit"] or not os.path.exists(".git"):
+        return None  # options, or not at the top of a work tree: the full path
+    clean = staged_is_clean(os.getcwd())
+    if clean:
+        sys.stdout.flush()
+        return 0
+    return None
