@@ -24,10 +24,14 @@ lint: install
 test: install lint
 	$(PY) -m pytest -q
 
-bench: install
-	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) bench/engine.py
-	$(PY) bench/history.py
+# Benchmarks run from a regular (non-editable) install, as users have it.
+BENCH_VENV := .venv-bench
+bench:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet '.[bench]'
+	$(BENCH_VENV)/bin/python bench/engine.py
+	$(BENCH_VENV)/bin/python bench/history.py
+	$(BENCH_VENV)/bin/python bench/hook.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build *.egg-info

@@ -447,13 +447,6 @@ def cmd_install_hook(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    words = list(sys.argv[1:] if argv is None else argv)
-    if words[:2] == ["hook", "pre-commit"]:
-        from scanner.hook_cache import fast_pre_commit
-
-        fast = fast_pre_commit(words)
-        if fast is not None:
-            return fast
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
