@@ -149,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="exit code when something is found (default: 1)",
     )
+    scan.add_argument(
+        "--revoke",
+        action="store_true",
+        help="revoke our leaked mg_ keys through the key service and audit it (needs "
+        "KEYSWEEP_KEYSERVICE_URL and KEYSWEEP_KEYSERVICE_TOKEN); without it, a configured key "
+        "service is only asked who owns each key",
+    )
+    scan.add_argument(
+        "--dry-run", action="store_true", help="show what --revoke would do, change nothing"
+    )
 
     rules = sub.add_parser("rules", help="list the rules or test them against their examples")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
@@ -193,6 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="default: .keysweep-baseline.json at the top of the repository, if any",
     )
+
+    keys = sub.add_parser("keys", help="the reference key service: mint a key for demos and tests")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    kc = keys_sub.add_parser(
+        "create",
+        help="mint a key (printed once, on stdout)",
+        description="Mint an mg_ key through the key service (POST /v1/keys, reference service "
+        "only). The cleartext is printed once on stdout; keep it out of logs.",
+    )
+    kc.add_argument("--env", choices=("live", "test"), default="test")
+    kc.add_argument("--org", default="org_demo")
+    kc.add_argument("--project", default="proj_demo")
+    kc.add_argument("--owner-name", default="Demo Owner")
+    kc.add_argument("--owner-email", default="owner@example.com")
+    kc.add_argument("--config", type=Path, metavar="FILE")
 
     inst = sub.add_parser(
         "install-hook",
@@ -258,7 +283,11 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
     if target == "-":
         frag = read_stdin(sys.stdin.buffer)
-        return scan_fragments([frag], engine, config, opts, "<stdin>", "stdin"), engine.rules
+        return (
+            scan_fragments([frag], engine, config, opts, "<stdin>", "stdin"),
+            engine.rules,
+            config,
+        )
 
     progress = _progress(not args.no_progress)
 
@@ -280,15 +309,15 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             target, [*DEFAULT_ALLOWED_HOSTS, *config.allowed_hosts, *args.allow_host]
         )
         with cloned(remote) as repo:
-            return history(repo, remote.display), engine.rules
+            return history(repo, remote.display), engine.rules, config
     assert root is not None
     if opts.history and (root / ".git").exists():
         from scanner.sources.git_history import open_repository
 
-        return history(open_repository(root), str(root)), engine.rules
+        return history(open_repository(root), str(root)), engine.rules, config
     if opts.history and root.is_dir() and (root / "HEAD").is_file() and (root / "objects").is_dir():
-        return history(root, str(root)), engine.rules  # a bare repository
-    return scan_path(root, engine, config, opts), engine.rules
+        return history(root, str(root)), engine.rules, config  # a bare repository
+    return scan_path(root, engine, config, opts), engine.rules, config
 
 
 def _summary(result) -> str:  # type: ignore[no-untyped-def]
@@ -324,8 +353,46 @@ def _open_output(path: Path | None) -> TextIO:
     return open(path, "w", encoding="utf-8")
 
 
+def resolve_and_act(findings: list, config, args: argparse.Namespace) -> list[str]:  # type: ignore[no-untyped-def,type-arg]
+    """Look our keys up (and revoke them with --revoke); returns problems to report."""
+    ours = [f for f in findings if f.owner == "keyservice"]
+    wanted = args.revoke or args.dry_run
+    if not ours:
+        return []
+    url, token = config.keyservice()
+    if not (url and token):
+        if wanted:
+            from scanner.errors import KeysweepError
+
+            raise KeysweepError(
+                "--revoke and --dry-run need the key service: set "
+                "KEYSWEEP_KEYSERVICE_URL and KEYSWEEP_KEYSERVICE_TOKEN"
+            )
+        return []
+    from scanner.act import Policy, act
+    from scanner.errors import KeysweepError
+    from scanner.keyservice import KeyServiceClient
+    from scanner.resolve import MemoryNegativeCache, resolve
+
+    policy = Policy(*config.policy())
+    with KeyServiceClient(url, token) as client:
+        try:
+            owned = resolve(ours, client, MemoryNegativeCache())
+        except KeysweepError as exc:
+            if wanted:
+                raise KeysweepError(f"{exc}; {len(ours)} key(s) NOT revoked") from None
+            return [f"key service lookup failed, owners not shown: {exc}"]
+        outcomes = act(owned, client, policy, dry_run=not args.revoke or args.dry_run)
+    by_fp = {o.fingerprint: o for o in outcomes}
+    for f in ours:
+        if f.fingerprint in by_fp:
+            f.resolution = by_fp[f.fingerprint].as_dict()
+    return [f"{o.redacted}: NOT revoked: {o.error}" for o in outcomes if o.action == "failed"]
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
-    result, rules = run_scan(args)
+    result, rules, config = run_scan(args)
+    problems = resolve_and_act(result.findings, config, args)
     out = _open_output(args.output)
     try:
         if args.format == "json":
@@ -350,6 +417,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
             out.close()
     for err in result.errors:
         print(f"keysweep: warning: {err}", file=sys.stderr)
+    for problem in problems:
+        print(f"keysweep: error: {problem}", file=sys.stderr)
+    if problems and args.revoke:
+        return EXIT_ERROR
     if args.format != "text" or args.output is not None:
         print(_summary(result), file=sys.stderr)
     return args.exit_code if result.findings else EXIT_CLEAN
@@ -420,7 +491,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from scanner.baseline import write_baseline
 
     args.no_baseline = True  # a new baseline records everything found today
-    result, _ = run_scan(args)
+    result, _, _ = run_scan(args)
     write_baseline(args.output, result.findings)
     print(
         f"keysweep: wrote {len(result.findings)} finding(s) to {args.output}; "
@@ -436,6 +507,24 @@ def cmd_hook(args: argparse.Namespace) -> int:
     if args.hook_name == "pre-commit":
         return hook.run_pre_commit(args.config, args.baseline)
     return hook.run_pre_push(args.remote, args.config, args.baseline)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from scanner.config import load_config
+    from scanner.keyservice import KeyServiceClient
+
+    url, token = load_config(args.config, Path.cwd()).keyservice()
+    with KeyServiceClient(url or "", token or "") as client:
+        key = client.create_key(
+            args.env, args.org, args.project, {"name": args.owner_name, "email": args.owner_email}
+        )
+    print(key["key"])
+    print(
+        f"keysweep: minted {key['key_id']} ({key['display_prefix']}…, {args.env}); "
+        "the key above is shown once",
+        file=sys.stderr,
+    )
+    return EXIT_CLEAN
 
 
 def cmd_install_hook(args: argparse.Namespace) -> int:
@@ -460,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "baseline": cmd_baseline,
         "hook": cmd_hook,
         "install-hook": cmd_install_hook,
+        "keys": cmd_keys,
     }
     try:
         return handlers[args.command](args)

@@ -8,11 +8,18 @@ Keys (all optional)::
     allowed_hosts = ["git.example.com"]     # extra hosts `keysweep scan URL` may clone from
     max_file_size = 26214400                # bytes; larger files are skipped and counted
     baseline = ".keysweep-baseline.json"    # default: that file, when it exists
+    [keyservice]
+    url = "https://keys.example.com"        # or KEYSWEEP_KEYSERVICE_URL
+    token_file = "/run/secrets/keyservice"  # or KEYSWEEP_KEYSERVICE_TOKEN (never the token itself)
+    [policy]                                # per key environment: revoke | alert | ignore
+    live = "revoke"                         # or KEYSWEEP_POLICY_LIVE
+    test = "revoke"                         # or KEYSWEEP_POLICY_TEST
     [[rules]]                               # extra rules, same fields as the rule pack
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +42,28 @@ class Config:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     rules: list[dict[str, Any]] = field(default_factory=list)
     baseline: str | None = None
+    keyservice_url: str | None = None
+    keyservice_token_file: str | None = None
+    policy_live: str = "revoke"
+    policy_test: str = "revoke"
     origin: str | None = None
+
+    def keyservice(self) -> tuple[str | None, str | None]:
+        """(url, token): the environment wins over the file; the token is never in a file's text."""
+        url = os.environ.get("KEYSWEEP_KEYSERVICE_URL") or self.keyservice_url
+        token = os.environ.get("KEYSWEEP_KEYSERVICE_TOKEN")
+        if not token and self.keyservice_token_file:
+            try:
+                token = Path(self.keyservice_token_file).read_text("utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"keyservice.token_file: cannot read: {exc.strerror}") from None
+        return url, token
+
+    def policy(self) -> tuple[str, str]:
+        return (
+            os.environ.get("KEYSWEEP_POLICY_LIVE") or self.policy_live,
+            os.environ.get("KEYSWEEP_POLICY_TEST") or self.policy_test,
+        )
 
 
 def _list_of_str(d: dict[str, Any], key: str, origin: str) -> list[str]:
@@ -63,7 +91,20 @@ def from_mapping(d: dict[str, Any], origin: str) -> Config:
     size = d.get("max_file_size", DEFAULT_MAX_FILE_SIZE)
     if not isinstance(size, int) or size <= 0:
         raise ConfigError(f"{origin}: max_file_size must be a positive integer")
+    ks = d.get("keyservice", {})
+    policy = d.get("policy", {})
+    if not isinstance(ks, dict) or not isinstance(policy, dict):
+        raise ConfigError(f"{origin}: [keyservice] and [policy] must be tables")
+    if "token" in ks:
+        raise ConfigError(
+            f"{origin}: put no token in a config file; use "
+            "KEYSWEEP_KEYSERVICE_TOKEN or keyservice.token_file"
+        )
     return Config(
+        keyservice_url=ks.get("url"),
+        keyservice_token_file=ks.get("token_file"),
+        policy_live=str(policy.get("live", "revoke")),
+        policy_test=str(policy.get("test", "revoke")),
         disabled_rules=_list_of_str(d, "disabled_rules", origin),
         exclude_paths=_list_of_str(d, "exclude_paths", origin),
         allowlist_regexes=_list_of_str(d, "allowlist_regexes", origin),

@@ -84,6 +84,7 @@ class Finding:
     occurrences: int = 1
     locations: list[Location] = field(default_factory=list)
     secret: bytes | None = field(default=None, repr=False)  # cleartext, this process only
+    resolution: dict[str, Any] | None = None  # what the key service said and what was done
 
     def to_dict(self, show_secret: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -104,6 +105,8 @@ class Finding:
             d["expired"] = self.expired
         if self.companion_sha256:
             d["companion_sha256"] = self.companion_sha256
+        if self.resolution is not None:
+            d["keyservice"] = self.resolution
         if show_secret and self.secret is not None:
             d["secret"] = self.secret.decode("utf-8", "replace")
         return d

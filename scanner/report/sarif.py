@@ -42,6 +42,8 @@ def _result(f: Finding, index: int) -> dict[str, Any]:
         "occurrences": f.occurrences,
         "confidence": f.confidence,
     }
+    if f.resolution is not None:
+        props["keyservice"] = f.resolution
     for k in ("commit", "author", "date", "repo"):
         if getattr(loc, k):
             props[k] = getattr(loc, k)

@@ -7,6 +7,37 @@ from typing import TextIO
 from scanner.findings import Finding
 from scanner.report.advice import ALLOW_HINT, next_step
 
+ACTIONS = {
+    "revoked": "revoked now",
+    "already_revoked": "was already revoked",
+    "would_revoke": "would be revoked (run with --revoke)",
+    "alert_only": "alert only (policy): not revoked",
+    "ignored": "ignored (policy)",
+    "failed": "NOT revoked: the key service call failed",
+}
+
+
+def describe_resolution(r: dict) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+    if r.get("action") == "unknown":
+        return [("key", "not issued by the key service (unknown): nothing to revoke")]
+    owner = r.get("owner") or {}
+    who = f"{r.get('org_id')}/{r.get('project_id')}"
+    if owner.get("email"):
+        who += f" ({owner.get('name') or ''} <{owner['email']}>)".replace("( <", "(<")
+    status = f"{r.get('status_before')} → {r.get('status_after')}"
+    if r.get("revoked_at"):
+        status += f" (revoked at {r['revoked_at']})"
+    rows = [
+        ("owner", who),
+        ("key", f"{r.get('key_id')} ({r.get('environment')})"),
+        ("status", status),
+        ("action", ACTIONS.get(r.get("action", ""), r.get("action", ""))),
+    ]
+    if r.get("error"):
+        rows.append(("error", r["error"]))
+    return rows
+
+
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
@@ -44,6 +75,9 @@ def write_text(
             table.add_row("confidence", f"{f.confidence} (checksum did not verify)")
         if f.expires_at is not None:
             table.add_row("expires", "expired" if f.expired else f"at {f.expires_at} (unix time)")
+        if f.resolution is not None:
+            for label, value in describe_resolution(f.resolution):
+                table.add_row(label, value)
         table.add_row("next", next_step(f))
         console.print(table)
         console.print()
