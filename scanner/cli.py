@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from scanner import __version__
+from scanner.errors import KeysweepError
 
 if TYPE_CHECKING:
     import argparse
@@ -362,15 +363,12 @@ def resolve_and_act(findings: list, config, args: argparse.Namespace) -> list[st
     url, token = config.keyservice()
     if not (url and token):
         if wanted:
-            from scanner.errors import KeysweepError
-
             raise KeysweepError(
                 "--revoke and --dry-run need the key service: set "
                 "KEYSWEEP_KEYSERVICE_URL and KEYSWEEP_KEYSERVICE_TOKEN"
             )
         return []
     from scanner.act import Policy, act
-    from scanner.errors import KeysweepError
     from scanner.keyservice import KeyServiceClient
     from scanner.resolve import MemoryNegativeCache, resolve
 
@@ -379,8 +377,8 @@ def resolve_and_act(findings: list, config, args: argparse.Namespace) -> list[st
         try:
             owned = resolve(ours, client, MemoryNegativeCache())
         except KeysweepError as exc:
-            if wanted:
-                raise KeysweepError(f"{exc}; {len(ours)} key(s) NOT revoked") from None
+            if args.revoke and not args.dry_run:
+                return [f"{exc}; {len(ours)} key(s) NOT revoked"]
             return [f"key service lookup failed, owners not shown: {exc}"]
         outcomes = act(owned, client, policy, dry_run=not args.revoke or args.dry_run)
     by_fp = {o.fingerprint: o for o in outcomes}
@@ -419,8 +417,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(f"keysweep: warning: {err}", file=sys.stderr)
     for problem in problems:
         print(f"keysweep: error: {problem}", file=sys.stderr)
-    if problems and args.revoke:
-        return EXIT_ERROR
+    if problems and args.revoke and not args.dry_run:
+        return EXIT_ERROR  # the report above still lists every finding
     if args.format != "text" or args.output is not None:
         print(_summary(result), file=sys.stderr)
     return args.exit_code if result.findings else EXIT_CLEAN
@@ -541,8 +539,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
-    from scanner.errors import KeysweepError
-
     handlers = {
         "scan": cmd_scan,
         "rules": cmd_rules,
