@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--dry-run", action="store_true", help="show what --revoke would do, change nothing"
     )
+    scan.add_argument(
+        "--no-notify",
+        action="store_true",
+        help="with --revoke: send no alerts (by default owners and the security team are told "
+        "through the channels configured in KEYSWEEP_NOTIFY_* / KEYSWEEP_SMTP_URL)",
+    )
 
     rules = sub.add_parser("rules", help="list the rules or test them against their examples")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
@@ -354,12 +360,46 @@ def _open_output(path: Path | None) -> TextIO:
     return open(path, "w", encoding="utf-8")
 
 
-def resolve_and_act(findings: list, config, args: argparse.Namespace) -> list[str]:  # type: ignore[no-untyped-def,type-arg]
-    """Look our keys up (and revoke them with --revoke); returns problems to report."""
+def send_alerts(findings: list, outcomes: dict, config) -> list[str]:  # type: ignore[no-untyped-def,type-arg]
+    """Tell owners and the security team what was found and done; returns problems."""
+    from scanner.notify.dedup import SqliteDedup
+    from scanner.notify.dispatch import Notifier, NotifySettings
+    from scanner.notify.message import alert_for
+
+    channels = NotifySettings.from_env(config.notify).channels()
+    if not channels:
+        return []
+    alerts = [
+        alert_for(f, outcomes.get(f.fingerprint))
+        for f in findings
+        if f.owner == "third_party"
+        or (
+            outcomes.get(f.fingerprint) is not None
+            and outcomes[f.fingerprint].action not in ("unknown", "ignored")
+        )
+    ]
+    url, token = config.keyservice()
+    client = None
+    if url and token:
+        from scanner.keyservice import KeyServiceClient
+
+        client = KeyServiceClient(url, token)
+    try:
+        report = Notifier(channels, SqliteDedup(), audit=client).notify(alerts)
+    finally:
+        if client is not None:
+            client.close()
+    sent = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items())) or "none"
+    print(f"keysweep: alerts sent: {sent}; already sent before: {report.skipped}", file=sys.stderr)
+    return [f"alert not delivered: {e}" for e in report.errors]
+
+
+def resolve_and_act(findings: list, config, args: argparse.Namespace) -> tuple[list[str], dict]:  # type: ignore[no-untyped-def,type-arg]
+    """Look our keys up (and revoke them with --revoke); returns problems and outcomes."""
     ours = [f for f in findings if f.owner == "keyservice"]
     wanted = args.revoke or args.dry_run
     if not ours:
-        return []
+        return [], {}
     url, token = config.keyservice()
     if not (url and token):
         if wanted:
@@ -367,7 +407,7 @@ def resolve_and_act(findings: list, config, args: argparse.Namespace) -> list[st
                 "--revoke and --dry-run need the key service: set "
                 "KEYSWEEP_KEYSERVICE_URL and KEYSWEEP_KEYSERVICE_TOKEN"
             )
-        return []
+        return [], {}
     from scanner.act import Policy, act
     from scanner.keyservice import KeyServiceClient
     from scanner.resolve import MemoryNegativeCache, resolve
@@ -378,19 +418,22 @@ def resolve_and_act(findings: list, config, args: argparse.Namespace) -> list[st
             owned = resolve(ours, client, MemoryNegativeCache())
         except KeysweepError as exc:
             if args.revoke and not args.dry_run:
-                return [f"{exc}; {len(ours)} key(s) NOT revoked"]
-            return [f"key service lookup failed, owners not shown: {exc}"]
+                return [f"{exc}; {len(ours)} key(s) NOT revoked"], {}
+            return [f"key service lookup failed, owners not shown: {exc}"], {}
         outcomes = act(owned, client, policy, dry_run=not args.revoke or args.dry_run)
     by_fp = {o.fingerprint: o for o in outcomes}
     for f in ours:
         if f.fingerprint in by_fp:
             f.resolution = by_fp[f.fingerprint].as_dict()
-    return [f"{o.redacted}: NOT revoked: {o.error}" for o in outcomes if o.action == "failed"]
+    failed = [f"{o.redacted}: NOT revoked: {o.error}" for o in outcomes if o.action == "failed"]
+    return failed, by_fp
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     result, rules, config = run_scan(args)
-    problems = resolve_and_act(result.findings, config, args)
+    problems, outcomes = resolve_and_act(result.findings, config, args)
+    if args.revoke and not args.dry_run and not args.no_notify and result.findings:
+        problems += send_alerts(result.findings, outcomes, config)
     out = _open_output(args.output)
     try:
         if args.format == "json":

@@ -14,6 +14,11 @@ Keys (all optional)::
     [policy]                                # per key environment: revoke | alert | ignore
     live = "revoke"                         # or KEYSWEEP_POLICY_LIVE
     test = "revoke"                         # or KEYSWEEP_POLICY_TEST
+    [notify]                                # or the KEYSWEEP_NOTIFY_* / KEYSWEEP_SMTP_URL variables
+    webhook_url = "https://hooks.example.com/keysweep"
+    slack_url = "…"                         # a Slack incoming webhook
+    smtp_url = "smtp://user:pass@mail.example.com:587"
+    from = "keysweep <security@example.com>"
     [[rules]]                               # extra rules, same fields as the rule pack
 """
 
@@ -46,6 +51,7 @@ class Config:
     keyservice_token_file: str | None = None
     policy_live: str = "revoke"
     policy_test: str = "revoke"
+    notify: dict[str, Any] = field(default_factory=dict)
     origin: str | None = None
 
     def keyservice(self) -> tuple[str | None, str | None]:
@@ -93,8 +99,9 @@ def from_mapping(d: dict[str, Any], origin: str) -> Config:
         raise ConfigError(f"{origin}: max_file_size must be a positive integer")
     ks = d.get("keyservice", {})
     policy = d.get("policy", {})
-    if not isinstance(ks, dict) or not isinstance(policy, dict):
-        raise ConfigError(f"{origin}: [keyservice] and [policy] must be tables")
+    notify = d.get("notify", {})
+    if not all(isinstance(t, dict) for t in (ks, policy, notify)):
+        raise ConfigError(f"{origin}: [keyservice], [policy] and [notify] must be tables")
     if "token" in ks:
         raise ConfigError(
             f"{origin}: put no token in a config file; use "
@@ -105,6 +112,7 @@ def from_mapping(d: dict[str, Any], origin: str) -> Config:
         keyservice_token_file=ks.get("token_file"),
         policy_live=str(policy.get("live", "revoke")),
         policy_test=str(policy.get("test", "revoke")),
+        notify=notify,
         disabled_rules=_list_of_str(d, "disabled_rules", origin),
         exclude_paths=_list_of_str(d, "exclude_paths", origin),
         allowlist_regexes=_list_of_str(d, "allowlist_regexes", origin),

@@ -15,4 +15,5 @@ KEYSWEEP = shutil.which("keysweep", path=os.path.dirname(sys.executable)) or "ke
 def keysweep_bin() -> str:
     return KEYSWEEP
 
+
 pytest_plugins = ["tests.keyservice_fixture"]

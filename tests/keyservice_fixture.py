@@ -47,7 +47,11 @@ class KeyService:
     """A running key service: ``url``, ``token``, ``db_path``, ``log_path``."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], url: str, token: str | None, db_path: Path,
+        self,
+        proc: subprocess.Popen[bytes],
+        url: str,
+        token: str | None,
+        db_path: Path,
         log_path: Path,
     ) -> None:
         self.proc = proc
@@ -127,13 +131,26 @@ def start_keyservice(
         env["KEYSERVICE_TOKEN"] = token
     env["PYTHONUNBUFFERED"] = "1"
     cmd = [
-        sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0",
-        "--db", str(db_path), "--port-file", str(port_file), *(extra_args or []),
+        sys.executable,
+        str(SERVER),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--db",
+        str(db_path),
+        "--port-file",
+        str(port_file),
+        *(extra_args or []),
     ]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=ROOT,
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
         )
     service: KeyService | None = None
     try:

@@ -102,9 +102,13 @@ class OpenAPI:
         responses = operation["responses"]
         assert status in responses, f"{method} {template} answered undocumented {status}"
         node = responses[status]
-        where = "/" + "/".join(
-            p.replace("~", "~0").replace("/", "~1") for p in ("paths", template, method.lower())
-        ) + f"/responses/{status}"
+        where = (
+            "/"
+            + "/".join(
+                p.replace("~", "~0").replace("/", "~1") for p in ("paths", template, method.lower())
+            )
+            + f"/responses/{status}"
+        )
         if "$ref" in node:
             node, where = self.pointer(node["$ref"])
         assert "application/json" in node.get("content", {}), f"{where}: no JSON content"
@@ -419,9 +423,7 @@ def test_revoke_errors(ks: KeyService, api: httpx.Client) -> None:
     assert revoke(api, created["key_id"], idem(), reason="bored").status_code == 400
     assert revoke(api, created["key_id"], idem(), detected_at="yesterday").status_code == 400
     # None of the rejected calls revoked the key.
-    (match,) = api.post("/v1/keys/lookup", json={"hashes": [sha(created["key"])]}).json()[
-        "matches"
-    ]
+    (match,) = api.post("/v1/keys/lookup", json={"hashes": [sha(created["key"])]}).json()["matches"]
     assert match["status"] == "active"
 
 
@@ -688,9 +690,7 @@ def test_openapi_validation_catches_drift() -> None:
         SPEC.response_validator("POST", "/v1/keys/lookup", "418")
 
 
-def test_every_documented_response_is_exercised(
-    ks: KeyService, ks_no_token: KeyService
-) -> None:
+def test_every_documented_response_is_exercised(ks: KeyService, ks_no_token: KeyService) -> None:
     """Drive each documented (operation, status) once; the hook validates each answer."""
     created = ks.mint()
     with ks.client() as api, ks.client(auth=False) as anon, ks_no_token.client() as off:

@@ -1,0 +1,225 @@
+"""Alerts, delivered to real receivers on loopback: SMTP with STARTTLS and login,
+a Standard Webhooks endpoint that verifies signatures, a Slack-shaped endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from scanner.notify.channels import EmailChannel, SlackChannel, WebhookChannel
+from scanner.notify.dedup import MemoryDedup, SqliteDedup
+from scanner.notify.dispatch import Notifier
+from scanner.notify.message import Alert, Place
+from tests.conftest import KEYSWEEP
+from tests.helpers import Repo, github_token
+from tests.notify_receivers import bodies_text, http_inbox, smtp_server, valid_block_kit
+
+
+def whsec() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def alert(i: int, owner: str = "owner@example.com", kind: str = "keyservice") -> Alert:
+    return Alert(
+        key_ident=f"key_{i}",
+        fingerprint=f"{i:032x}",
+        rule_id="mg-live-key",
+        family="mg live API key",
+        redacted=f"mg_live_{i:08d}…",
+        owner_kind=kind,
+        environment="live",
+        org_id="org_1",
+        project_id="proj_1",
+        owner_email=owner,
+        owner_name="Ann",
+        url=f"https://github.com/o/r/blob/c{i}/f.py#L3",
+        repo="o/r",
+        commit=f"{i:040x}",
+        path="f.py",
+        line=3,
+        pushed_at="2026-11-20T10:00:00Z",
+        found_at="2026-11-23T10:00:00Z",
+        action="revoked",
+        revoked_at="2026-11-23T10:00:01Z",
+        places=(Place(f"loc{i}", "o/r", f"{i:040x}", "f.py", 3, None),),
+    )
+
+
+@pytest.fixture
+def env_ca(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    def use(ca_file: Path) -> None:
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+
+    return use
+
+
+def test_summary_above_25_per_recipient(tmp_path: Path, env_ca) -> None:  # type: ignore[no-untyped-def]
+    secret = whsec()
+    with smtp_server(tmp_path) as box, http_inbox(secret) as hook, http_inbox() as slack:
+        env_ca(box.ca_file)
+        channels = {
+            "webhook": WebhookChannel(hook.url, secret),
+            "slack": SlackChannel(slack.url),
+            "email": EmailChannel(box.url, "keysweep <ks@example.com>"),
+        }
+        n = Notifier(channels, MemoryDedup(), sleep=lambda s: None)
+        many = [alert(i) for i in range(30)] + [alert(100, owner="bob@example.com")]
+        report = n.notify(many)
+        assert report.sent["email:summary"] == 1 and report.sent["email:alert"] == 1
+        assert report.sent["webhook:summary"] == 1 and report.sent["slack:summary"] == 1
+        assert len(box.messages) == 2 and len(hook.requests) == 1 and len(slack.requests) == 1
+        summary = next(m for m in box.messages if "ann" not in m["To"] and "owner@" in m["To"])
+        assert "31" not in summary["Subject"] and "30 leaked keys" in summary["Subject"]
+        body = json.loads(hook.requests[0]["body"])
+        assert body["type"] == "keysweep.leak.summary" and body["data"]["count"] == 31
+        assert hook.verified == 1 and valid_block_kit(json.loads(slack.requests[0]["body"]))
+
+
+def test_failing_channel_is_retried_and_never_blocks_the_others(tmp_path: Path, env_ca) -> None:  # type: ignore[no-untyped-def]
+    secret = whsec()
+    with smtp_server(tmp_path) as box, http_inbox(secret) as hook, http_inbox() as slack:
+        env_ca(box.ca_file)
+        hook.fail_first = 2  # two 500s, then fine: delivered on the third try
+        slack.always_fail = True
+        dedup = MemoryDedup()
+        channels = {
+            "webhook": WebhookChannel(hook.url, secret),
+            "slack": SlackChannel(slack.url),
+            "email": EmailChannel(box.url, "ks@example.com"),
+        }
+        sleeps: list[float] = []
+        n = Notifier(channels, dedup, retries=3, sleep=sleeps.append)
+        report = n.notify([alert(1), alert(2)])
+        assert report.sent["webhook:alert"] == 2 and report.sent["email:alert"] == 2
+        assert report.failed["slack:alert"] == 2 and report.errors == ["slack: slack: HTTP 500"]
+        assert len(hook.requests) == 4 and hook.verified == 2  # 2 failures + 2 deliveries
+        assert len(slack.requests) == 4  # 1 + 3 retries for the first, none for the second
+        assert len(sleeps) == 2 + 3
+        # The failed ones were not marked as said: a later run delivers them.
+        slack.always_fail = False
+        report = n.notify([alert(1), alert(2)])
+        assert report.sent == {"slack:alert": 2} and report.skipped == 4
+
+
+def test_bad_login_is_reported_not_retried(tmp_path: Path, env_ca) -> None:  # type: ignore[no-untyped-def]
+    with smtp_server(tmp_path) as box:
+        env_ca(box.ca_file)
+        wrong = box.url.replace("s3cret-pass", "wrong")
+        n = Notifier(
+            {"email": EmailChannel(wrong, "ks@example.com")},
+            MemoryDedup(),
+            sleep=lambda s: pytest.fail("must not retry a refused login"),
+        )
+        report = n.notify([alert(1)])
+        assert report.failed["email:alert"] == 1 and "login refused" in report.errors[0]
+        assert box.messages == []
+
+
+def test_tampered_webhook_body_is_rejected_by_the_verifier(tmp_path: Path) -> None:
+    secret = whsec()
+    with http_inbox(secret) as hook:
+        Notifier({"webhook": WebhookChannel(hook.url, secret)}, MemoryDedup()).notify([alert(1)])
+        (req,) = hook.requests
+        Webhook(secret).verify(req["body"], req["headers"])  # genuine: verifies
+        tampered = req["body"].replace(b"revoked", b"ignored")
+        with pytest.raises(WebhookVerificationError):
+            Webhook(secret).verify(tampered, req["headers"])
+        with pytest.raises(WebhookVerificationError):
+            Webhook(whsec()).verify(req["body"], req["headers"])  # another secret
+
+
+def test_dedup_survives_processes(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "n.sqlite3"
+    assert SqliteDedup(path).claim("k")
+    assert not SqliteDedup(path).claim("k")
+    SqliteDedup(path).release("k")
+    assert SqliteDedup(path).claim("k")
+
+
+def test_scan_revoke_alerts_end_to_end(keyservice, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ks = keyservice
+    minted = ks.mint(
+        env="live",
+        org_id="org_acme",
+        project_id="proj_web",
+        owner={"name": "Ann Owner", "email": "ann@acme.example"},
+    )
+    gh = github_token()
+    r = Repo(tmp_path / "repo")
+    r.write("app.py", f"KEY = '{minted['key']}'\n")
+    r.write("ci.yml", f"token: {gh}\n")
+    r.commit("leaks")
+    secret = whsec()
+    with smtp_server(tmp_path) as box, http_inbox(secret) as hook, http_inbox() as slack:
+        env = {
+            **os.environ,
+            "KEYSWEEP_KEYSERVICE_URL": ks.url,
+            "KEYSWEEP_KEYSERVICE_TOKEN": ks.token,
+            "KEYSWEEP_NOTIFY_WEBHOOK_URL": hook.url,
+            "KEYSWEEP_NOTIFY_WEBHOOK_SECRET": secret,
+            "KEYSWEEP_NOTIFY_SLACK_URL": slack.url,
+            "KEYSWEEP_SMTP_URL": box.url,
+            "KEYSWEEP_NOTIFY_FROM": "keysweep <sec@acme.example>",
+            "KEYSWEEP_STATE_DIR": str(tmp_path / "state"),
+            "SSL_CERT_FILE": str(box.ca_file),
+        }
+
+        def run() -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [KEYSWEEP, "scan", str(r.path), "--revoke", "--format", "json"],
+                capture_output=True,
+                env=env,
+                timeout=120,
+            )
+
+        first = run()
+        assert first.returncode == 1, first.stderr.decode()
+        # The owner: one email, plain text and HTML, with what happened and what to do.
+        (mail,) = box.messages
+        assert mail["X-Envelope-To"] == "ann@acme.example"
+        assert minted["display_prefix"] in mail["Subject"]
+        plain = mail.get_body(("plain",)).get_content()
+        html = mail.get_body(("html",)).get_content()
+        for text in (plain, html):
+            assert "org_acme" in text and "proj_web" in text and "app.py:1" in text
+            assert "Revoked by keysweep" in text and "Rotate the key" in text
+        # The security team: both keys on the webhook (signed) and on Slack (Block Kit).
+        assert hook.verified == 2 and hook.rejected == 0
+        types = sorted(json.loads(q["body"])["data"]["key"]["rule_id"] for q in hook.requests)
+        assert types == ["github-classic-token", "mg-live-key"]
+        assert len(slack.requests) == 2
+        assert all(valid_block_kit(json.loads(q["body"])) for q in slack.requests)
+        # The audit trail records the owner alert.
+        notified = (
+            ks.client()
+            .get("/v1/audit-events", params={"action": "api_key.leak_notified"})
+            .json()["events"]
+        )
+        assert len(notified) == 1 and notified[0]["target"] == minted["display_prefix"]
+
+        # Again: nothing new is said.
+        second = run()
+        assert second.returncode == 1
+        assert len(box.messages) == 1 and len(hook.requests) == 2 and len(slack.requests) == 2
+        assert "already sent before: 5" in second.stderr.decode()  # 3 routes + 2 routes
+
+        # The revoked key shows up somewhere new: one short follow-up per channel.
+        r.write("docs/setup.md", f"use {minted['key']}\n")
+        r.commit("docs")
+        third = run()
+        assert third.returncode == 1
+        assert len(box.messages) == 2 and "Follow-up" in box.messages[1]["Subject"]
+        followups = [json.loads(q["body"]) for q in hook.requests[2:]]
+        assert [f["type"] for f in followups] == ["keysweep.leak.followup"]
+        assert len(slack.requests) == 3
+
+        # No planted key in any message, header or output.
+        everything = bodies_text(box, hook, slack) + first.stdout + first.stderr + third.stderr
+        assert minted["key"].encode() not in everything and gh.encode() not in everything
