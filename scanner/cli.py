@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keysweep",
         description="Find leaked API keys in git history, files and stdin.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Start with `keysweep scan` in a repository. `keysweep COMMAND --help` for more.",
+        epilog="Start with `keysweep scan` in a repository. `keysweep COMMAND --help` for more.\n\n"
+        "service commands (keysweep[workers]): worker, beat, status, enqueue",
     )
     parser.add_argument("--version", action="version", version=f"keysweep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -364,20 +365,12 @@ def send_alerts(findings: list, outcomes: dict, config) -> list[str]:  # type: i
     """Tell owners and the security team what was found and done; returns problems."""
     from scanner.notify.dedup import SqliteDedup
     from scanner.notify.dispatch import Notifier, NotifySettings
-    from scanner.notify.message import alert_for
+    from scanner.notify.message import alerts_from
 
     channels = NotifySettings.from_env(config.notify).channels()
     if not channels:
         return []
-    alerts = [
-        alert_for(f, outcomes.get(f.fingerprint))
-        for f in findings
-        if f.owner == "third_party"
-        or (
-            outcomes.get(f.fingerprint) is not None
-            and outcomes[f.fingerprint].action not in ("unknown", "ignored")
-        )
-    ]
+    alerts = alerts_from(findings, outcomes)
     url, token = config.keyservice()
     client = None
     if url and token:

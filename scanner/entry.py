@@ -17,6 +17,25 @@ def main() -> int:
         fast = fast_pre_commit(words)
         if fast is not None:
             return fast
+    if words and not words[0].startswith("-"):
+        plugin = service_command(words[0])
+        if plugin is not None:
+            return int(plugin(words[1:]) or 0)
     from scanner.cli import main as cli_main
 
     return cli_main(words)
+
+
+CORE = {"scan", "rules", "baseline", "hook", "install-hook", "keys"}
+
+
+def service_command(name: str):  # type: ignore[no-untyped-def]
+    """A command another package registered (``keysweep.commands``), e.g. ``worker``."""
+    if name in CORE:
+        return None
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="keysweep.commands"):
+        if ep.name == name:
+            return ep.load()
+    return None

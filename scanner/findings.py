@@ -43,6 +43,10 @@ class Location:
             "url": self.url,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Location:
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+
     def short(self) -> str:
         where = f"{self.path or '<stdin>'}:{self.line}" if self.line else (self.path or "<stdin>")
         return f"{where} @ {self.commit[:12]}" if self.commit else where
@@ -110,6 +114,27 @@ class Finding:
         if show_secret and self.secret is not None:
             d["secret"] = self.secret.decode("utf-8", "replace")
         return d
+
+
+def finding_from_dict(d: dict[str, Any]) -> Finding:
+    """A finding as it crosses a process boundary (``to_dict`` without the secret)."""
+    location = Location.from_dict(d["source"])
+    return Finding(
+        rule_id=d["rule_id"],
+        description=d.get("description", ""),
+        severity=d["severity"],
+        owner=d["owner"],
+        secret_sha256=d["secret_sha256"],
+        redacted=d["redacted"],
+        fingerprint=d["fingerprint"],
+        location=location,
+        confidence=d.get("confidence", "high"),
+        expires_at=d.get("expires_at"),
+        expired=bool(d.get("expired", False)),
+        companion_sha256=d.get("companion_sha256"),
+        occurrences=int(d.get("occurrences", 1)),
+        locations=[Location.from_dict(x) for x in d.get("locations", [])] or [location],
+    )
 
 
 class FindingSet:

@@ -15,7 +15,7 @@ from pathlib import Path
 from scanner.baseline import load_baseline
 from scanner.config import Config
 from scanner.engine import Allowlist, Engine
-from scanner.findings import Finding, FindingSet
+from scanner.findings import Finding, FindingSet, Location
 from scanner.rules import Rule, load_rules
 from scanner.sources import Fragment
 from scanner.sources.files import SkipCounts, excluded, iter_files
@@ -64,9 +64,15 @@ def build_engine(
 class Collector:
     """Thread-safe: scans fragments and groups what they hold into findings."""
 
-    def __init__(self, engine: Engine, exclude: list[str]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        exclude: list[str],
+        decorate: Callable[[Location], Location] | None = None,
+    ) -> None:
         self.engine = engine
         self.exclude = exclude
+        self.decorate = decorate  # e.g. add the URL a person can open
         self.found = FindingSet(expired_before=time.time())
         self.lock = threading.Lock()
         self.bytes = 0
@@ -80,6 +86,8 @@ class Collector:
                 if located is None:
                     continue
                 loc, order = located
+                if self.decorate is not None:
+                    loc = self.decorate(loc)
                 clean = fragment.clean_secret(m.secret)
                 if clean is not m.secret:
                     m = replace(m, secret=clean)

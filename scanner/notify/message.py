@@ -306,3 +306,27 @@ def slack_summary(alerts: list[Alert]) -> dict[str, Any]:
             {"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn(text)}},
         ],
     }
+
+
+def alerts_from(findings: list[Finding], outcomes: dict[str, Outcome]) -> list[Alert]:
+    """The alerts a batch deserves: third-party keys, and our keys that were acted on
+    (an unknown or ignored key is nobody's to hear about)."""
+    out = []
+    for f in findings:
+        outcome = outcomes.get(f.fingerprint)
+        if f.owner == "third_party" or (
+            outcome is not None and outcome.action not in ("unknown", "ignored")
+        ):
+            out.append(alert_for(f, outcome))
+    return out
+
+
+def alert_to_dict(a: Alert) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(a)
+
+
+def alert_from_dict(d: dict[str, Any]) -> Alert:
+    places = tuple(Place(**p) for p in d.get("places", ()))
+    return Alert(**{**d, "places": places})

@@ -41,12 +41,21 @@ class RemoteURL:
     host: str  # host[:port]
     display: str  # with any credentials removed
 
+    @property
+    def plain_http(self) -> bool:
+        return self.url.startswith("http://")
+
 
 def looks_like_url(target: str) -> bool:
     return "://" in target or bool(SCP_LIKE.match(target))
 
 
-def parse_remote(url: str, allowed_hosts: tuple[str, ...] | list[str]) -> RemoteURL:
+def parse_remote(
+    url: str,
+    allowed_hosts: tuple[str, ...] | list[str],
+    http_hosts: tuple[str, ...] | list[str] = (),
+) -> RemoteURL:
+    """Validate a URL to clone. ``http_hosts`` may use plain http (a local test server only)."""
     if not url or url.startswith("-"):
         raise UnsafeURLError("a repository URL cannot start with '-'")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
@@ -63,7 +72,10 @@ def parse_remote(url: str, allowed_hosts: tuple[str, ...] | list[str]) -> Remote
         )
     else:
         parts = urlsplit(url)
-        if parts.scheme not in ("https", "ssh"):
+        plain_ok = parts.scheme == "http" and (
+            f"{parts.hostname}:{parts.port}" in http_hosts or parts.hostname in http_hosts
+        )
+        if parts.scheme not in ("https", "ssh") and not plain_ok:
             raise UnsafeURLError(
                 f"only https:// and ssh:// URLs are cloned, not {parts.scheme or 'a local path'}"
             )
@@ -103,6 +115,8 @@ def cloned(remote: RemoteURL, timeout: float = 1800) -> Iterator[Path]:
         "protocol.ssh.allow": "always",
         "core.fsmonitor": "false",
     }
+    if remote.plain_http:
+        settings["protocol.http.allow"] = "always"
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_PROTOCOL_FROM_USER": "0",

@@ -1,0 +1,191 @@
+"""Redis state shared by every worker: cursors, dedupe, token budgets, caches, counters.
+
+Every key starts with the configured prefix and holds ids, hashes, counts and
+timestamps — never a cleartext key, never file content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+import redis
+
+from workers.settings import settings
+
+
+@cache
+def client() -> redis.Redis:
+    return redis.Redis.from_url(
+        settings().redis_url,
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def key(*parts: object) -> str:
+    return ":".join([settings().prefix, *map(str, parts)])
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+# --- dedupe: each event and gist version is worked on once -----------------------------
+
+
+def first_time(kind: str, ident: str, ttl: int | None = None) -> bool:
+    """SET NX with a TTL: True for the first caller only."""
+    return bool(
+        client().set(
+            key("seen", kind, digest(ident)),
+            int(time.time()),
+            nx=True,
+            ex=ttl or settings().dedupe_ttl,
+        )
+    )
+
+
+def forget(kind: str, ident: str) -> None:
+    client().delete(key("seen", kind, digest(ident)))
+
+
+# --- cursors and poll pacing -------------------------------------------------------------
+
+
+def get_cursor(name: str) -> dict[str, str]:
+    return client().hgetall(key("cursor", name))
+
+
+def set_cursor(name: str, **values: object) -> None:
+    client().hset(key("cursor", name), mapping={k: str(v) for k, v in values.items()})
+
+
+@contextmanager
+def singleton(name: str, ttl: int = 120) -> Iterator[bool]:
+    """A lock so that only one poller of a kind runs at once, even with many workers."""
+    token = uuid.uuid4().hex
+    k = key("lock", name)
+    got = bool(client().set(k, token, nx=True, ex=ttl))
+    try:
+        yield got
+    finally:
+        if got:
+            client().eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                "return redis.call('del', KEYS[1]) end return 0",
+                1,
+                k,
+                token,
+            )
+
+
+# --- a global cap on in-flight GitHub requests (a lease semaphore) ----------------------
+
+_ACQUIRE = """
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
+if redis.call('zcard', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('zadd', KEYS[1], ARGV[2], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+
+@contextmanager
+def github_slot(limit: int | None = None, lease: float = 60.0) -> Iterator[None]:
+    limit = limit or settings().github_concurrency
+    k = key("github", "inflight")
+    me = uuid.uuid4().hex
+    while True:
+        now = time.time()
+        if client().eval(_ACQUIRE, 1, k, now, now + lease, limit, me):
+            break
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        client().zrem(k, me)
+
+
+# --- counters for `keysweep status` and the benchmark -----------------------------------
+
+
+def count(name: str, n: int = 1) -> None:
+    client().hincrby(key("stats"), name, n)
+
+
+def counts() -> dict[str, int]:
+    return {k: int(v) for k, v in client().hgetall(key("stats")).items()}
+
+
+def record_latency(seconds: float, kind: str = "fetch_to_revoke") -> None:
+    pipe = client().pipeline()
+    pipe.rpush(key("latency", kind), f"{seconds:.4f}")
+    pipe.ltrim(key("latency", kind), -100_000, -1)
+    pipe.execute()
+
+
+def latencies(kind: str = "fetch_to_revoke") -> list[float]:
+    return [float(x) for x in client().lrange(key("latency", kind), 0, -1)]
+
+
+# --- the key service's negative cache, shared by every worker ---------------------------
+
+
+class RedisNegativeCache:
+    """Hashes the key service does not know, remembered for a while (TTL)."""
+
+    def __init__(self, ttl: int | None = None) -> None:
+        self.ttl = ttl or settings().negative_cache_ttl
+
+    def known_unknown(self, hashes: list[str]) -> set[str]:
+        if not hashes:
+            return set()
+        flags = client().mget([key("neg", h) for h in hashes])
+        return {h for h, f in zip(hashes, flags, strict=True) if f}
+
+    def remember_unknown(self, hashes: Iterable[str]) -> None:
+        pipe = client().pipeline()
+        for h in hashes:
+            pipe.set(key("neg", h), 1, ex=self.ttl)
+        pipe.execute()
+
+
+class RedisDedup:
+    """Who was already told what (alerts): atomic claim, release on failed delivery."""
+
+    def __init__(self, ttl: int = 90 * 24 * 3600) -> None:
+        self.ttl = ttl
+
+    def claim(self, k: str) -> bool:
+        return bool(client().set(key("notified", k), 1, nx=True, ex=self.ttl))
+
+    def release(self, k: str) -> None:
+        client().delete(key("notified", k))
+
+
+def dump_all() -> dict[str, Any]:
+    """Every key and value under the prefix (tests look for planted keys in it)."""
+    out: dict[str, Any] = {}
+    r = client()
+    for k in r.scan_iter(f"{settings().prefix}:*"):
+        t = r.type(k)
+        if t == "string":
+            out[k] = r.get(k)
+        elif t == "hash":
+            out[k] = r.hgetall(k)
+        elif t == "list":
+            out[k] = r.lrange(k, 0, -1)
+        elif t == "set":
+            out[k] = sorted(r.smembers(k))
+        elif t == "zset":
+            out[k] = r.zrange(k, 0, -1, withscores=True)
+    return out
