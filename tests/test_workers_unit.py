@@ -1,0 +1,166 @@
+"""Worker building blocks against a real Redis: state, the token pool, the GitHub
+client's rate-limit handling (respx for GitHub's edge cases), log redaction."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import respx
+
+API = "https://gh.test"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh key prefix on the local Redis, so tests never see each other's state."""
+    from workers import settings as settings_mod
+    from workers import state
+
+    monkeypatch.setenv(
+        "KEYSWEEP_REDIS_URL", os.environ.get("KEYSWEEP_TEST_REDIS", "redis://127.0.0.1:6379/14")
+    )
+    monkeypatch.setenv("KEYSWEEP_REDIS_PREFIX", f"kstest-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("KEYSWEEP_GITHUB_TOKENS", "tok-a,tok-b")
+    monkeypatch.setenv("KEYSWEEP_GITHUB_API_URL", API)
+    settings_mod.settings.cache_clear()
+    state.client.cache_clear()
+    yield
+    r = state.client()
+    for k in r.scan_iter(f"{settings_mod.settings().prefix}:*"):
+        r.delete(k)
+    settings_mod.settings.cache_clear()
+    state.client.cache_clear()
+
+
+def test_dedupe_is_first_caller_only() -> None:
+    from workers import state
+
+    assert state.first_time("event", "evt-QQQ-1")
+    assert not state.first_time("event", "evt-QQQ-1")
+    assert state.first_time("event", "evt-QQQ-2")
+    # Keys hold digests of ids, not the ids themselves.
+    assert not any("QQQ" in k for k in state.dump_all())
+
+
+def test_singleton_lock() -> None:
+    from workers import state
+
+    with state.singleton("poll") as first, state.singleton("poll") as second:
+        assert first and not second
+    with state.singleton("poll") as again:
+        assert again
+
+
+def test_negative_cache_and_alert_dedup() -> None:
+    from workers import state
+
+    neg = state.RedisNegativeCache(ttl=60)
+    neg.remember_unknown(["a" * 64])
+    assert neg.known_unknown(["a" * 64, "b" * 64]) == {"a" * 64}
+    d = state.RedisDedup()
+    assert d.claim("x") and not d.claim("x")
+    d.release("x")
+    assert d.claim("x")
+
+
+@respx.mock
+def test_token_pool_rests_an_exhausted_token_and_uses_the_other() -> None:
+    from workers.github import GitHub
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        tok = request.headers["Authorization"].split()[-1]
+        seen.append(tok)
+        if tok == "tok-a":
+            return httpx.Response(
+                403,
+                headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "9999999999"},
+                json={"message": "API rate limit exceeded"},
+            )
+        return httpx.Response(
+            200,
+            json=[],
+            headers={
+                "x-ratelimit-remaining": "4999",
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-reset": "9999999999",
+            },
+        )
+
+    respx.get(f"{API}/events").mock(side_effect=answer)
+    gh = GitHub(API, ("tok-a", "tok-b"))
+    for _ in range(4):
+        assert gh.get("/events").status_code == 200
+    # tok-a answered at most once, then rested until its reset.
+    assert seen.count("tok-a") == 1 and seen.count("tok-b") == 4
+    budgets = gh.pool.budgets()
+    assert budgets[0]["remaining"] == "0" and budgets[1]["remaining"] == "4999"
+
+
+@respx.mock
+def test_retry_after_and_secondary_limits_become_waits() -> None:
+    from workers.github import GitHub, GitHubUnavailable, RateLimited
+
+    gh = GitHub(API, ("tok-a",))
+    respx.get(f"{API}/a").mock(return_value=httpx.Response(429, headers={"retry-after": "7"}))
+    with pytest.raises(RateLimited) as err:
+        gh.get("/a")
+    assert err.value.wait == 7
+    respx.get(f"{API}/b").mock(
+        return_value=httpx.Response(
+            403, json={"message": "You have exceeded a secondary rate limit"}
+        )
+    )
+    with pytest.raises(RateLimited) as err:
+        gh.get("/b")
+    assert err.value.wait >= 60
+    respx.get(f"{API}/c").mock(return_value=httpx.Response(502))
+    with pytest.raises(GitHubUnavailable):
+        gh.get("/c")
+    respx.get(f"{API}/d").mock(return_value=httpx.Response(200, text="{not json"))
+    with pytest.raises(GitHubUnavailable, match="malformed JSON"):
+        gh.get_json("/d")
+
+
+@respx.mock
+def test_every_token_exhausted_waits_until_the_soonest_reset() -> None:
+    import time
+
+    from workers.github import GitHub, RateLimited
+
+    reset = int(time.time()) + 120
+    respx.get(f"{API}/e").mock(
+        return_value=httpx.Response(
+            403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
+        )
+    )
+    gh = GitHub(API, ("tok-a", "tok-b"))
+    with pytest.raises(RateLimited) as err:
+        gh.get("/e")
+    assert 100 < err.value.wait <= 121
+
+
+def test_json_logs_redact_keys_as_a_last_line_of_defence() -> None:
+    from tests.helpers import github_token, mg_live
+    from workers.logs import RedactingJsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingJsonFormatter())
+    logger = logging.getLogger("keysweep.test.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    live, gh = mg_live(), github_token()
+    logger.error("oops, a key slipped into a log line: %s and %s", live, gh)
+    line = stream.getvalue().strip()
+    entry = json.loads(line)
+    assert live not in line and gh not in line
+    assert live[:16] + "…" in entry["msg"] and gh[:12] + "…" in entry["msg"]
