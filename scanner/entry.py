@@ -20,7 +20,13 @@ def main() -> int:
     if words and not words[0].startswith("-"):
         plugin = service_command(words[0])
         if plugin is not None:
-            return int(plugin(words[1:]) or 0)
+            from scanner.errors import KeysweepError
+
+            try:
+                return int(plugin(words[1:]) or 0)
+            except KeysweepError as exc:
+                print(f"keysweep: error: {exc}", file=sys.stderr)
+                return 2
     from scanner.cli import main as cli_main
 
     return cli_main(words)
