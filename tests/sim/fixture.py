@@ -1,0 +1,274 @@
+"""Run the GitHub simulator (``python -m tests.sim``) as a real subprocess on loopback.
+
+    from tests.sim.fixture import start_sim
+
+    with start_keyservice(tmp_path) as ks, start_sim(tmp_path, ks, poll_interval=1) as sim:
+        sim.generate(pushes=20, gists=10, plant={"live": 3, "third_party": 2})
+        with sim.client(token="worker-1") as gh:      # httpx.Client: base_url + auth
+            events = gh.get("/events", params={"per_page": 100}).json()
+        truth = sim.planted()                          # ground truth, cleartext keys
+
+or the function-scoped pytest fixtures ``github_sim`` (with a fresh key service,
+so ``mg_`` keys are planted) and ``github_sim_nokeys`` (third-party keys and
+near misses only). Import them into a test module
+(``from tests.sim.fixture import github_sim  # noqa: F401``) or list this module
+in ``pytest_plugins``.
+
+``start_sim(..., **opts)`` turns keyword options into flags: ``poll_interval=1``
+is ``--poll-interval 1``, ``access_log=True`` is ``--access-log``. The process's
+stdout and stderr go to ``sim.log_path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import pytest
+
+from tests.sim.limits import token_label
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+START_TIMEOUT = 30.0
+
+
+class SimError(RuntimeError):
+    pass
+
+
+class KeyServiceLike(Protocol):
+    url: str
+    token: str | None
+
+
+class GitHubSim:
+    """A running simulator: ``url``, ``log_path``, ``workdir`` and control helpers."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], url: str, log_path: Path, workdir: Path
+    ) -> None:
+        self.proc = proc
+        self.url = url
+        self.log_path = log_path
+        self.workdir = workdir
+
+    # -- clients -----------------------------------------------------------
+
+    def client(self, token: str | None = None, *, timeout: float = 30.0) -> httpx.Client:
+        """An httpx client for the GitHub endpoints, as ``Authorization: token X``."""
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        if token:
+            headers["Authorization"] = f"token {token}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    @staticmethod
+    def token_label(token: str | None) -> str:
+        """How ``stats()["tokens"]`` names a token (a hash; never the token)."""
+        return token_label(token)
+
+    # -- control API -------------------------------------------------------
+
+    def control(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        """Call ``/_sim/<path>``; raises SimError on a non-2xx answer."""
+        with httpx.Client(base_url=self.url, timeout=120.0) as http:
+            r = http.request(method, f"/_sim/{path.lstrip('/')}", json=body, params=params or None)
+        if r.status_code >= 300:
+            raise SimError(f"{method} /_sim/{path}: {r.status_code} {r.text}")
+        return r.json()
+
+    def generate(self, **spec: Any) -> dict[str, Any]:
+        """``POST /_sim/generate``: pushes, gists, public_repos, plant={...}, large_files,
+        binary_files, wide_pushes=[N, ...], large_gists, huge_gists, noise."""
+        result: dict[str, Any] = self.control("POST", "generate", spec)
+        return result
+
+    def planted(self, kind: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {}
+        if kind:
+            params["kind"] = kind
+        if since is not None:
+            params["since"] = since
+        items: list[dict[str, Any]] = self.control("GET", "planted", **params)
+        return items
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.control("GET", "stats")
+        return result
+
+    def fault(
+        self,
+        path_prefix: str,
+        status: int | None = None,
+        *,
+        count: int = 1,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+        secondary: bool = False,
+    ) -> list[dict[str, Any]]:
+        body = {
+            "path_prefix": path_prefix,
+            "status": status,
+            "count": count,
+            "retry_after": retry_after,
+            "delay": delay,
+            "secondary": secondary,
+        }
+        result: list[dict[str, Any]] = self.control("POST", "faults", body)
+        return result
+
+    def clear_faults(self) -> None:
+        self.control("DELETE", "faults")
+
+    def duplicate(self, event_id: str | None = None) -> str:
+        body = {"event_id": event_id} if event_id is not None else {}
+        return str(self.control("POST", "duplicate", body)["event_id"])
+
+    def set_rate(self, rate: float, plant_every: int | None = None, **more: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"rate": rate, **more}
+        if plant_every is not None:
+            body["plant_every"] = plant_every
+        result: dict[str, Any] = self.control("POST", "rate", body)
+        return result
+
+    def config(self, **settings: Any) -> dict[str, Any]:
+        """Read (no arguments) or change runtime settings (``POST /_sim/config``)."""
+        result: dict[str, Any] = (
+            self.control("POST", "config", settings) if settings else self.control("GET", "config")
+        )
+        return result
+
+    def reset(self, *, stats_only: bool = False, rate: float = 0.0) -> None:
+        self.control("POST", "reset", {"stats_only": stats_only, "rate": rate})
+
+    # -- process -----------------------------------------------------------
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; idempotent."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+
+
+def _flags(opts: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for name, value in opts.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is False or value is None:
+            continue
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+@contextlib.contextmanager
+def start_sim(
+    tmp_path: Path,
+    keyservice: KeyServiceLike | None = None,
+    *,
+    name: str = "github-sim",
+    **opts: Any,
+) -> Iterator[GitHubSim]:
+    """Start ``python -m tests.sim --port 0 --port-file`` and wait for ``/_sim/healthz``.
+
+    ``keyservice`` (anything with ``url`` and ``token``, e.g. the ``keyservice``
+    fixture) lets the simulator mint and plant ``mg_`` keys. Files land in
+    ``tmp_path``: ``<name>.log``, ``<name>.url`` and the ``<name>-work`` directory.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    log_path = tmp_path / f"{name}.log"
+    port_file = tmp_path / f"{name}.url"
+    workdir = tmp_path / f"{name}-work"
+    port_file.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.sim",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--workdir",
+        str(workdir),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "KEYSERVICE_TOKEN"}
+    env["PYTHONUNBUFFERED"] = "1"
+    if keyservice is not None:
+        cmd += ["--keyservice-url", keyservice.url]
+        if keyservice.token:
+            env["KEYSERVICE_TOKEN"] = keyservice.token  # not on the command line
+    cmd += _flags(opts)
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+        )
+    sim: GitHubSim | None = None
+    try:
+        url = _wait_until_healthy(proc, port_file, log_path)
+        sim = GitHubSim(proc, url, log_path, workdir)
+        yield sim
+    finally:
+        if sim is not None:
+            sim.stop()
+        elif proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _wait_until_healthy(proc: subprocess.Popen[bytes], port_file: Path, log_path: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT
+    last_error = "no port file yet"
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            log = log_path.read_text(encoding="utf-8", errors="replace")
+            raise SimError(f"github-sim exited with code {code} during start-up:\n{log}")
+        if port_file.exists():
+            url = port_file.read_text(encoding="utf-8").strip()
+            try:
+                if httpx.get(url + "/_sim/healthz", timeout=2.0).status_code == 200:
+                    return url
+            except httpx.HTTPError as exc:
+                last_error = repr(exc)
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(10)
+    log = log_path.read_text(encoding="utf-8", errors="replace")
+    raise SimError(f"github-sim not healthy after {START_TIMEOUT:.0f}s ({last_error}); log:\n{log}")
+
+
+@pytest.fixture
+def github_sim(tmp_path: Path, keyservice: KeyServiceLike) -> Iterator[GitHubSim]:
+    """A fresh simulator wired to a fresh key service (``mg_`` keys get planted)."""
+    with start_sim(tmp_path / "github-sim", keyservice, poll_interval=1) as sim:
+        yield sim
+
+
+@pytest.fixture
+def github_sim_nokeys(tmp_path: Path) -> Iterator[GitHubSim]:
+    """A fresh simulator without a key service: third-party keys and near misses only."""
+    with start_sim(tmp_path / "github-sim", poll_interval=1) as sim:
+        yield sim
