@@ -56,7 +56,7 @@ app.conf.update(
     task_queues=[Queue(q) for q in QUEUES],
     task_routes={
         "workers.tasks.poll_*": {"queue": "poll"},
-        "workers.tasks.scan_*": {"queue": "fetch"},
+        "workers.tasks.scan_*": {"queue": "fetch"},  # scan_batch, scan_repo
         "workers.tasks.resolve_and_act": {"queue": "act"},
         "workers.tasks.send_alerts": {"queue": "notify"},
     },

@@ -29,7 +29,13 @@ def worker(argv: list[str]) -> int:
     p.add_argument(
         "--concurrency", "-c", type=int, default=None, help="worker processes (default: CPU count)"
     )
-    p.add_argument("--pool", default="prefork", choices=("prefork", "threads", "solo"))
+    p.add_argument(
+        "--pool",
+        "-P",
+        default="prefork",
+        choices=("prefork", "threads", "solo"),
+        help="prefork (default; CPU-bound work) or threads (I/O-bound fetches)",
+    )
     p.add_argument("--loglevel", "-l", default="INFO")
     p.add_argument("--hostname", "-n", default=None)
     args = p.parse_args(argv)
@@ -124,7 +130,7 @@ def enqueue(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from scanner.sources.remote import parse_remote
     from workers.settings import settings
-    from workers.tasks import scan_gist, scan_repo
+    from workers.tasks import scan_batch, scan_repo
 
     s = settings()
     if args.kind == "repo":
@@ -136,6 +142,6 @@ def enqueue(argv: list[str]) -> int:
     else:
         if not args.target.isalnum():
             p.error("a gist id is letters and digits")
-        scan_gist.delay(gist_id=args.target)
+        scan_batch.delay(docs=[{"kind": "gist", "gist_id": args.target}])
         print(f"keysweep: queued gist {args.target}")
     return 0

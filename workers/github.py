@@ -43,30 +43,33 @@ class TokenPool:
             return -1, None
         r = state.client()
         now = time.time()
-        start = int(r.incr(state.key("github", "rr")))
+        pipe = r.pipeline(transaction=False)  # one round trip: the turn and every budget
+        pipe.incr(state.key("github", "rr"))
+        for i in range(len(self.tokens)):
+            pipe.hmget(state.key("github", "token", i), "remaining", "reset")
+        start, *budgets = pipe.execute()
         soonest = None
         for i in range(len(self.tokens)):
-            idx = (start + i) % len(self.tokens)
-            budget = r.hgetall(state.key("github", "token", idx))
-            remaining = int(budget.get("remaining", 1))
-            reset = float(budget.get("reset", 0))
-            if remaining > 0 or reset <= now:
+            idx = (int(start) + i) % len(self.tokens)
+            remaining, reset = budgets[idx]
+            if int(remaining or 1) > 0 or float(reset or 0) <= now:
                 return idx, self.tokens[idx]
-            soonest = reset if soonest is None else min(soonest, reset)
+            soonest = float(reset) if soonest is None else min(soonest, float(reset))
         raise RateLimited(max(1.0, (soonest or now + 60) - now), "every token is exhausted")
 
     def update(self, idx: int, headers: httpx.Headers) -> None:
-        if idx < 0 or "x-ratelimit-remaining" not in headers:
-            return
-        state.client().hset(
-            state.key("github", "token", idx),
-            mapping={
+        """Record the token's budget and count the request, in one round trip."""
+        pipe = state.client().pipeline(transaction=False)
+        pipe.hincrby(state.key("stats"), "github_requests", 1)
+        if idx >= 0 and "x-ratelimit-remaining" in headers:
+            budget = {
                 "remaining": headers.get("x-ratelimit-remaining", "0"),
                 "limit": headers.get("x-ratelimit-limit", "0"),
                 "reset": headers.get("x-ratelimit-reset", "0"),
                 "updated": str(int(time.time())),
-            },
-        )
+            }
+            pipe.hset(state.key("github", "token", idx), mapping=budget)
+        pipe.execute()
 
     def rest(self, idx: int, until: float) -> None:
         if idx >= 0:
@@ -109,7 +112,6 @@ class GitHub:
             except httpx.TransportError as exc:
                 state.count("github_errors")
                 raise GitHubUnavailable(f"GitHub {type(exc).__name__}") from None
-            state.count("github_requests")
             self.pool.update(idx, resp.headers)
             if resp.status_code in (403, 429):
                 retry_after = resp.headers.get("retry-after")

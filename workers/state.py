@@ -53,6 +53,15 @@ def first_time(kind: str, ident: str, ttl: int | None = None) -> bool:
     )
 
 
+def first_times(kind: str, idents: list[str], ttl: int | None = None) -> list[bool]:
+    """``first_time`` for many ids in one round trip."""
+    pipe = client().pipeline(transaction=False)
+    now = int(time.time())
+    for ident in idents:
+        pipe.set(key("seen", kind, digest(ident)), now, nx=True, ex=ttl or settings().dedupe_ttl)
+    return [bool(x) for x in pipe.execute()]
+
+
 def forget(kind: str, ident: str) -> None:
     client().delete(key("seen", kind, digest(ident)))
 

@@ -1,6 +1,7 @@
 """Celery tasks: thin adapters over the scanner library.
 
-poll_events / poll_gists  -> scan_push / scan_gist / scan_repo  -> resolve_and_act -> send_alerts
+poll_events / poll_gists -> scan_batch (pushes, gists) / scan_repo -> resolve_and_act
+    -> send_alerts
 
 Content is fetched and scanned inside the fetch task; what goes on is findings
 as hashes, redacted forms and locations (``Finding.to_dict()`` without the
@@ -18,13 +19,12 @@ from functools import cache
 from typing import Any
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
 from scanner.act import Policy, act
 from scanner.config import Config
 from scanner.engine import Engine
 from scanner.errors import KeysweepError
-from scanner.findings import Finding, Location, finding_from_dict
+from scanner.findings import Location, finding_from_dict
 from scanner.keyservice import KeyServiceClient, KeyServiceError
 from scanner.notify.dispatch import Notifier, NotifySettings
 from scanner.notify.message import alert_from_dict, alert_to_dict, alerts_from
@@ -106,15 +106,16 @@ def poll_events(self: Retrying) -> int:
         if resp.status_code != 200:
             return 0
         state.set_cursor("events", etag=resp.headers.get("etag", ""))
-        queued = 0
+        docs: list[dict[str, Any]] = []
         page, url = 1, None
         events = _json_list(resp)
         while True:
-            fresh = 0
-            for ev in events:
-                if state.first_time("event", str(ev.get("id"))):
-                    fresh += 1
-                    queued += _dispatch_event(ev)
+            new = state.first_times("event", [str(ev.get("id")) for ev in events])
+            fresh = sum(new)
+            for ev, is_new in zip(events, new, strict=True):
+                doc = _event_doc(ev) if is_new else None
+                if doc is not None:
+                    docs.append(doc)
             state.count("events_seen", len(events))
             url = resp.links.get("next", {}).get("url")
             # An already-seen event on this page means the rest is old too.
@@ -124,7 +125,7 @@ def poll_events(self: Retrying) -> int:
             if resp.status_code != 200:
                 break
             events, page = _json_list(resp), page + 1
-        return queued
+        return queue_docs(docs)
 
 
 def _json_list(resp: Any) -> list[dict[str, Any]]:
@@ -136,26 +137,34 @@ def _json_list(resp: Any) -> list[dict[str, Any]]:
     return [x for x in body if isinstance(x, dict)] if isinstance(body, list) else []
 
 
-def _dispatch_event(ev: dict[str, Any]) -> int:
+BATCH = 10  # documents per fetch task: fewer, larger tasks cost the broker far less
+
+
+def _event_doc(ev: dict[str, Any]) -> dict[str, Any] | None:
     repo = (ev.get("repo") or {}).get("name")
     if not repo:
-        return 0
+        return None
     if ev.get("type") == "PushEvent":
         p = ev.get("payload") or {}
-        scan_push.delay(
-            repo=repo,
-            before=p.get("before"),
-            head=p.get("head"),
-            event_id=str(ev.get("id")),
-            pushed_at=ev.get("created_at"),
-        )
-        state.count("pushes_queued")
-        return 1
+        return {
+            "kind": "push",
+            "repo": repo,
+            "before": p.get("before"),
+            "head": p.get("head"),
+            "event_id": str(ev.get("id")),
+            "pushed_at": ev.get("created_at"),
+        }
     if ev.get("type") == "PublicEvent":
         scan_repo.delay(repo=repo, reason="public", event_id=str(ev.get("id")))
         state.count("repos_queued")
-        return 1
-    return 0
+    return None
+
+
+def queue_docs(docs: list[dict[str, Any]]) -> int:
+    for i in range(0, len(docs), BATCH):
+        scan_batch.delay(docs=docs[i : i + BATCH])
+    state.count("documents_queued", len(docs))
+    return len(docs)
 
 
 @app.task(bind=True, base=Retrying, soft_time_limit=90, time_limit=120, max_retries=0)
@@ -166,7 +175,8 @@ def poll_gists(self: Retrying) -> int:
         cur = state.get_cursor("gists")
         since = cur.get("since")
         gh = github()
-        queued, newest = 0, since or ""
+        docs: list[dict[str, Any]] = []
+        newest = since or ""
         url: str | None = "/gists/public"
         params: dict[str, Any] | None = {"per_page": 100, **({"since": since} if since else {})}
         pages = 0
@@ -176,12 +186,18 @@ def poll_gists(self: Retrying) -> int:
                 pages += 1
                 if resp.status_code != 200:
                     break
-                for g in _json_list(resp):
-                    version = f"{g.get('id')}@{g.get('updated_at')}"
+                gists = _json_list(resp)
+                versions = [f"{g.get('id')}@{g.get('updated_at')}" for g in gists]
+                for g, is_new in zip(gists, state.first_times("gist", versions), strict=True):
                     newest = max(newest, str(g.get("updated_at") or ""))
-                    if state.first_time("gist", version):
-                        scan_gist.delay(gist_id=str(g.get("id")), updated_at=g.get("updated_at"))
-                        queued += 1
+                    if is_new:
+                        docs.append(
+                            {
+                                "kind": "gist",
+                                "gist_id": str(g.get("id")),
+                                "updated_at": g.get("updated_at"),
+                            }
+                        )
                 url, params = resp.links.get("next", {}).get("url"), None
         except RateLimited as exc:
             state.set_cursor("gists", next_at=time.time() + exc.wait)
@@ -189,18 +205,10 @@ def poll_gists(self: Retrying) -> int:
             state.set_cursor("gists", next_at=time.time() + 30)
         if newest:
             state.set_cursor("gists", since=newest)
-        state.count("gists_queued", queued)
-        return queued
+        return queue_docs(docs)
 
 
 # --- fetch and scan --------------------------------------------------------------------------
-
-
-def _hand_on(found: list[Finding], meta: dict[str, Any]) -> None:
-    state.count("documents_scanned")
-    if found:
-        state.count("findings", len(found))
-        resolve_and_act.delay(findings=[f.to_dict() for f in found], meta=meta)
 
 
 def _patch_text(files: list[dict[str, Any]], sha: str, author: dict[str, Any]) -> bytes:
@@ -254,46 +262,56 @@ def scan_files(
         collector.scan(BufferFragment(data, "push", str(f.get("filename")), repo))
 
 
-@app.task(bind=True, base=Retrying, soft_time_limit=120, time_limit=180)
-def scan_push(
-    self: Retrying,
-    repo: str,
-    before: str | None,
-    head: str | None,
-    event_id: str,
-    pushed_at: str | None = None,
-) -> int:
-    if not head:
-        return 0
-    fetched_at = time.time()
+def fetch_push(collector: Collector, repo: str, before: str | None, head: str | None) -> None:
     gh = github()
-    collector = Collector(engine(), [])
-    try:
-        if before and before != ZERO:
-            cmp = gh.get_json(f"/repos/{repo}/compare/{before}...{head}")
-            if cmp is None:
-                return 0
-            commits = cmp.get("commits") or []
-            author = ((commits[-1] if commits else {}).get("commit") or {}).get("author") or {}
-            files = cmp.get("files") or []
-            if len(files) < 300:
-                scan_files(repo, head, author, files, collector)
-            else:  # the compare is capped at 300 files: page each commit's own list
-                for c in commits:
-                    _scan_commit(repo, str(c.get("sha")), collector)
-        else:  # a new branch: the head commit's own files
-            _scan_commit(repo, head, collector)
-    except (RateLimited, GitHubUnavailable) as exc:
-        self.retry_later(exc)
-    except SoftTimeLimitExceeded:
-        state.count("fetch_timeouts")
-        raise
-    found = collector.found.findings()
-    _hand_on(
-        found,
-        {"fetched_at": fetched_at, "source": "push", "event_id": event_id, "pushed_at": pushed_at},
-    )
+    if not head:
+        return
+    if before and before != ZERO:
+        cmp = gh.get_json(f"/repos/{repo}/compare/{before}...{head}")
+        if cmp is None:
+            return
+        commits = cmp.get("commits") or []
+        author = ((commits[-1] if commits else {}).get("commit") or {}).get("author") or {}
+        files = cmp.get("files") or []
+        if len(files) < 300:
+            scan_files(repo, head, author, files, collector)
+        else:  # the compare is capped at 300 files: page each commit's own list
+            for c in commits:
+                _scan_commit(repo, str(c.get("sha")), collector)
+    else:  # a new branch: the head commit's own files
+        _scan_commit(repo, head, collector)
+
+
+@app.task(bind=True, base=Retrying, soft_time_limit=150, time_limit=200)
+def scan_batch(self: Retrying, docs: list[dict[str, Any]]) -> int:
+    """Fetch and scan a few pushes and gists; findings go on without their secrets."""
+    found: list[dict[str, Any]] = []
+    for i, doc in enumerate(docs):
+        fetched_at = time.time()
+        collector = Collector(engine(), [])
+        try:
+            if doc["kind"] == "push":
+                fetch_push(collector, doc["repo"], doc.get("before"), doc.get("head"))
+            else:
+                fetch_gist(collector, doc["gist_id"], doc.get("updated_at"))
+        except (RateLimited, GitHubUnavailable) as exc:
+            _hand_on(found)
+            wait = exc.wait if isinstance(exc, RateLimited) else None
+            # What is done stays done; the rest comes back later.
+            raise self.retry(
+                exc=exc, kwargs={"docs": docs[i:]}, countdown=countdown(self, wait)
+            ) from None
+        state.count("documents_scanned")
+        for f in collector.found.findings():
+            found.append({**f.to_dict(), "fetched_at": fetched_at})
+    _hand_on(found)
     return len(found)
+
+
+def _hand_on(found: list[dict[str, Any]]) -> None:
+    if found:
+        state.count("findings", len(found))
+        resolve_and_act.delay(findings=found, meta={})
 
 
 def _scan_commit(repo: str, sha: str, collector: Collector) -> None:
@@ -309,44 +327,35 @@ def _scan_commit(repo: str, sha: str, collector: Collector) -> None:
             return
 
 
-@app.task(bind=True, base=Retrying, soft_time_limit=120, time_limit=180)
-def scan_gist(self: Retrying, gist_id: str, updated_at: str | None = None) -> int:
-    fetched_at = time.time()
+def fetch_gist(collector: Collector, gist_id: str, updated_at: str | None) -> None:
     gh = github()
-    collector = Collector(engine(), [])
-    try:
-        gist = gh.get_json(f"/gists/{gist_id}")
-        if gist is None:
-            return 0
-        url = gist.get("html_url")
-        for name, f in (gist.get("files") or {}).items():
-            if int(f.get("size") or 0) > settings().max_gist_file:
-                state.count("files_skipped_large")
-                continue
-            content = f.get("content")
-            data = (
-                gh.get_bytes(str(f["raw_url"]), settings().max_gist_file)
-                if (f.get("truncated") or content is None) and f.get("raw_url")
-                else str(content or "").encode("utf-8", "surrogatepass")
-            )
-            if data is None or is_binary(data):
-                state.count("files_skipped")
-                continue
-            collector.decorate = lambda loc, n=name: Location(
-                kind="gist",
-                path=n,
-                line=loc.line,
-                repo=f"gist:{gist_id}",
-                commit=updated_at,
-                url=f"{url}#file-{n}" if url else None,
-                date=gist.get("updated_at"),
-            )
-            collector.scan(BufferFragment(data, "gist", name))
-    except (RateLimited, GitHubUnavailable) as exc:
-        self.retry_later(exc)
-    found = collector.found.findings()
-    _hand_on(found, {"fetched_at": fetched_at, "source": "gist", "gist_id": gist_id})
-    return len(found)
+    gist = gh.get_json(f"/gists/{gist_id}")
+    if gist is None:
+        return
+    url = gist.get("html_url")
+    for name, f in (gist.get("files") or {}).items():
+        if int(f.get("size") or 0) > settings().max_gist_file:
+            state.count("files_skipped_large")
+            continue
+        content = f.get("content")
+        data = (
+            gh.get_bytes(str(f["raw_url"]), settings().max_gist_file)
+            if (f.get("truncated") or content is None) and f.get("raw_url")
+            else str(content or "").encode("utf-8", "surrogatepass")
+        )
+        if data is None or is_binary(data):
+            state.count("files_skipped")
+            continue
+        collector.decorate = lambda loc, n=name: Location(
+            kind="gist",
+            path=n,
+            line=loc.line,
+            repo=f"gist:{gist_id}",
+            commit=updated_at,
+            url=f"{url}#file-{n}" if url else None,
+            date=gist.get("updated_at"),
+        )
+        collector.scan(BufferFragment(data, "gist", name))
 
 
 @app.task(bind=True, base=Retrying, soft_time_limit=840, time_limit=900)
@@ -374,10 +383,8 @@ def scan_repo(
     remote = parse_remote(url, [*s.clone_hosts, *s.clone_http_hosts], http_hosts=s.clone_http_hosts)
     with cloned(remote) as path:
         result = scan_git(path, engine(), Config(), ScanOptions(jobs=2), remote.display)
-    _hand_on(
-        result.findings,
-        {"fetched_at": fetched_at, "source": f"repo:{reason}", "event_id": event_id},
-    )
+    state.count("documents_scanned")
+    _hand_on([{**f.to_dict(), "fetched_at": fetched_at} for f in result.findings])
     return len(result.findings)
 
 
@@ -387,6 +394,7 @@ def scan_repo(
 @app.task(bind=True, base=Retrying, soft_time_limit=60, time_limit=90)
 def resolve_and_act(self: Retrying, findings: list[dict[str, Any]], meta: dict[str, Any]) -> int:
     found = [finding_from_dict(d) for d in findings]
+    fetched = {d["fingerprint"]: float(d.get("fetched_at") or time.time()) for d in findings}
     outcomes: dict[str, Any] = {}
     ours = [f for f in found if f.owner == "keyservice"]
     client = keyservice()
@@ -405,7 +413,7 @@ def resolve_and_act(self: Retrying, findings: list[dict[str, Any]], meta: dict[s
         for o in results:
             state.count(f"outcome_{o.action}")
             if o.action == "revoked":
-                state.record_latency(now - float(meta.get("fetched_at", now)))
+                state.record_latency(now - fetched.get(o.fingerprint, now))
     alerts = alerts_from(found, outcomes)
     if alerts:
         send_alerts.delay(alerts=[alert_to_dict(a) for a in alerts])
