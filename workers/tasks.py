@@ -111,15 +111,16 @@ def poll_events(self: Retrying) -> int:
         events = _json_list(resp)
         while True:
             new = state.first_times("event", [str(ev.get("id")) for ev in events])
-            fresh = sum(new)
             for ev, is_new in zip(events, new, strict=True):
                 doc = _event_doc(ev) if is_new else None
                 if doc is not None:
                     docs.append(doc)
             state.count("events_seen", len(events))
             url = resp.links.get("next", {}).get("url")
-            # An already-seen event on this page means the rest is old too.
-            if not url or fresh < len(events) or page >= 3:
+            # The newest events come first: when this page's oldest one was already
+            # seen, so is everything after it. (Events arriving between two page
+            # requests shift the pages, so the last event decides, not the first.)
+            if not url or not new or not new[-1] or page >= 3:
                 break
             resp = gh.get(url)
             if resp.status_code != 200:
