@@ -159,6 +159,20 @@ def test_pushes_gists_and_public_repos_are_revoked_once(keyservice, tmp_path: Pa
         counts = json.loads(st.stdout)["counts"]
         assert counts["outcome_revoked"] == len(ours) and counts["documents_scanned"] >= 19
 
+        # Prometheus metrics from the worker's processes; labels carry no secret, hash or repo.
+        scrape = httpx.get(
+            f"http://127.0.0.1:{dep.env['KEYSWEEP_METRICS_PORT']}/metrics", timeout=10
+        ).text
+        assert f'keysweep_revocations_total{{result="revoked"}} {len(ours)}.0' in scrape
+        assert "keysweep_fetch_to_revoke_seconds_bucket" in scrape
+        assert 'keysweep_queue_depth{queue="fetch"}' in scrape
+        assert 'keysweep_findings_total{owner="keyservice",rule="mg-live-key"}' in scrape
+        for p in truth:
+            assert p["key"] not in scrape and p["sha256"] not in scrape
+            if p["doc"].get("repo"):
+                assert p["doc"]["repo"] not in scrape
+        assert Path(dep.env["KEYSWEEP_HEARTBEAT_FILE"]).exists()
+
         # No planted key anywhere: Redis (every key), the broker's messages, the logs, alerts.
         messages = snoop.close()
         state_dump = json.dumps({k: str(v) for k, v in _dump(dep.state()).items()}).encode()

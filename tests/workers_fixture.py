@@ -76,6 +76,14 @@ class Deployment:
         return bool(predicate())
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextmanager
 def deployment(
     tmp_path: Path,
@@ -99,6 +107,8 @@ def deployment(
         "KEYSWEEP_POLL_EVERY": "0.5",
         "KEYSWEEP_STATE_DIR": str(tmp_path / "state"),
         "KEYSWEEP_TEST_LOGDIR": str(logdir),
+        "KEYSWEEP_METRICS_PORT": str(_free_port()),
+        "KEYSWEEP_HEARTBEAT_FILE": str(tmp_path / "alive"),
     }
     if keyservice is not None:
         env["KEYSWEEP_KEYSERVICE_URL"] = keyservice.url

@@ -13,6 +13,20 @@ import time
 from workers.app import QUEUES
 
 
+def prepare_multiproc_dir() -> None:
+    """A fresh directory where every worker process writes its metric samples."""
+    import os
+    import shutil
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keysweep-metrics-")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+
+
 def worker(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="keysweep worker",
@@ -42,6 +56,7 @@ def worker(argv: list[str]) -> int:
     unknown = set(args.queues.split(",")) - set(QUEUES)
     if unknown:
         p.error(f"unknown queue(s): {', '.join(sorted(unknown))}")
+    prepare_multiproc_dir()  # before prometheus_client is imported by the tasks
     from workers.app import app
     from workers.logs import setup_logging
 

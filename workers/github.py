@@ -20,7 +20,7 @@ import httpx
 
 from scanner import __version__
 from scanner.errors import KeysweepError
-from workers import state
+from workers import metrics, state
 from workers.settings import settings
 
 
@@ -106,28 +106,40 @@ class GitHub:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             if etag:
                 headers["If-None-Match"] = etag
+            started = time.perf_counter()
             try:
                 with state.github_slot():
                     resp = self._http.get(full, params=params, headers=headers)
             except httpx.TransportError as exc:
                 state.count("github_errors")
+                metrics.GITHUB_ERRORS.labels("transport").inc()
                 raise GitHubUnavailable(f"GitHub {type(exc).__name__}") from None
+            metrics.GITHUB_SECONDS.labels(str(resp.status_code)).observe(
+                time.perf_counter() - started
+            )
+            if idx >= 0 and "x-ratelimit-remaining" in resp.headers:
+                metrics.GITHUB_BUDGET.labels(str(idx)).set(
+                    float(resp.headers["x-ratelimit-remaining"])
+                )
             self.pool.update(idx, resp.headers)
             if resp.status_code in (403, 429):
                 retry_after = resp.headers.get("retry-after")
                 if retry_after is not None:
                     state.count("github_rate_limited")
+                    metrics.GITHUB_ERRORS.labels("retry_after").inc()
                     raise RateLimited(float(retry_after), f"{resp.status_code} retry-after")
                 if resp.headers.get("x-ratelimit-remaining") == "0":
                     reset = float(resp.headers.get("x-ratelimit-reset", time.time() + 60))
                     self.pool.rest(idx, reset)
                     state.count("github_token_exhausted")
+                    metrics.GITHUB_ERRORS.labels("token_exhausted").inc()
                     continue  # another token may have budget left
                 if resp.status_code == 429 or b"rate limit" in resp.content.lower():
                     state.count("github_rate_limited")
                     raise RateLimited(60.0, f"{resp.status_code} secondary rate limit")
             if resp.status_code >= 500:
                 state.count("github_errors")
+                metrics.GITHUB_ERRORS.labels("5xx").inc()
                 raise GitHubUnavailable(f"GitHub {resp.status_code} for {url}")
             return resp
         idx, _ = self.pool.pick()  # raises RateLimited with the soonest reset

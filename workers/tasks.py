@@ -18,7 +18,7 @@ import time
 from functools import cache
 from typing import Any
 
-from celery import Task
+from celery import Task, signals
 
 from scanner.act import Policy, act
 from scanner.config import Config
@@ -32,12 +32,31 @@ from scanner.resolve import resolve
 from scanner.scan import Collector, build_engine
 from scanner.sources.files import BufferFragment, is_binary
 from scanner.sources.git_history import PatchChunk
-from workers import state
+from workers import metrics, state
 from workers.app import MAX_COUNTDOWN, app
 from workers.github import GitHubUnavailable, RateLimited, github
 from workers.settings import settings
 
 log = logging.getLogger("keysweep.workers")
+
+
+@signals.worker_init.connect
+def _exporter(**_: Any) -> None:
+    metrics.start_exporter()
+
+
+@signals.task_prerun.connect
+def _alive(**_: Any) -> None:
+    metrics.touch_heartbeat()
+
+
+@signals.worker_process_shutdown.connect
+def _child_gone(pid: int | None = None, **_: Any) -> None:
+    import os
+
+    metrics.process_exited(pid or os.getpid())
+
+
 ZERO = "0" * 40
 MAX_PAGES = 10  # 10 x 300 = GitHub's 3,000-file ceiling for one commit
 
@@ -111,6 +130,7 @@ def poll_events(self: Retrying) -> int:
         events = _json_list(resp)
         while True:
             new = state.first_times("event", [str(ev.get("id")) for ev in events])
+            metrics.EVENTS_POLLED.inc(sum(new))
             for ev, is_new in zip(events, new, strict=True):
                 doc = _event_doc(ev) if is_new else None
                 if doc is not None:
@@ -188,6 +208,7 @@ def poll_gists(self: Retrying) -> int:
                 if resp.status_code != 200:
                     break
                 gists = _json_list(resp)
+                metrics.GISTS_POLLED.inc(len(gists))
                 versions = [f"{g.get('id')}@{g.get('updated_at')}" for g in gists]
                 for g, is_new in zip(gists, state.first_times("gist", versions), strict=True):
                     newest = max(newest, str(g.get("updated_at") or ""))
@@ -303,7 +324,10 @@ def scan_batch(self: Retrying, docs: list[dict[str, Any]]) -> int:
                 exc=exc, kwargs={"docs": docs[i:]}, countdown=countdown(self, wait)
             ) from None
         state.count("documents_scanned")
+        metrics.DOCUMENTS.labels(doc["kind"]).inc()
+        metrics.BYTES.inc(collector.bytes)
         for f in collector.found.findings():
+            metrics.FINDINGS.labels(f.rule_id, f.owner).inc()
             found.append({**f.to_dict(), "fetched_at": fetched_at})
     _hand_on(found)
     return len(found)
@@ -401,9 +425,12 @@ def resolve_and_act(self: Retrying, findings: list[dict[str, Any]], meta: dict[s
     client = keyservice()
     if ours and client is not None:
         live, test = Config().policy()
+        started = time.perf_counter()
         try:
+            metrics.LOOKUPS.inc(len({f.secret_sha256 for f in ours}))
             owned = resolve(ours, client, state.RedisNegativeCache())
             results = act(owned, client, Policy(live, test))
+            metrics.KEYSERVICE_SECONDS.observe(time.perf_counter() - started)
         except KeyServiceError as exc:
             self.retry_later(exc)
         failed = [o for o in results if o.action == "failed"]
@@ -411,10 +438,15 @@ def resolve_and_act(self: Retrying, findings: list[dict[str, Any]], meta: dict[s
             self.retry_later(KeysweepError(f"{len(failed)} key(s) not revoked: {failed[0].error}"))
         outcomes = {o.fingerprint: o for o in results}
         now = time.time()
+        published = {f.fingerprint: _epoch(f.location.date) for f in ours}
         for o in results:
             state.count(f"outcome_{o.action}")
+            metrics.REVOCATIONS.labels(o.action).inc()
             if o.action == "revoked":
                 state.record_latency(now - fetched.get(o.fingerprint, now))
+                metrics.FETCH_TO_REVOKE.observe(now - fetched.get(o.fingerprint, now))
+                if published.get(o.fingerprint):
+                    metrics.PUSH_TO_REVOKE.observe(max(0.0, now - published[o.fingerprint]))
     alerts = alerts_from(found, outcomes)
     if alerts:
         send_alerts.delay(alerts=[alert_to_dict(a) for a in alerts])
@@ -431,8 +463,22 @@ def send_alerts(self: Retrying, alerts: list[dict[str, Any]]) -> int:
     )
     for label, n in report.sent.items():
         state.count(f"alerts_sent_{label.replace(':', '_')}", n)
+        metrics.ALERTS.labels(label.split(":")[0], "sent").inc(n)
     for label, n in report.failed.items():
         state.count(f"alerts_failed_{label.replace(':', '_')}", n)
+        metrics.ALERTS.labels(label.split(":")[0], "failed").inc(n)
     if report.errors:  # undelivered claims were released: a retry sends only those
         self.retry_later(KeysweepError("; ".join(report.errors)))
     return sum(report.sent.values())
+
+
+def _epoch(iso: str | None) -> float | None:
+    """A commit or gist date as epoch seconds, or None."""
+    if not iso:
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
