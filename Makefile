@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# For now: scan this repository's full history (later: the whole local service).
+# The whole service locally: key service, GitHub simulator (unless
+# KEYSWEEP_GITHUB_TOKENS is set), workers, scheduler and a live monitor.
 run: install
-	$(VENV)/bin/keysweep scan .
+	VENV=$(VENV) bash deploy/local/run.sh
 
 lint: install
 	$(VENV)/bin/ruff check scanner tests bench

@@ -101,9 +101,17 @@ def status(argv: list[str]) -> int:
         prog="keysweep status", description="Queue depths, cursors, token budgets and counts."
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep going: a line per revoked key (redacted), a summary every 10 s",
+    )
     args = p.parse_args(argv)
     from workers.status import collect
 
+    if args.follow:
+        return follow()
     data = collect()
     if args.format == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -133,6 +141,44 @@ def status(argv: list[str]) -> int:
             f"p99 {lat['p99']:.2f}s over {lat['count']}"
         )
     return 0
+
+
+def follow() -> int:
+    """Live lines for a person watching `make run`: each revocation, then a running summary."""
+    from scanner.config import Config
+    from scanner.keyservice import KeyServiceClient
+    from workers.status import collect
+
+    url, token = Config().keyservice()
+    client = KeyServiceClient(url, token) if url and token else None
+    seen: set[str] = set()
+    last_summary = 0.0
+    while True:
+        if client is not None:
+            try:
+                for e in client.audit_events(action="api_key.revoked"):
+                    if e["id"] in seen:
+                        continue
+                    seen.add(e["id"])
+                    meta = e.get("metadata") or {}
+                    print(
+                        f"revoked {e['target']}… ({e.get('org_id') or '-'}) found at "
+                        f"{meta.get('source_url') or meta.get('path')}",
+                        flush=True,
+                    )
+            except Exception as exc:  # the service may still be starting
+                print(f"(key service not answering: {type(exc).__name__})", flush=True)
+        if time.time() - last_summary >= 10:
+            last_summary = time.time()
+            c = collect()["counts"]
+            print(
+                f"summary: documents {c.get('documents_scanned', 0)}, findings "
+                f"{c.get('findings', 0)}, revoked {c.get('outcome_revoked', 0)}, "
+                f"alerts {sum(v for k, v in c.items() if k.startswith('alerts_sent'))}, "
+                f"github requests {c.get('github_requests', 0)}",
+                flush=True,
+            )
+        time.sleep(2)
 
 
 def enqueue(argv: list[str]) -> int:
