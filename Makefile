@@ -33,6 +33,7 @@ bench:
 	$(BENCH_VENV)/bin/python bench/engine.py
 	$(BENCH_VENV)/bin/python bench/history.py
 	$(BENCH_VENV)/bin/python bench/hook.py
+	$(BENCH_VENV)/bin/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build *.egg-info
