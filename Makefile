@@ -29,7 +29,7 @@ test: install lint
 BENCH_VENV := .venv-bench
 bench:
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet '.[bench]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet '.[bench,test]'
 	$(BENCH_VENV)/bin/python bench/engine.py
 	$(BENCH_VENV)/bin/python bench/history.py
 	$(BENCH_VENV)/bin/python bench/hook.py
