@@ -21,34 +21,20 @@ import sys
 from pathlib import Path
 
 from scanner.config import load_config, resolve_baseline
-from scanner.errors import KeysweepError
 from scanner.findings import Finding
+from scanner.hook_cache import STAGED_DIFF
 from scanner.report.advice import next_step
+from scanner.sources.git_history import run_git
 
 ZERO = "0" * 40
 EXIT_PASS, EXIT_BLOCK, EXIT_ERROR = 0, 1, 2
-
-
-class HookError(KeysweepError, RuntimeError):
-    pass
-
-
-def _git(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> bytes:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False)
-    except FileNotFoundError:
-        raise HookError("git is not installed or not on PATH") from None
-    if out.returncode != 0:
-        msg = out.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise HookError(f"git {args[0]} failed: {msg[-1] if msg else out.returncode}")
-    return out.stdout
 
 
 def repo_root() -> Path:
     cwd = Path.cwd()
     if (cwd / ".git").exists():
         return cwd  # git runs hooks from the top of the work tree: skip a process
-    return Path(_git("rev-parse", "--show-toplevel").decode().strip())
+    return Path(run_git(cwd, "rev-parse", "--show-toplevel").decode().strip())
 
 
 def _engine_and_config(root: Path, config_path: Path | None):  # type: ignore[no-untyped-def]
@@ -89,21 +75,7 @@ def _save_fast_path(root: Path, engine) -> None:  # type: ignore[no-untyped-def]
 
 def staged_patch(root: Path) -> bytes:
     """The added lines of what is staged, as ``git diff --cached -U0``."""
-    return _git(
-        "-c",
-        "core.quotepath=false",
-        "diff",
-        "--cached",
-        "-p",
-        "-U0",
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--no-renames",
-        "--diff-filter=d",
-        "--ignore-submodules",
-        cwd=root,
-    )
+    return run_git(root, *STAGED_DIFF)
 
 
 def scan_staged(

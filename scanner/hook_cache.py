@@ -23,6 +23,23 @@ import sys
 
 FORMAT = b"keysweep-hs-cache-v1\n"
 
+# What is staged, added lines only: the pre-commit hook's one git call (shared with
+# scanner.hook, which lives behind heavier imports).
+STAGED_DIFF = (
+    "-c",
+    "core.quotepath=false",
+    "diff",
+    "--cached",
+    "-p",
+    "-U0",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--no-renames",
+    "--diff-filter=d",
+    "--ignore-submodules",
+)
+
 
 def cache_dir() -> str:
     explicit = os.environ.get("KEYSWEEP_CACHE_DIR")
@@ -88,21 +105,7 @@ def staged_is_clean(root: str) -> bool | None:
 
     try:
         diff = subprocess.run(
-            [
-                "git",
-                "-c",
-                "core.quotepath=false",
-                "diff",
-                "--cached",
-                "-p",
-                "-U0",
-                "--no-color",
-                "--no-ext-diff",
-                "--no-textconv",
-                "--no-renames",
-                "--diff-filter=d",
-                "--ignore-submodules",
-            ],
+            ["git", *STAGED_DIFF],
             cwd=root,
             capture_output=True,
             check=False,

@@ -190,7 +190,7 @@ class PatchChunk:
         return Carry(header, path, nxt)
 
 
-def _git(repo: Path, *args: str) -> bytes:
+def run_git(repo: Path, *args: str) -> bytes:
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), *args],
@@ -229,7 +229,7 @@ def revision_args(since: str | None) -> list[str]:
 
 def list_commits(repo: Path, revs: list[str]) -> bytes:
     """Every commit to scan, newest first, one hex id and a newline each."""
-    return _git(repo, "rev-list", *revs)
+    return run_git(repo, "rev-list", *revs)
 
 
 def _pipeline(repo: Path, shas: bytes) -> Any:
