@@ -22,13 +22,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.procs import spawn, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "deploy" / "keyservice" / "server.py"
@@ -143,18 +144,18 @@ def start_keyservice(
         str(port_file),
         *(extra_args or []),
     ]
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=ROOT,
-        )
+    proc = spawn(cmd, env, log_path)
     service: KeyService | None = None
     try:
-        url = _wait_until_healthy(proc, port_file, log_path)
+        url = wait_until_healthy(
+            proc,
+            port_file,
+            log_path,
+            health="/healthz",
+            name="key service",
+            error=KeyServiceError,
+            timeout=START_TIMEOUT,
+        )
         service = KeyService(proc, url, token, db_path, log_path)
         yield service
     finally:
@@ -163,32 +164,6 @@ def start_keyservice(
         elif proc.poll() is None:
             proc.kill()
             proc.wait(10)
-
-
-def _wait_until_healthy(proc: subprocess.Popen[bytes], port_file: Path, log_path: Path) -> str:
-    deadline = time.monotonic() + START_TIMEOUT
-    last_error = "no port file yet"
-    while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            log = log_path.read_text(encoding="utf-8", errors="replace")
-            raise KeyServiceError(f"key service exited with code {code} during start-up:\n{log}")
-        if port_file.exists():
-            url = port_file.read_text(encoding="utf-8").strip()
-            try:
-                response = httpx.get(url + "/healthz", timeout=2.0)
-                if response.status_code == 200:
-                    return url
-                last_error = f"/healthz answered {response.status_code}"
-            except httpx.HTTPError as exc:
-                last_error = repr(exc)
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait(10)
-    log = log_path.read_text(encoding="utf-8", errors="replace")
-    raise KeyServiceError(
-        f"key service not healthy after {START_TIMEOUT:.0f}s ({last_error}); log:\n{log}"
-    )
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,9 +33,9 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
+from tests.procs import spawn, wait_until_healthy
 from tests.sim.limits import token_label
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 START_TIMEOUT = 30.0
 
 
@@ -216,18 +215,18 @@ def start_sim(
         if keyservice.token:
             env["KEYSERVICE_TOKEN"] = keyservice.token  # not on the command line
     cmd += _flags(opts)
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=ROOT,
-        )
+    proc = spawn(cmd, env, log_path)
     sim: GitHubSim | None = None
     try:
-        url = _wait_until_healthy(proc, port_file, log_path)
+        url = wait_until_healthy(
+            proc,
+            port_file,
+            log_path,
+            health="/_sim/healthz",
+            name="github-sim",
+            error=SimError,
+            timeout=START_TIMEOUT,
+        )
         sim = GitHubSim(proc, url, log_path, workdir)
         yield sim
     finally:
@@ -236,28 +235,6 @@ def start_sim(
         elif proc.poll() is None:
             proc.kill()
             proc.wait(10)
-
-
-def _wait_until_healthy(proc: subprocess.Popen[bytes], port_file: Path, log_path: Path) -> str:
-    deadline = time.monotonic() + START_TIMEOUT
-    last_error = "no port file yet"
-    while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            log = log_path.read_text(encoding="utf-8", errors="replace")
-            raise SimError(f"github-sim exited with code {code} during start-up:\n{log}")
-        if port_file.exists():
-            url = port_file.read_text(encoding="utf-8").strip()
-            try:
-                if httpx.get(url + "/_sim/healthz", timeout=2.0).status_code == 200:
-                    return url
-            except httpx.HTTPError as exc:
-                last_error = repr(exc)
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait(10)
-    log = log_path.read_text(encoding="utf-8", errors="replace")
-    raise SimError(f"github-sim not healthy after {START_TIMEOUT:.0f}s ({last_error}); log:\n{log}")
 
 
 @pytest.fixture
