@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.procs import spawn, wait_until_healthy
+from tests.procs import ServiceProcess, spawn, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "deploy" / "keyservice" / "server.py"
@@ -44,7 +43,7 @@ class KeyServiceError(RuntimeError):
     pass
 
 
-class KeyService:
+class KeyService(ServiceProcess):
     """A running key service: ``url``, ``token``, ``db_path``, ``log_path``."""
 
     def __init__(
@@ -55,11 +54,9 @@ class KeyService:
         db_path: Path,
         log_path: Path,
     ) -> None:
-        self.proc = proc
-        self.url = url
+        super().__init__(proc, url, log_path)
         self.token = token
         self.db_path = db_path
-        self.log_path = log_path
         # Called with every response of clients made by client() (and so by mint()).
         self.response_hooks: list[ResponseHook] = []
 
@@ -94,19 +91,6 @@ class KeyService:
             raise KeyServiceError(f"mint failed: {response.status_code} {response.text}")
         created: dict[str, Any] = response.json()
         return created
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; idempotent."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
 
 
 @contextlib.contextmanager

@@ -322,10 +322,8 @@ class Builder:
             path, "removed", None, git_blob_sha(text_bytes(old)), patch, adds, dels, len(patch)
         )
 
-    def large_change(
-        self, path: str, items: list[Item], limit: int
-    ) -> tuple[FileChange, list[tuple[Snippet, int]]]:
-        family = lang_of(path)
+    def filler(self, family: str, limit: int) -> list[str]:
+        """Code lines comfortably past ``limit`` bytes (a large file or gist)."""
         target = max(int(limit * 1.25), limit + 4096)
         lines: list[str] = []
         size = 0
@@ -333,6 +331,13 @@ class Builder:
             chunk = code_lines(self.words, family, 200, header=not lines)
             lines.extend(chunk)
             size += sum(len(x) + 1 for x in chunk)
+        return lines
+
+    def large_change(
+        self, path: str, items: list[Item], limit: int
+    ) -> tuple[FileChange, list[tuple[Snippet, int]]]:
+        family = lang_of(path)
+        lines = self.filler(family, limit)
         snips = self.snippets(items, family)
         new, where = weave(lines, self.placed(snips, len(lines), lo=len(lines) // 2))
         patch, adds, dels = added_patch(new)
@@ -562,13 +567,7 @@ class Builder:
                 limit = (
                     spec.gist_truncate_bytes if plan.kind == "large_gist" else spec.gist_clone_bytes
                 )
-                target = max(int(limit * 1.25), limit + 4096)
-                lines: list[str] = []
-                size = 0
-                while size < target:
-                    chunk = code_lines(self.words, family, 200, header=not lines)
-                    lines.extend(chunk)
-                    size += sum(len(x) + 1 for x in chunk)
+                lines = self.filler(family, limit)
                 # Keys go past the truncation point: only raw_url shows them.
                 cut, acc = 0, 0
                 while cut < len(lines) and acc <= spec.gist_truncate_bytes:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
-from tests.procs import spawn, wait_until_healthy
+from tests.procs import ServiceProcess, spawn, wait_until_healthy
 from tests.sim.limits import token_label
 
 START_TIMEOUT = 30.0
@@ -48,15 +47,13 @@ class KeyServiceLike(Protocol):
     token: str | None
 
 
-class GitHubSim:
+class GitHubSim(ServiceProcess):
     """A running simulator: ``url``, ``log_path``, ``workdir`` and control helpers."""
 
     def __init__(
         self, proc: subprocess.Popen[bytes], url: str, log_path: Path, workdir: Path
     ) -> None:
-        self.proc = proc
-        self.url = url
-        self.log_path = log_path
+        super().__init__(proc, url, log_path)
         self.workdir = workdir
 
     # -- clients -----------------------------------------------------------
@@ -148,19 +145,6 @@ class GitHubSim:
         self.control("POST", "reset", {"stats_only": stats_only, "rate": rate})
 
     # -- process -----------------------------------------------------------
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; idempotent."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
 
 
 def _flags(opts: dict[str, Any]) -> list[str]:
