@@ -10,15 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-import redis
-
+from tests import redis_env
 from tests.conftest import ROOT
 from tests.workers_fixture import _free_port
 
 
 def test_local_stack_revokes_and_stops_cleanly(tmp_path: Path) -> None:
     for db in (10, 11):
-        redis.Redis(db=db).flushdb()
+        redis_env.connect(db).flushdb()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")},
         "VENV": str(Path(sys.executable).parent.parent),
@@ -26,8 +25,9 @@ def test_local_stack_revokes_and_stops_cleanly(tmp_path: Path) -> None:
         "KEYSWEEP_RUN_KEYSERVICE_PORT": str(_free_port()),
         "KEYSWEEP_RUN_SIM_PORT": str(_free_port()),
         "KEYSWEEP_RUN_SIM_RATE": "10",
-        "KEYSWEEP_BROKER_URL": "redis://127.0.0.1:6379/10",
-        "KEYSWEEP_REDIS_URL": "redis://127.0.0.1:6379/11",
+        "KEYSWEEP_BROKER_URL": redis_env.url(10),
+        "KEYSWEEP_REDIS_URL": redis_env.url(11),
+        "KEYSWEEP_RUN_REDIS_PORT": str(redis_env.PORT),
     }
     proc = subprocess.Popen(
         ["bash", str(ROOT / "deploy/local/run.sh")],

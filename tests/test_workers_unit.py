@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import respx
+
+from tests import redis_env
 
 API = "https://gh.test"
 
@@ -24,7 +25,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from workers import state
 
     monkeypatch.setenv(
-        "KEYSWEEP_REDIS_URL", os.environ.get("KEYSWEEP_TEST_REDIS", "redis://127.0.0.1:6379/14")
+        "KEYSWEEP_REDIS_URL", redis_env.url(14)
     )
     monkeypatch.setenv("KEYSWEEP_REDIS_PREFIX", f"kstest-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("KEYSWEEP_GITHUB_TOKENS", "tok-a,tok-b")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from tests import redis_env
 from tests.conftest import KEYSWEEP
 
 BROKER_DB = int(os.environ.get("KEYSWEEP_TEST_BROKER_DB", "13"))
@@ -98,8 +99,8 @@ def deployment(
     host = sim_url.split("://", 1)[1].split("/", 1)[0]
     env = {
         **os.environ,
-        "KEYSWEEP_BROKER_URL": f"redis://127.0.0.1:6379/{BROKER_DB}",
-        "KEYSWEEP_REDIS_URL": f"redis://127.0.0.1:6379/{STATE_DB}",
+        "KEYSWEEP_BROKER_URL": redis_env.url(BROKER_DB),
+        "KEYSWEEP_REDIS_URL": redis_env.url(STATE_DB),
         "KEYSWEEP_REDIS_PREFIX": f"kse2e-{uuid.uuid4().hex[:8]}",
         "KEYSWEEP_GITHUB_API_URL": sim_url,
         "KEYSWEEP_GITHUB_TOKENS": "sim-token-1,sim-token-2",
@@ -116,7 +117,7 @@ def deployment(
     env.update(notify or {})
     env.update(extra_env or {})
     for db in (BROKER_DB, STATE_DB):
-        redis.Redis(db=db).flushdb()
+        redis_env.connect(db).flushdb()
     dep = Deployment(env)
     try:
         if start:
