@@ -415,9 +415,6 @@ def resolve_and_act(findings: list, config, args: argparse.Namespace) -> tuple[l
             return [f"key service lookup failed, owners not shown: {exc}"], {}
         outcomes = act(owned, client, policy, dry_run=not args.revoke or args.dry_run)
     by_fp = {o.fingerprint: o for o in outcomes}
-    for f in ours:
-        if f.fingerprint in by_fp:
-            f.resolution = by_fp[f.fingerprint].as_dict()
     failed = [f"{o.redacted}: NOT revoked: {o.error}" for o in outcomes if o.action == "failed"]
     return failed, by_fp
 
@@ -427,25 +424,28 @@ def cmd_scan(args: argparse.Namespace) -> int:
     problems, outcomes = resolve_and_act(result.findings, config, args)
     if args.revoke and not args.dry_run and not args.no_notify and result.findings:
         problems += send_alerts(result.findings, outcomes, config)
+    report_outcomes = {fp: o.as_dict() for fp, o in outcomes.items()}
     out = _open_output(args.output)
     try:
         if args.format == "json":
             from scanner.report.json_report import write_json
 
-            write_json(result.findings, out, args.show_secrets)
+            write_json(result.findings, out, args.show_secrets, report_outcomes)
         elif args.format == "jsonl":
             from scanner.report.json_report import write_jsonl
 
-            write_jsonl(result.findings, out, args.show_secrets)
+            write_jsonl(result.findings, out, args.show_secrets, report_outcomes)
         elif args.format == "sarif":
             from scanner.report.sarif import write_sarif
 
-            write_sarif(result.findings, rules, out)
+            write_sarif(result.findings, rules, out, report_outcomes)
         else:
             from scanner.report.text import write_text
 
             color = None if args.output is None else False
-            write_text(result.findings, out, _summary(result), args.show_secrets, color)
+            write_text(
+                result.findings, out, _summary(result), args.show_secrets, color, report_outcomes
+            )
     finally:
         if out is not sys.stdout:
             out.close()

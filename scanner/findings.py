@@ -29,18 +29,24 @@ class Location:
     email: str | None = None
     date: str | None = None
     url: str | None = None
+    column: int | None = None  # 1-based, in characters of the line, where known
+    subject: str | None = None  # the commit's subject line (history findings)
+    decoded: str | None = None  # how the secret was decoded to be found: "base64", "percent>base64"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "repo": self.repo,
             "commit": self.commit,
+            "subject": self.subject,
             "author": self.author,
             "email": self.email,
             "date": self.date,
             "path": self.path,
             "line": self.line,
+            "column": self.column,
             "url": self.url,
+            "decoded": self.decoded,
         }
 
     @classmethod
@@ -87,10 +93,15 @@ class Finding:
     companion_sha256: str | None = None
     occurrences: int = 1
     locations: list[Location] = field(default_factory=list)
+    entropy: float | None = None  # bits per character of the secret, where the rule computed it
+    tags: list[str] = field(default_factory=list)
     secret: bytes | None = field(default=None, repr=False)  # cleartext, this process only
-    resolution: dict[str, Any] | None = None  # what the key service said and what was done
 
-    def to_dict(self, show_secret: bool = False) -> dict[str, Any]:
+    def to_dict(
+        self, show_secret: bool = False, outcome: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The finding as data; ``outcome`` (what was done to it, kept apart from the
+        finding) is joined in as ``keyservice`` when a report has one."""
         d: dict[str, Any] = {
             "rule_id": self.rule_id,
             "description": self.description,
@@ -109,8 +120,12 @@ class Finding:
             d["expired"] = self.expired
         if self.companion_sha256:
             d["companion_sha256"] = self.companion_sha256
-        if self.resolution is not None:
-            d["keyservice"] = self.resolution
+        if self.entropy is not None:
+            d["entropy"] = round(self.entropy, 3)
+        if self.tags:
+            d["tags"] = list(self.tags)
+        if outcome is not None:
+            d["keyservice"] = outcome
         if show_secret and self.secret is not None:
             d["secret"] = self.secret.decode("utf-8", "replace")
         return d
@@ -134,6 +149,8 @@ def finding_from_dict(d: dict[str, Any]) -> Finding:
         companion_sha256=d.get("companion_sha256"),
         occurrences=int(d.get("occurrences", 1)),
         locations=[Location.from_dict(x) for x in d.get("locations", [])] or [location],
+        entropy=d.get("entropy"),
+        tags=list(d.get("tags", [])),
     )
 
 
@@ -168,6 +185,7 @@ class FindingSet:
                 ),
                 companion_sha256=sha256_hex(match.companion) if match.companion else None,
                 locations=[location],
+                tags=list(rule.tags),
                 secret=match.secret,
             )
             self._by_key[key] = (order, finding)

@@ -82,6 +82,9 @@ class Rule:
     context_text: str | None = None
     context_window: int = 512
     companion: Companion | None = None
+    remediation: str | None = None  # one short line: what to do, where (the provider's page)
+    rotate_url: str | None = None  # where the issuer lets an owner revoke or rotate it
+    confidence: str = "high"  # "medium": generic rules, shown with --confidence medium
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default=())
@@ -146,7 +149,11 @@ KNOWN_KEYS = {
     "positive",
     "negative",
     "tags",
+    "remediation",
+    "rotate_url",
+    "confidence",
 }
+CONFIDENCES = ("high", "medium", "low")
 
 
 def rule_from_dict(d: dict[str, Any]) -> Rule:
@@ -194,6 +201,12 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
     if context is not None and (not isinstance(context, str) or not context):
         raise RuleError(f"rule {rule_id!r}: context must be a non-empty string")
     min_entropy = d.get("min_entropy")
+    confidence = d.get("confidence", "high")
+    if confidence not in CONFIDENCES:
+        raise RuleError(f"rule {rule_id!r}: confidence must be one of {CONFIDENCES}")
+    for name in ("remediation", "rotate_url"):
+        if d.get(name) is not None and not isinstance(d.get(name), str):
+            raise RuleError(f"rule {rule_id!r}: {name} must be a string")
     return Rule(
         id=rule_id,
         description=str(d.get("description", "")),
@@ -211,6 +224,9 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
         context_text=context,
         context_window=int(d.get("context_window", 512)),
         companion=companion,
+        remediation=d.get("remediation"),
+        rotate_url=d.get("rotate_url"),
+        confidence=confidence,
         positive=_strs(rule_id, "positive", d.get("positive")),
         negative=_strs(rule_id, "negative", d.get("negative")),
         tags=_strs(rule_id, "tags", d.get("tags")),

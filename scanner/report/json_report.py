@@ -1,16 +1,33 @@
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from scanner.findings import Finding
 
+Outcomes = Mapping[str, dict[str, Any]]  # fingerprint -> what was done (Outcome.as_dict())
 
-def write_json(findings: list[Finding], out: TextIO, show_secrets: bool = False) -> None:
-    json.dump([f.to_dict(show_secrets) for f in findings], out, indent=2, ensure_ascii=False)
+
+def write_json(
+    findings: list[Finding],
+    out: TextIO,
+    show_secrets: bool = False,
+    outcomes: Outcomes | None = None,
+) -> None:
+    outcomes = outcomes or {}
+    docs = [f.to_dict(show_secrets, outcomes.get(f.fingerprint)) for f in findings]
+    json.dump(docs, out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 
-def write_jsonl(findings: list[Finding], out: TextIO, show_secrets: bool = False) -> None:
+def write_jsonl(
+    findings: list[Finding],
+    out: TextIO,
+    show_secrets: bool = False,
+    outcomes: Outcomes | None = None,
+) -> None:
+    outcomes = outcomes or {}
     for f in findings:
-        out.write(json.dumps(f.to_dict(show_secrets), ensure_ascii=False) + "\n")
+        doc = f.to_dict(show_secrets, outcomes.get(f.fingerprint))
+        out.write(json.dumps(doc, ensure_ascii=False) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from scanner import __version__
@@ -31,7 +32,7 @@ def _rule(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _result(f: Finding, index: int) -> dict[str, Any]:
+def _result(f: Finding, index: int, outcome: dict[str, Any] | None) -> dict[str, Any]:
     loc = f.location
     physical: dict[str, Any] = {"artifactLocation": {"uri": loc.path or "stdin"}}
     if loc.line:
@@ -42,8 +43,8 @@ def _result(f: Finding, index: int) -> dict[str, Any]:
         "occurrences": f.occurrences,
         "confidence": f.confidence,
     }
-    if f.resolution is not None:
-        props["keyservice"] = f.resolution
+    if outcome is not None:
+        props["keyservice"] = outcome
     for k in ("commit", "author", "date", "repo"):
         if getattr(loc, k):
             props[k] = getattr(loc, k)
@@ -59,8 +60,13 @@ def _result(f: Finding, index: int) -> dict[str, Any]:
     }
 
 
-def sarif_document(findings: list[Finding], rules: list[Rule]) -> dict[str, Any]:
+def sarif_document(
+    findings: list[Finding],
+    rules: list[Rule],
+    outcomes: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     index = {r.id: i for i, r in enumerate(rules)}
+    outcomes = outcomes or {}
     return {
         "$schema": SCHEMA,
         "version": "2.1.0",
@@ -74,12 +80,20 @@ def sarif_document(findings: list[Finding], rules: list[Rule]) -> dict[str, Any]
                         "rules": [_rule(r) for r in rules],
                     }
                 },
-                "results": [_result(f, index.get(f.rule_id, 0)) for f in findings],
+                "results": [
+                    _result(f, index.get(f.rule_id, 0), outcomes.get(f.fingerprint))
+                    for f in findings
+                ],
             }
         ],
     }
 
 
-def write_sarif(findings: list[Finding], rules: list[Rule], out: TextIO) -> None:
-    json.dump(sarif_document(findings, rules), out, indent=2, ensure_ascii=False)
+def write_sarif(
+    findings: list[Finding],
+    rules: list[Rule],
+    out: TextIO,
+    outcomes: Mapping[str, dict[str, Any]] | None = None,
+) -> None:
+    json.dump(sarif_document(findings, rules, outcomes), out, indent=2, ensure_ascii=False)
     out.write("\n")

@@ -47,6 +47,7 @@ def write_text(
     summary: str,
     show_secrets: bool = False,
     color: bool | None = None,
+    outcomes: dict[str, dict] | None = None,  # type: ignore[type-arg]
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -75,8 +76,9 @@ def write_text(
             table.add_row("confidence", f"{f.confidence} (checksum did not verify)")
         if f.expires_at is not None:
             table.add_row("expires", "expired" if f.expired else f"at {f.expires_at} (unix time)")
-        if f.resolution is not None:
-            for label, value in describe_resolution(f.resolution):
+        outcome = (outcomes or {}).get(f.fingerprint)
+        if outcome is not None:
+            for label, value in describe_resolution(outcome):
                 table.add_row(label, value)
         table.add_row("next", next_step(f))
         console.print(table)
