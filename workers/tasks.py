@@ -334,9 +334,9 @@ def scan_batch(self: Retrying, docs: list[dict[str, Any]]) -> int:
 
 
 def _hand_on(found: list[dict[str, Any]]) -> None:
-    if found:
-        state.count("findings", len(found))
-        resolve_and_act.delay(findings=found, meta={})
+    from workers.submit import submit_findings
+
+    submit_findings(found, {"source": "crawler"})
 
 
 def _scan_commit(repo: str, sha: str, collector: Collector) -> None:
