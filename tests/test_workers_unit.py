@@ -107,28 +107,90 @@ def test_token_pool_rests_an_exhausted_token_and_uses_the_other() -> None:
 
 
 @respx.mock
-def test_retry_after_and_secondary_limits_become_waits() -> None:
-    from workers.github import GitHub, GitHubUnavailable, RateLimited
+def test_retry_after_rests_the_token_for_every_worker_and_nothing_is_sent_early() -> None:
+    from workers.github import GitHub, RateLimited
 
-    gh = GitHub(API, ("tok-a",))
-    respx.get(f"{API}/a").mock(return_value=httpx.Response(429, headers={"retry-after": "7"}))
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        tok = request.headers["Authorization"].split()[-1]
+        sent.append(tok)
+        if tok == "tok-a":
+            return httpx.Response(429, headers={"retry-after": "30"})
+        return httpx.Response(200, json=[])
+
+    respx.get(f"{API}/a").mock(side_effect=answer)
+    worker1, worker2 = GitHub(API, ("tok-a", "tok-b")), GitHub(API, ("tok-a", "tok-b"))
     with pytest.raises(RateLimited) as err:
-        gh.get("/a")
-    assert err.value.wait == 7
-    respx.get(f"{API}/b").mock(
+        while True:  # round-robin reaches tok-a within two requests
+            worker1.get("/a")
+    assert err.value.wait == 30
+    # Another worker (its own client, the same Redis) never sends with tok-a now.
+    for _ in range(6):
+        assert worker2.get("/a").status_code == 200
+    assert sent.count("tok-a") == 1, sent
+    # With tok-a the only token, nothing is sent at all: the wait comes back instead.
+    alone = GitHub(API, ("tok-a",))
+    with pytest.raises(RateLimited) as err:
+        alone.get("/a")
+    assert 25 < err.value.wait <= 30 and sent.count("tok-a") == 1
+
+
+@respx.mock
+def test_a_secondary_limit_stops_every_token() -> None:
+    from workers.github import GitHub, RateLimited
+
+    route = respx.get(f"{API}/b").mock(
         return_value=httpx.Response(
-            403, json={"message": "You have exceeded a secondary rate limit"}
+            403,
+            headers={"retry-after": "60"},
+            json={"message": "You have exceeded a secondary rate limit"},
         )
     )
+    gh = GitHub(API, ("tok-a", "tok-b"))
     with pytest.raises(RateLimited) as err:
         gh.get("/b")
-    assert err.value.wait >= 60
+    assert err.value.wait == 60 and route.call_count == 1
+    with pytest.raises(RateLimited) as err:  # neither token may send
+        GitHub(API, ("tok-a", "tok-b")).get("/b")
+    assert 55 < err.value.wait <= 60 and route.call_count == 1
+
+
+@respx.mock
+def test_5xx_and_malformed_answers_are_transient() -> None:
+    from workers.github import GitHub, GitHubUnavailable
+
+    gh = GitHub(API, ("tok-a",))
     respx.get(f"{API}/c").mock(return_value=httpx.Response(502))
     with pytest.raises(GitHubUnavailable):
         gh.get("/c")
     respx.get(f"{API}/d").mock(return_value=httpx.Response(200, text="{not json"))
     with pytest.raises(GitHubUnavailable, match="malformed JSON"):
         gh.get_json("/d")
+
+
+def test_an_older_answer_never_overwrites_a_newer_one() -> None:
+    from workers.github import TokenPool
+
+    pool = TokenPool(("tok-a",))
+
+    def answer(remaining: int, used: int, reset: int) -> httpx.Headers:
+        return httpx.Headers(
+            {
+                "x-ratelimit-remaining": str(remaining),
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-used": str(used),
+                "x-ratelimit-reset": str(reset),
+            }
+        )
+
+    pool.update(0, answer(4000, 1000, 2000))
+    pool.update(0, answer(4500, 500, 2000))  # answered earlier, arrived later
+    assert pool.budgets()[0]["remaining"] == "4000"
+    pool.update(0, answer(4999, 1, 5600))  # a new window
+    assert pool.budgets()[0]["remaining"] == "4999"
+    pool.update(0, answer(0, 5000, 2000))  # the old window's last answer, late
+    assert pool.budgets()[0]["remaining"] == "4999"
 
 
 @respx.mock

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from workers.app import QUEUES
@@ -84,16 +85,59 @@ def beat(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="keysweep beat",
         description="Run the scheduler that drives the pollers. Safe to run twice: a Redis "
-        "lock (celery-redbeat) lets only one beat schedule at a time.",
+        "lock (celery-redbeat) lets only one beat schedule at a time, and a beat that dies "
+        "is replaced within 10 s. The scheduler runs in a child process that is restarted "
+        "whenever it exits (a Redis restart makes it exit), until this command is stopped.",
     )
     p.add_argument("--loglevel", "-l", default="INFO")
+    p.add_argument(
+        "--no-restart", action="store_true", help="exit when the scheduler exits (no restart)"
+    )
     args = p.parse_args(argv)
+    if args.no_restart:
+        return _beat_child(args.loglevel)
+    return supervise([sys.executable, "-m", "workers.cli", "beat-child", args.loglevel], "beat")
+
+
+def _beat_child(loglevel: str) -> int:
     from workers.app import app
     from workers.logs import setup_logging
 
-    setup_logging(args.loglevel)
-    app.start(["beat", "-S", "redbeat.RedBeatScheduler", "-l", args.loglevel])
+    setup_logging(loglevel)
+    app.start(["beat", "-S", "redbeat.RedBeatScheduler", "-l", loglevel])
     return 0
+
+
+def supervise(cmd: list[str], name: str, pause: float = 1.0) -> int:
+    """Run ``cmd`` and start it again whenever it exits, until SIGTERM/SIGINT, which
+    are passed on (the child then exits cleanly and, for beat, releases its lock)."""
+    import signal
+    import subprocess
+
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    while not stopping:
+        child = subprocess.Popen(cmd)
+        code = child.wait()
+        if not stopping:
+            print(
+                json.dumps({"level": "WARNING", "logger": "keysweep.supervise",
+                            "msg": f"{name} exited with {code}; starting it again"}),
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(pause)
+    return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
 
 
 def status(argv: list[str]) -> int:
@@ -117,6 +161,12 @@ def status(argv: list[str]) -> int:
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
     print("queues:   " + "  ".join(f"{q} {n}" for q, n in data["queues"].items()))
+    led = data["ledger"]
+    print(
+        f"pending:  {led['pending']} piece(s) of work not yet done, {led['parked']} parked "
+        f"(oldest {led['parked_oldest_age']:.0f}s: the key service is failing), "
+        f"{led['dead']} set aside, {led['resent']} re-sent by the sweeper"
+    )
     for name, cur in data["cursors"].items():
         nxt = float(cur.get("next_at", 0)) - time.time()
         print(
@@ -206,3 +256,7 @@ def enqueue(argv: list[str]) -> int:
         scan_batch.delay(docs=[{"kind": "gist", "gist_id": args.target}])
         print(f"keysweep: queued gist {args.target}")
     return 0
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "beat-child":
+    sys.exit(_beat_child(sys.argv[2]))

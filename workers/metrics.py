@@ -26,6 +26,13 @@ HEARTBEAT_ENV = "KEYSWEEP_HEARTBEAT_FILE"
 
 EVENTS_POLLED = Counter("keysweep_events_polled", "GitHub events seen by the poller")
 GISTS_POLLED = Counter("keysweep_gists_polled", "Public gist versions seen by the poller")
+EVENTS_MISSED = Counter(
+    "keysweep_events_missed",
+    "Events that fell off GitHub's 300-event feed before the poller read them (estimate)",
+)
+GISTS_MISSED = Counter(
+    "keysweep_gists_missed", "Gists beyond the 3,000 GitHub lists when the poller read them"
+)
 DOCUMENTS = Counter("keysweep_documents_fetched", "Documents fetched and scanned", ["kind"])
 BYTES = Counter("keysweep_bytes_scanned", "Bytes scanned by the engine")
 FINDINGS = Counter("keysweep_findings", "Findings", ["rule", "owner"])
@@ -71,7 +78,7 @@ def touch_heartbeat() -> None:
 def start_exporter() -> None:
     """In the worker's main process: serve every child's samples, plus queue depths."""
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     port = int(os.environ.get(PORT_ENV, "9808"))
 
@@ -98,9 +105,44 @@ def start_exporter() -> None:
                 return
             yield g
 
+    class Ledger:
+        def collect(self):  # type: ignore[no-untyped-def]
+            from workers import ledger
+
+            try:
+                s = ledger.summary()
+                oldest = ledger.oldest_pending_age()
+            except Exception:  # Redis is down: say nothing rather than fail the scrape
+                return
+            yield GaugeMetricFamily(
+                "keysweep_pending_work", "Pieces of work claimed and not yet done", s["pending"]
+            )
+            yield GaugeMetricFamily(
+                "keysweep_pending_oldest_seconds",
+                "Age of the oldest piece of work not yet done (parked included)",
+                oldest,
+            )
+            yield GaugeMetricFamily(
+                "keysweep_parked_revocations",
+                "Act work parked while the key service cannot take it",
+                s["parked"],
+            )
+            yield GaugeMetricFamily(
+                "keysweep_parked_revocation_age_seconds",
+                "Age of the oldest parked act work (0 when none is parked)",
+                s["parked_oldest_age"],
+            )
+            yield GaugeMetricFamily(
+                "keysweep_dead_work", "Work set aside after repeated failures", s["dead"]
+            )
+            yield CounterMetricFamily(
+                "keysweep_work_resent", "Work the sweeper re-sent (lost or overdue)", s["resent"]
+            )
+
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(QueueDepth())
+    registry.register(Ledger())
     start_http_server(port, registry=registry)
 
 

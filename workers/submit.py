@@ -1,19 +1,36 @@
 """The one way a finding enters the background act path, whoever found it
 (the crawler's fetch tasks, a partner alert). Findings travel as
-``Finding.to_dict()``: hashes, redacted forms and locations, never a secret."""
+``Finding.to_dict()``: hashes, redacted forms and locations, never a secret.
+
+Both entries are ledger-backed: the work is written to the pending-work ledger
+(Redis) before its message is sent, so a message the broker loses, or a worker
+that dies holding it, is re-sent by the sweeper until its task succeeds."""
 
 from __future__ import annotations
 
 from typing import Any
 
+ACT = "workers.tasks.resolve_and_act"
+NOTIFY = "workers.tasks.send_alerts"
+
 
 def submit_findings(findings: list[dict[str, Any]], origin: dict[str, Any] | None = None) -> None:
-    """Queue ``findings`` for resolve -> act -> notify. ``origin`` says who found them
-    (``{"source": "crawler"}``, ``{"source": "github_partner"}``, ...)."""
+    """Queue ``findings`` for resolve -> act -> notify, tracked until done. ``origin``
+    says who found them (``{"source": "crawler"}``, ``{"source": "github_partner"}``, ...).
+    Returns once the work is on record in Redis; raises if Redis cannot record it."""
     if not findings:
         return
-    from workers import state
-    from workers.tasks import resolve_and_act
+    from workers import ledger, state
 
+    work = ledger.track(ACT, "act", {"findings": findings, "meta": dict(origin or {})})
     state.count("findings", len(findings))
-    resolve_and_act.delay(findings=findings, meta=dict(origin or {}))
+    ledger.publish(work)
+
+
+def submit_alerts(alerts: list[dict[str, Any]]) -> None:
+    """Queue alerts (``alert_to_dict``) for delivery, tracked until done."""
+    if not alerts:
+        return
+    from workers import ledger
+
+    ledger.publish(ledger.track(NOTIFY, "notify", {"alerts": alerts}))

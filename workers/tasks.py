@@ -1,7 +1,10 @@
 """Celery tasks: thin adapters over the scanner library.
 
-poll_events / poll_gists -> scan_batch (pushes, gists) / scan_repo -> resolve_and_act
-    -> send_alerts
+(workers.pollers) poll_events / poll_gists -> scan_batch (pushes, gists) / scan_repo
+    -> resolve_and_act -> send_alerts
+
+Every message after the pollers is tracked in the pending-work ledger
+(workers/ledger.py) from the moment it is claimed until its task succeeds.
 
 Content is fetched and scanned inside the fetch task; what goes on is findings
 as hashes, redacted forms and locations (``Finding.to_dict()`` without the
@@ -90,144 +93,6 @@ class Retrying(Task):
     def retry_later(self, exc: Exception) -> None:
         wait = exc.wait if isinstance(exc, RateLimited) else None
         raise self.retry(exc=exc, countdown=countdown(self, wait))
-
-
-# --- pollers -------------------------------------------------------------------------------
-
-
-def _due(name: str) -> bool:
-    cur = state.get_cursor(name)
-    return time.time() >= float(cur.get("next_at", 0))
-
-
-@app.task(bind=True, base=Retrying, soft_time_limit=60, time_limit=90, max_retries=0)
-def poll_events(self: Retrying) -> int:
-    """One poll of /events, if X-Poll-Interval allows; queues work for new events."""
-    with state.singleton("poll-events", ttl=90) as mine:
-        if not mine or not _due("events"):
-            return 0
-        cur = state.get_cursor("events")
-        gh = github()
-        try:
-            resp = gh.get("/events", params={"per_page": 100}, etag=cur.get("etag") or None)
-        except RateLimited as exc:
-            state.set_cursor("events", next_at=time.time() + exc.wait)
-            return 0
-        except GitHubUnavailable:
-            state.set_cursor("events", next_at=time.time() + 30)
-            return 0
-        interval = float(resp.headers.get("x-poll-interval", 60))
-        state.set_cursor("events", next_at=time.time() + interval, interval=interval)
-        state.count("events_polls")
-        if resp.status_code == 304:
-            state.count("events_not_modified")
-            return 0
-        if resp.status_code != 200:
-            return 0
-        state.set_cursor("events", etag=resp.headers.get("etag", ""))
-        docs: list[dict[str, Any]] = []
-        page, url = 1, None
-        events = _json_list(resp)
-        while True:
-            new = state.first_times("event", [str(ev.get("id")) for ev in events])
-            metrics.EVENTS_POLLED.inc(sum(new))
-            for ev, is_new in zip(events, new, strict=True):
-                doc = _event_doc(ev) if is_new else None
-                if doc is not None:
-                    docs.append(doc)
-            state.count("events_seen", len(events))
-            url = resp.links.get("next", {}).get("url")
-            # The newest events come first: when this page's oldest one was already
-            # seen, so is everything after it. (Events arriving between two page
-            # requests shift the pages, so the last event decides, not the first.)
-            if not url or not new or not new[-1] or page >= 3:
-                break
-            resp = gh.get(url)
-            if resp.status_code != 200:
-                break
-            events, page = _json_list(resp), page + 1
-        return queue_docs(docs)
-
-
-def _json_list(resp: Any) -> list[dict[str, Any]]:
-    try:
-        body = resp.json()
-    except ValueError:
-        state.count("github_malformed")
-        return []
-    return [x for x in body if isinstance(x, dict)] if isinstance(body, list) else []
-
-
-BATCH = 10  # documents per fetch task: fewer, larger tasks cost the broker far less
-
-
-def _event_doc(ev: dict[str, Any]) -> dict[str, Any] | None:
-    repo = (ev.get("repo") or {}).get("name")
-    if not repo:
-        return None
-    if ev.get("type") == "PushEvent":
-        p = ev.get("payload") or {}
-        return {
-            "kind": "push",
-            "repo": repo,
-            "before": p.get("before"),
-            "head": p.get("head"),
-            "event_id": str(ev.get("id")),
-            "pushed_at": ev.get("created_at"),
-        }
-    if ev.get("type") == "PublicEvent":
-        scan_repo.delay(repo=repo, reason="public", event_id=str(ev.get("id")))
-        state.count("repos_queued")
-    return None
-
-
-def queue_docs(docs: list[dict[str, Any]]) -> int:
-    for i in range(0, len(docs), BATCH):
-        scan_batch.delay(docs=docs[i : i + BATCH])
-    state.count("documents_queued", len(docs))
-    return len(docs)
-
-
-@app.task(bind=True, base=Retrying, soft_time_limit=90, time_limit=120, max_retries=0)
-def poll_gists(self: Retrying) -> int:
-    with state.singleton("poll-gists", ttl=120) as mine:
-        if not mine or not _due("gists"):
-            return 0
-        cur = state.get_cursor("gists")
-        since = cur.get("since")
-        gh = github()
-        docs: list[dict[str, Any]] = []
-        newest = since or ""
-        url: str | None = "/gists/public"
-        params: dict[str, Any] | None = {"per_page": 100, **({"since": since} if since else {})}
-        pages = 0
-        try:
-            while url and pages < 30:  # 30 x 100 = the 3,000 GitHub lists
-                resp = gh.get(url, params=params)
-                pages += 1
-                if resp.status_code != 200:
-                    break
-                gists = _json_list(resp)
-                metrics.GISTS_POLLED.inc(len(gists))
-                versions = [f"{g.get('id')}@{g.get('updated_at')}" for g in gists]
-                for g, is_new in zip(gists, state.first_times("gist", versions), strict=True):
-                    newest = max(newest, str(g.get("updated_at") or ""))
-                    if is_new:
-                        docs.append(
-                            {
-                                "kind": "gist",
-                                "gist_id": str(g.get("id")),
-                                "updated_at": g.get("updated_at"),
-                            }
-                        )
-                url, params = resp.links.get("next", {}).get("url"), None
-        except RateLimited as exc:
-            state.set_cursor("gists", next_at=time.time() + exc.wait)
-        except GitHubUnavailable:
-            state.set_cursor("gists", next_at=time.time() + 30)
-        if newest:
-            state.set_cursor("gists", since=newest)
-        return queue_docs(docs)
 
 
 # --- fetch and scan --------------------------------------------------------------------------
@@ -416,7 +281,11 @@ def scan_repo(
 # --- resolve, act, notify ---------------------------------------------------------------------
 
 
-@app.task(bind=True, base=Retrying, soft_time_limit=60, time_limit=90)
+class Parked(KeysweepError):
+    """The key service cannot take this work now: the ledger parks it (never dropped)."""
+
+
+@app.task(bind=True, base=Retrying, soft_time_limit=60, time_limit=90, max_retries=0)
 def resolve_and_act(self: Retrying, findings: list[dict[str, Any]], meta: dict[str, Any]) -> int:
     found = [finding_from_dict(d) for d in findings]
     fetched = {d["fingerprint"]: float(d.get("fetched_at") or time.time()) for d in findings}
@@ -432,10 +301,10 @@ def resolve_and_act(self: Retrying, findings: list[dict[str, Any]], meta: dict[s
             results = act(owned, client, Policy(live, test))
             metrics.KEYSERVICE_SECONDS.observe(time.perf_counter() - started)
         except KeyServiceError as exc:
-            self.retry_later(exc)
+            raise Parked(str(exc)) from None
         failed = [o for o in results if o.action == "failed"]
-        if failed:  # retry the whole batch: every step is idempotent
-            self.retry_later(KeysweepError(f"{len(failed)} key(s) not revoked: {failed[0].error}"))
+        if failed:  # park the whole batch: every step is idempotent
+            raise Parked(f"{len(failed)} key(s) not revoked: {failed[0].error}")
         outcomes = {o.fingerprint: o for o in results}
         now = time.time()
         published = {f.fingerprint: _epoch(f.location.date) for f in ours}
@@ -449,7 +318,9 @@ def resolve_and_act(self: Retrying, findings: list[dict[str, Any]], meta: dict[s
                     metrics.PUSH_TO_REVOKE.observe(max(0.0, now - published[o.fingerprint]))
     alerts = alerts_from(found, outcomes)
     if alerts:
-        send_alerts.delay(alerts=[alert_to_dict(a) for a in alerts])
+        from workers.submit import submit_alerts
+
+        submit_alerts([alert_to_dict(a) for a in alerts])
     return len(outcomes)
 
 
