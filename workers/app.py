@@ -47,7 +47,7 @@ def queues_for(kind: str) -> list[Queue]:
 HARD_LIMIT = 15 * 60
 MAX_COUNTDOWN = 10 * 60
 VISIBILITY_TIMEOUT = 2 * 3600
-LOCK_TIMEOUT = 10
+LOCK_TIMEOUT = 5
 
 s = settings()
 BROKER = broker_kind(s.broker_url)
@@ -91,8 +91,8 @@ app.conf.update(
     worker_hijack_root_logger=False,
     worker_send_task_events=False,
     # The scheduler: one beat at a time, enforced by a Redis lock (celery-redbeat).
-    # It ticks every second and each tick extends the lock to 10 s: a beat that dies
-    # without releasing it is replaced within 10 s (one that exits cleanly releases it).
+    # It ticks every second and each tick extends the lock to 5 s: a beat that dies
+    # without releasing it is replaced within 5 s (one that exits cleanly releases it).
     redbeat_redis_url=s.redis_url,
     redbeat_key_prefix=f"{s.prefix}:redbeat",
     redbeat_lock_timeout=LOCK_TIMEOUT,

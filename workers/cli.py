@@ -86,7 +86,7 @@ def beat(argv: list[str]) -> int:
         prog="keysweep beat",
         description="Run the scheduler that drives the pollers. Safe to run twice: a Redis "
         "lock (celery-redbeat) lets only one beat schedule at a time, and a beat that dies "
-        "is replaced within 10 s. The scheduler runs in a child process that is restarted "
+        "is replaced within 5 s. The scheduler runs in a child process that is restarted "
         "whenever it exits (a Redis restart makes it exit), until this command is stopped.",
     )
     p.add_argument("--loglevel", "-l", default="INFO")

@@ -316,26 +316,38 @@ def park(ident: str, reason: str) -> None:
     pipe.execute()
 
 
-def failed(ident: str, queue: str, reason: str) -> None:
-    """A task failed for good. Act work is parked; other work is redone with a backoff
-    and, after ``max_attempts``, set aside as dead (counted, visible, never silent)."""
-    queue = state.client().hget(k("item", ident), "queue") or queue
+def failed(ident: str, queue: str, reason: str, retry_in: float | None = None) -> None:
+    """A task failed for good, as far as Celery is concerned.
+
+    * ``retry_in`` (a transient error: a GitHub limit to wait out, GitHub or the
+      network unavailable): redone after that wait, however often; never set aside.
+    * Act work: parked (see ``park``).
+    * Anything else: redone with a backoff and, after ``max_attempts`` such failures,
+      set aside as dead (counted in ``keysweep_dead_work``, logged, never silent)."""
+    r = state.client()
+    queue = r.hget(k("item", ident), "queue") or queue
+    if retry_in is not None:
+        LEASES.remove(ident)
+        pipe = r.pipeline(transaction=True)
+        pipe.zadd(k("due"), {ident: time.time() + max(0.5, retry_in)}, xx=True)
+        pipe.hset(k("item", ident), "state", "waiting")
+        pipe.execute()
+        return
     if queue == "act":
         park(ident, reason)
         return
     LEASES.remove(ident)
-    r = state.client()
-    attempts = int(r.hget(k("item", ident), "attempts") or 0)
-    if attempts >= timing().max_attempts:
+    failures = int(r.hincrby(k("item", ident), "failures", 1)) if r.exists(k("item", ident)) else 0
+    if failures >= timing().max_attempts:
         pipe = r.pipeline(transaction=True)
         pipe.zrem(k("due"), ident)
         pipe.zadd(k("dead"), {ident: time.time()})
         pipe.hset(k("item", ident), mapping={"state": "dead", "why": reason[:200]})
         pipe.hincrby(k("stats"), "dead", 1)
         pipe.execute()
-        log.error("work set aside after %d attempts work=%s error=%s", attempts, ident, reason)
+        log.error("work set aside after %d failures work=%s error=%s", failures, ident, reason)
         return
-    backoff = min(600.0, timing().grace * 2 ** max(0, attempts - 1))
+    backoff = min(600.0, timing().grace * 2 ** max(0, failures - 1))
     r.zadd(k("due"), {ident: time.time() + backoff}, xx=True)
 
 
@@ -362,7 +374,7 @@ if #out > 0 then redis.call('hincrby', KEYS[2], 'resent', #out) end
 return cjson.encode(out)
 """
 
-# KEYS: parked, due, probe, act_ok. ARGV: now, grace, probe_max, item prefix.
+# KEYS: parked, due, probe, act_ok, stats. ARGV: now, grace, probe_max, item prefix.
 # Releases every parked piece after a success, else one probe when it is time.
 _UNPARK = """
 local ids = {}
@@ -377,6 +389,7 @@ else
   local backoff = tonumber(redis.call('hget', KEYS[3], 'backoff') or '1')
   redis.call('hset', KEYS[3], 'next', tonumber(ARGV[1]) + backoff,
              'backoff', math.min(backoff * 2, tonumber(ARGV[3])), 'probe', ids[1])
+  redis.call('hincrby', KEYS[5], 'probes', 1)
 end
 local out = {}
 for _, id in ipairs(ids) do
@@ -402,11 +415,12 @@ def due_work(now: float | None = None, limit: int = 500) -> list[Work]:
     out = [Work(i, t, q, json.loads(kw)) for i, t, q, kw in json.loads(raw or "[]")]
     raw = state.client().eval(
         _UNPARK,
-        4,
+        5,
         k("parked"),
         k("due"),
         k("probe"),
         k("act_ok"),
+        k("stats"),
         now,
         timing().grace,
         timing().probe_max,

@@ -47,14 +47,33 @@ def _retrying(request: Any = None, reason: Any = None, **_: Any) -> None:
 
 
 @signals.task_failure.connect
-def _failed(task_id: str | None = None, exception: BaseException | None = None, sender: Any = None,
-            **_: Any) -> None:
+def _failed(
+    task_id: str | None = None, exception: BaseException | None = None, sender: Any = None, **_: Any
+) -> None:
     if not task_id:
         return
-    queue = ((getattr(getattr(sender, "request", None), "delivery_info", None) or {}).get(
-        "routing_key"
-    )) or ""
-    _safe(ledger.failed, task_id, queue, f"{type(exception).__name__}: {exception}")
+    queue = (
+        (getattr(getattr(sender, "request", None), "delivery_info", None) or {}).get("routing_key")
+    ) or ""
+    _safe(
+        ledger.failed,
+        task_id,
+        queue,
+        f"{type(exception).__name__}: {exception}",
+        transient_wait(exception),
+    )
+
+
+def transient_wait(exc: BaseException | None) -> float | None:
+    """How long to wait before redoing work that failed on a transient error (a
+    GitHub limit, GitHub or the network unavailable); None for any other error."""
+    from workers.github import GitHubUnavailable, RateLimited
+
+    if isinstance(exc, RateLimited):
+        return float(exc.wait)
+    if isinstance(exc, GitHubUnavailable):
+        return ledger.timing().grace
+    return None
 
 
 @signals.task_postrun.connect

@@ -91,20 +91,20 @@ def _event_id(ev: dict[str, Any]) -> int | None:
         return None
 
 
-def missed_estimate(high_water: int, oldest: int, ids: list[int]) -> int:
+def missed_estimate(through: int, oldest: int, ids: list[int]) -> int:
     """How many events fell off between the newest one seen before and the oldest the
     feed still holds, estimated from the spacing of the ids the feed shows (event ids
     are shared with events that are not public, so their difference overcounts)."""
-    if oldest <= high_water or len(ids) < 2:
+    if oldest <= through or len(ids) < 2:
         return 0
     spacing = (max(ids) - min(ids)) / (len(ids) - 1)
-    return max(0, round((oldest - high_water) / max(spacing, 1.0)) - 1)
+    return max(0, round((oldest - through) / max(spacing, 1.0)) - 1)
 
 
 @app.task(name="workers.pollers.poll_events", soft_time_limit=60, time_limit=90)
 def poll_events() -> int:
     """One poll of /events, if X-Poll-Interval allows; every new event becomes tracked work."""
-    with state.singleton("poll-events", ttl=90) as mine:
+    with state.singleton("poll-events") as mine:
         if not mine or not _due("events"):
             return 0
         return _poll_events()
@@ -130,23 +130,34 @@ def _poll_events() -> int:
     etag = resp.headers.get("etag", "")
     queued, page, complete, reached_end = 0, 1, False, False
     ids: list[int] = []
-    high_water = int(cur.get("high_water") or 0)
+    # Every event up to this id was claimed: the poll reads down until it joins it. (A
+    # poll whose later page failed leaves it where it was, so the next poll reads on
+    # down past the events it already claimed, to the ones it never saw.)
+    through = int(cur.get("through") or 0)
+    last: int | None = None
     while True:
         events = _json_list(resp) if resp.status_code == 200 else None
         if events is None:
             state.count("events_page_failed")
             break
-        ids += [i for i in map(_event_id, events) if i is not None]
+        page_ids = [i for i in map(_event_id, events) if i is not None]
+        ids += page_ids
         n, fresh = _record([event_claim(ev) for ev in events])
         queued += n
         metrics.EVENTS_POLLED.inc(sum(fresh))
         state.count("events_seen", len(events))
         url = resp.links.get("next", {}).get("url")
-        # The newest events come first: when this page's oldest event was already
-        # seen, so is everything after it. (Events arriving between two page
-        # requests shift the pages down, so the last event decides, not the first.)
-        if not fresh or not fresh[-1]:
+        last = _event_id(events[-1]) if events else None
+        if through and last is not None and last <= through and fresh and not fresh[-1]:
+            # The page's oldest event is one an earlier complete poll claimed: this
+            # poll has joined what was read before. (Position, not the smallest id: an
+            # event delivered again sits on top with an old id.)
             complete = True
+            break
+        if not through and (not page_ids or len(page_ids) < len(events)) and (
+            not fresh or not fresh[-1]
+        ):
+            complete = True  # ids that are not numbers: the oldest event was seen before
             break
         if not url or page >= EVENT_PAGES:
             complete = reached_end = True
@@ -163,10 +174,10 @@ def _poll_events() -> int:
         # Only now may the next poll be answered 304: every page needed was read.
         values: dict[str, object] = {"etag": etag}
         if ids:
-            values["high_water"] = max(high_water, *ids)
+            values["through"] = max(through, *ids)
         state.set_cursor("events", **values)
-        if reached_end and high_water and ids:
-            missed = missed_estimate(high_water, min(ids), ids)
+        if reached_end and through and last is not None:
+            missed = missed_estimate(through, last, ids)
             if missed:
                 metrics.EVENTS_MISSED.inc(missed)
                 state.count("events_missed", missed)
@@ -179,7 +190,7 @@ def _poll_events() -> int:
 
 @app.task(name="workers.pollers.poll_gists", soft_time_limit=90, time_limit=120)
 def poll_gists() -> int:
-    with state.singleton("poll-gists", ttl=120) as mine:
+    with state.singleton("poll-gists") as mine:
         if not mine or not _due("gists"):
             return 0
         return _poll_gists()

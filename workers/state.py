@@ -10,7 +10,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any
 
@@ -77,15 +77,37 @@ def set_cursor(name: str, **values: object) -> None:
     client().hset(key("cursor", name), mapping={k: str(v) for k, v in values.items()})
 
 
+_EXTEND = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+)
+
+
 @contextmanager
-def singleton(name: str, ttl: int = 120) -> Iterator[bool]:
-    """A lock so that only one poller of a kind runs at once, even with many workers."""
+def singleton(name: str, ttl: float = 10.0) -> Iterator[bool]:
+    """A lock so that only one poller of a kind runs at once, even with many workers.
+
+    The holder renews it every ttl/3 seconds from a thread: a holder that is killed
+    frees it within ``ttl`` seconds, however long a poll may take."""
+    import threading
+
     token = uuid.uuid4().hex
     k = key("lock", name)
-    got = bool(client().set(k, token, nx=True, ex=ttl))
+    ms = int(ttl * 1000)
+    got = bool(client().set(k, token, nx=True, px=ms))
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(ttl / 3):
+            with suppress(redis.RedisError):
+                client().eval(_EXTEND, 1, k, token, ms)
+
+    if got:
+        threading.Thread(target=renew, daemon=True, name=f"lock-{name}").start()
     try:
         yield got
     finally:
+        done.set()
         if got:
             client().eval(
                 "if redis.call('get', KEYS[1]) == ARGV[1] then "

@@ -39,6 +39,22 @@ fi
 KEYSERVICE_TOKEN=$(cat "$KEYSWEEP_RUN_DIR/keyservice.token")
 export KEYSERVICE_TOKEN KEYSWEEP_KEYSERVICE_TOKEN=$KEYSERVICE_TOKEN
 export KEYSWEEP_KEYSERVICE_URL=http://127.0.0.1:$KEYSWEEP_RUN_KEYSERVICE_PORT
+# Broker: Redis by default (one command, nothing else to run); KEYSWEEP_BROKER=rabbitmq
+# uses RabbitMQ on 127.0.0.1:5672 (started if installed and not answering), vhost keysweep.
+if [ "${KEYSWEEP_BROKER:-redis}" = rabbitmq ] && [ -z "${KEYSWEEP_BROKER_URL:-}" ]; then
+  if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    command -v rabbitmq-server >/dev/null || {
+      echo "run: KEYSWEEP_BROKER=rabbitmq but RabbitMQ is not installed (apt-get install rabbitmq-server)" >&2
+      exit 2
+    }
+    echo "run: starting rabbitmq-server"
+    rabbitmq-server -detached
+    rabbitmqctl await_startup >/dev/null
+  fi
+  rabbitmqctl add_vhost keysweep >/dev/null 2>&1 || true
+  rabbitmqctl set_permissions -p keysweep guest '.*' '.*' '.*' >/dev/null
+  export KEYSWEEP_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/keysweep
+fi
 export KEYSWEEP_BROKER_URL=${KEYSWEEP_BROKER_URL:-redis://127.0.0.1:$redis_port/0}
 export KEYSWEEP_REDIS_URL=${KEYSWEEP_REDIS_URL:-redis://127.0.0.1:$redis_port/1}
 export KEYSWEEP_POLL_EVERY=${KEYSWEEP_POLL_EVERY:-1}

@@ -33,7 +33,7 @@ from tests.sim.builder import Builder, BuildSpec, Item
 from tests.sim.config import KINDS, SimConfig
 from tests.sim.content import Words
 from tests.sim.gitrepo import GitCommit, create_bare_repo
-from tests.sim.limits import Fault, Faults, RateLimiter, Stats, token_label
+from tests.sim.limits import Fault, Faults, RateLimiter, Stats, Waits, token_label
 from tests.sim.model import Batch, Commit, Urls, parse_iso
 from tests.sim.store import EVENTS_CAP, GISTS_CAP, Store, dumps
 
@@ -123,6 +123,7 @@ class Sim:
         self.keyservice_token = keyservice_token
         self.store = Store(urls, config.retain_docs)
         self.limiter = RateLimiter()
+        self.waits = Waits()
         self.faults = Faults()
         self.stats = Stats()
         self.builder = Builder(seed, urls, workdir)
@@ -277,6 +278,7 @@ class Sim:
         stats = self.stats
         stats.requests[endpoint] += 1
         stats.tokens[label] += 1
+        self.waits.arrived(label, stats)
         n = stats.enter(label)
         try:
             response = await self._api(
@@ -309,7 +311,7 @@ class Sim:
         rate_limited: bool,
     ) -> Response:
         cfg = self.config
-        fault = self.faults.take(request.url.path)
+        fault = self.faults.take(request.url.path, request.url.query)
         if fault is not None:
             self.stats.fault_hits += 1
             if fault.delay > 0:
@@ -354,6 +356,7 @@ class Sim:
                     "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
                 )
                 rate["x-ratelimit-remaining"] = "0"
+                self.waits.declare(label, float(rate["x-ratelimit-reset"]))
                 return self.respond(body, {**headers, **rate})
             self.limiter.bucket(label, cfg.rate_window).used += 1
             rate, _, _ = self.rate_headers(label, token)
@@ -368,6 +371,7 @@ class Sim:
     def secondary(
         self, headers: dict[str, str], label: str, token: str | None, retry_after: float
     ) -> Response:
+        self.waits.declare(None, time.time() + retry_after)
         rate, _, _ = self.rate_headers(label, token)
         body = error(
             403,
@@ -386,6 +390,8 @@ class Sim:
         extra: dict[str, str] = {}
         if fault.retry_after is not None:
             extra["retry-after"] = seconds(fault.retry_after)
+            if status in (403, 429):
+                self.waits.declare(label, time.time() + fault.retry_after)
         if status in (403, 429):
             message = fault.message or f"API rate limit exceeded for user ID {limit}."
             if status == 403:
@@ -744,6 +750,7 @@ class Sim:
                 status = s.get("status")
                 fault = Fault(
                     path_prefix=str(s.get("path_prefix", "/")),
+                    query=str(s.get("query") or ""),
                     status=int(status) if status is not None else None,
                     count=int(s.get("count", 1)),
                     retry_after=float(s["retry_after"])
@@ -788,6 +795,7 @@ class Sim:
         data = data if isinstance(data, dict) else {}
         self.stats = Stats()
         self.limiter.reset()
+        self.waits = Waits()
         self.faults.clear()
         if not data.get("stats_only"):
             self.epoch += 1

@@ -108,9 +108,11 @@ class GitHubSim(ServiceProcess):
         retry_after: float | None = None,
         delay: float = 0.0,
         secondary: bool = False,
+        query: str = "",
     ) -> list[dict[str, Any]]:
         body = {
             "path_prefix": path_prefix,
+            "query": query,
             "status": status,
             "count": count,
             "retry_after": retry_after,

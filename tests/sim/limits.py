@@ -31,6 +31,7 @@ class Fault:
     delay: float = 0.0
     secondary: bool = False
     message: str | None = None
+    query: str = ""  # the fault applies only when the query string contains this
     hits: int = 0
 
     def json(self) -> dict[str, Any]:
@@ -41,6 +42,7 @@ class Fault:
             "retry_after": self.retry_after,
             "delay": self.delay,
             "secondary": self.secondary,
+            "query": self.query,
             "hits": self.hits,
         }
 
@@ -76,6 +78,44 @@ class RateLimiter:
         self.points.clear()
 
 
+class Waits:
+    """The waits the simulator declared (a ``retry-after``, an exhausted budget until
+    its reset, a secondary limit for every caller), and the requests that arrived
+    during one: requests sent before GitHub allowed them.
+
+    A request that arrives within ``GRACE`` seconds of the answer that declared the
+    wait is not counted: it was already on its way (sent by another process before
+    the declaring answer reached the client)."""
+
+    GRACE = 0.25
+
+    def __init__(self) -> None:
+        self.until: dict[str | None, tuple[float, float]] = {}  # label|None(all) -> (at, until)
+
+    def declare(self, label: str | None, until: float) -> None:
+        now = time.time()
+        at, cur = self.until.get(label, (now, 0.0))
+        if until > cur:
+            self.until[label] = (now if cur <= now else at, until)
+
+    def arrived(self, label: str, stats: Stats) -> None:
+        now = time.time()
+        for who in (label, None):
+            at, until = self.until.get(who, (0.0, 0.0))
+            if at + self.GRACE < now < until:
+                stats.early += 1
+                stats.early_requests.append(
+                    {
+                        "t": now,
+                        "token": label,
+                        "declared_at": at,
+                        "until": until,
+                        "scope": "token" if who else "all",
+                    }
+                )
+                return
+
+
 class Faults:
     def __init__(self) -> None:
         self.items: list[Fault] = []
@@ -84,9 +124,9 @@ class Faults:
     def add(self, fault: Fault) -> None:
         self.items.append(fault)
 
-    def take(self, path: str) -> Fault | None:
+    def take(self, path: str, query: str = "") -> Fault | None:
         for f in self.items:
-            if f.count > 0 and path.startswith(f.path_prefix):
+            if f.count > 0 and path.startswith(f.path_prefix) and f.query in query:
                 f.count -= 1
                 f.hits += 1
                 self.hits += 1
@@ -108,6 +148,8 @@ class Stats:
     rate_limited: int = 0
     secondary_limited: int = 0
     fault_hits: int = 0
+    early: int = 0
+    early_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
     inflight: Counter[str] = field(default_factory=Counter)
     inflight_total: int = 0
     max_inflight: int = 0
@@ -141,6 +183,8 @@ class Stats:
             "rate_limited": self.rate_limited,
             "secondary_limited": self.secondary_limited,
             "fault_hits": self.fault_hits,
+            "early": self.early,
+            "early_requests": list(self.early_requests),
             "inflight": self.inflight_total,
             "max_inflight": self.max_inflight,
             "max_inflight_by_token": dict(self.max_inflight_by_token),
