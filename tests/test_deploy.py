@@ -152,7 +152,9 @@ def check_liveness(cmd: str | list[str], tmp_path: Path) -> None:
 def deploy_files() -> list[Path]:
     """The production artefacts (deploy/keyservice and deploy/local are dev tools)."""
     top = ["Dockerfile", "Dockerfile.dockerignore", "compose.yaml", "dev.env", "README.md"]
-    files = [DEPLOY / name for name in top] + sorted(K8S.iterdir()) + sorted(SYSTEMD.iterdir())
+    k8s = sorted(p for p in K8S.rglob("*") if p.is_file())  # the rabbitmq/ overlay too
+    files = [DEPLOY / name for name in top] + k8s + sorted(SYSTEMD.iterdir())
+    files.append(DEPLOY / "compose.rabbitmq.yaml")
     assert all(p.is_file() for p in files)
     return files
 
