@@ -3,8 +3,10 @@ is retried and what is recorded and passed over."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+from tests.conftest import KEYSWEEP
 from tests.sim.fixture import start_sim
 from tests.test_workers_e2e import statuses
 from tests.workers_fixture import deployment
@@ -36,3 +38,8 @@ def test_a_refused_document_never_fails_its_batch(keyservice, tmp_path: Path) ->
             assert set(statuses(ks, bad).values()) == {"active"}
             log = dep.log_text()
             assert b"document skipped kind=push" in log and b"451" in log
+            shown = subprocess.run(
+                [KEYSWEEP, "status"], env=dep.env, capture_output=True, text=True, check=True
+            ).stdout
+            failed = dep.counts()["documents_failed"]
+            assert f"(passed over: {failed})" in shown, shown
