@@ -180,7 +180,8 @@ def status(argv: list[str]) -> int:
         )
     c = data["counts"]
     print(
-        f"counts:   documents {c.get('documents_scanned', 0)}, findings {c.get('findings', 0)}, "
+        f"counts:   documents {c.get('documents_scanned', 0)} "
+        f"(passed over: {c.get('documents_failed', 0)}), findings {c.get('findings', 0)}, "
         f"revoked {c.get('outcome_revoked', 0)}, already revoked "
         f"{c.get('outcome_already_revoked', 0)}, github requests {c.get('github_requests', 0)}"
     )
@@ -195,11 +196,11 @@ def status(argv: list[str]) -> int:
 
 def follow() -> int:
     """Live lines for a person watching `make run`: each revocation, then a running summary."""
-    from scanner.config import Config
     from scanner.keyservice import KeyServiceClient
+    from workers.settings import settings
     from workers.status import collect
 
-    url, token = Config().keyservice()
+    url, token = settings().keyservice()
     client = KeyServiceClient(url, token) if url and token else None
     seen: set[str] = set()
     last_summary = 0.0

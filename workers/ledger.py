@@ -40,13 +40,6 @@ from workers import state
 log = logging.getLogger("keysweep.ledger")
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 @dataclass(frozen=True)
 class Timing:
     lease: float = 30.0  # a running task renews every lease/3; dead after `lease`
@@ -56,12 +49,13 @@ class Timing:
     max_attempts: int = 6  # failures of non-act work before it is set aside as dead
 
     @classmethod
-    def from_env(cls) -> Timing:
+    def from_settings(cls) -> Timing:
+        s = state.settings()
         return cls(
-            lease=_env_float("KEYSWEEP_LEDGER_LEASE", cls.lease),
-            grace=_env_float("KEYSWEEP_LEDGER_GRACE", cls.grace),
-            sweep_every=_env_float("KEYSWEEP_SWEEP_EVERY", cls.sweep_every),
-            probe_max=_env_float("KEYSWEEP_PARK_PROBE_MAX", cls.probe_max),
+            lease=s.ledger_lease,
+            grace=s.ledger_grace,
+            sweep_every=s.sweep_every,
+            probe_max=s.park_probe_max,
         )
 
 
@@ -71,7 +65,7 @@ _timing: Timing | None = None
 def timing() -> Timing:
     global _timing
     if _timing is None:
-        _timing = Timing.from_env()
+        _timing = Timing.from_settings()
     return _timing
 
 

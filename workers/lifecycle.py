@@ -67,12 +67,10 @@ def _failed(
 def transient_wait(exc: BaseException | None) -> float | None:
     """How long to wait before redoing work that failed on a transient error (a
     GitHub limit, GitHub or the network unavailable); None for any other error."""
-    from workers.github import GitHubUnavailable, RateLimited
+    from scanner.errors import TransientError
 
-    if isinstance(exc, RateLimited):
-        return float(exc.wait)
-    if isinstance(exc, GitHubUnavailable):
-        return ledger.timing().grace
+    if isinstance(exc, TransientError):
+        return float(exc.wait) if exc.wait is not None else ledger.timing().grace
     return None
 
 
