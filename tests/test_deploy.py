@@ -57,12 +57,13 @@ def queues() -> tuple[str, ...]:
 @cache
 def longest_task() -> dict[str, int]:
     """Per queue, the largest hard time limit of the tasks routed to it."""
+    import workers.pollers  # noqa: F401  (registers the pollers)
     import workers.tasks  # noqa: F401  (registers the tasks)
     from workers.app import app
 
     out = dict.fromkeys(queues(), 0)
     for name, task in app.tasks.items():
-        if not name.startswith("workers.tasks."):
+        if not name.startswith(("workers.tasks.", "workers.pollers.")):
             continue
         queue = app.conf.task_default_queue
         for pattern, route in app.conf.task_routes.items():
