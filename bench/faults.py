@@ -111,7 +111,7 @@ class Profile:
 
 
 FULL = Profile(120, 50, 10, (10, 15), 12, 60, 2700, 60, 30, 60, 300)
-QUICK = Profile(10, 30, 10, (10, 15), 5, 10, 30, 60 * 30 / 2700, 8, 15, 90)
+QUICK = Profile(10, 30, 10, (10, 15), 3, 10, 30, 60 * 30 / 2700, 8, 15, 90)
 TEST = Profile(5, 30, 8, (4, 6), 4, 8, 20, 0.5, 5, 8, 60)
 
 
@@ -564,9 +564,15 @@ def fault_sigkill(stack: Stack) -> float:
     order = ["fetch", "act", "beat", "notify", "poll"]
 
     def kills() -> None:
-        for i in range(p.kills):
+        # p.kills rounds; each round SIGKILLs the next roles in turn, so every role
+        # (each queue's worker and beat) is killed at least once.
+        per_round = -(-len(order) // p.kills) if p.kills < len(order) else 1
+        at = 0
+        for _ in range(p.kills):
             time.sleep(random.uniform(*p.kill_every))
-            stack.procs[order[i % len(order)]].kill()
+            for _ in range(per_round):
+                stack.procs[order[at % len(order)]].kill()
+                at += 1
 
     _traffic(stack, 0, kills)
     return time.time()
@@ -759,6 +765,10 @@ def run_scenario(stack: Stack, name: str) -> Result:
         stack.seen_counts[name_] = int(counts.get(name_, 0))
         if n:
             res.notes.append(f"{label} {n}")
+    resent = int(stack.state().hget(f"{stack.prefix}:ledger:stats", "resent") or 0)
+    if resent - stack.seen_counts.get("resent", 0):
+        res.notes.append(f"re-sent by the ledger {resent - stack.seen_counts.get('resent', 0)}")
+    stack.seen_counts["resent"] = resent
     led = stack.ledger()
     if led["dead"]:
         res.notes.append(f"dead work {led['dead']}")
@@ -775,7 +785,7 @@ def probes(stack: Stack) -> int:
 
 
 def run_broker(
-    broker: str, scenarios: list[str], profile: Profile, keep: bool = False
+    broker: str, scenarios: list[str], profile: Profile, keep: bool = False, echo: bool = True
 ) -> list[Result]:
     results = []
     tmp = tempfile.mkdtemp(prefix=f"ks-faults-{broker}-")
@@ -783,7 +793,8 @@ def run_broker(
         wait_idle(stack, 30)
         for name in scenarios:
             res = run_scenario(stack, name)
-            print(res.line(), flush=True)
+            if echo:
+                print(res.line(), flush=True)
             results.append(res)
     if keep:
         print(f"(kept {tmp})")
@@ -843,7 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"fault bench ({'quick' if args.quick else 'full'}): {profile.rate:g} documents/s, "
         f"a key in every {profile.plant_every}th, {profile.traffic:g} s of traffic per "
-        f"scenario; 45-min outage compressed into {profile.long_outage:g} s "
+        f"scenario; the 60-s outage lasts {profile.outage:g} s and the 45-min one is "
+        f"compressed into {profile.long_outage:g} s "
         f"(probe cap {profile.probe_max:.2f} s instead of 60 s)"
     )
     print(HEADER, flush=True)

@@ -34,7 +34,7 @@ def test_every_fault_scenario_loses_nothing_and_does_nothing_twice(
     broker: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert broker == "redis" or faults.rabbitmq_answers(), "RabbitMQ must answer on :5672"
-    results = faults.run_broker(broker, SCENARIOS[broker], faults.TEST)
+    results = faults.run_broker(broker, SCENARIOS[broker], faults.TEST, echo=False)
     with capsys.disabled():
         print()
         for r in results:

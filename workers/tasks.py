@@ -75,8 +75,11 @@ def countdown(task: Task, wait: float | None = None) -> float:
     """Exponential backoff with jitter, or exactly what the server asked for."""
     import random
 
+    # Never under a second: on RabbitMQ, Celery's native delayed delivery turns a
+    # countdown into int(seconds), and 0 < countdown < 1 makes the retry fail and the
+    # message be rejected without requeue (the ledger would redo it, a grace later).
     if wait is not None:
-        return min(MAX_COUNTDOWN, wait + random.uniform(0, 1))
+        return min(MAX_COUNTDOWN, max(1.0, wait + random.uniform(0, 1)))
     return min(MAX_COUNTDOWN, random.uniform(1, 2) * 2 ** min(task.request.retries, 9))
 
 
