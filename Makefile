@@ -20,7 +20,7 @@ run: install
 	VENV=$(VENV) bash deploy/local/run.sh
 
 lint: install
-	$(VENV)/bin/ruff check scanner tests bench
+	$(VENV)/bin/ruff check scanner workers tests bench
 
 test: install lint
 	$(PY) -m pytest -q

@@ -57,7 +57,7 @@ def queues() -> tuple[str, ...]:
 @cache
 def longest_task() -> dict[str, int]:
     """Per queue, the largest hard time limit of the tasks routed to it."""
-    import workers.pollers  # noqa: F401  (registers the pollers)
+    import workers.pollers  # (registers the pollers)
     import workers.tasks  # noqa: F401  (registers the tasks)
     from workers.app import app
 
