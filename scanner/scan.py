@@ -151,13 +151,16 @@ def scan_git(
     display: str | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     rev_args: list[str] | None = None,
+    paths: list[str] | None = None,
+    decorate: Callable[[Location], Location] | None = None,
 ) -> ScanResult:
-    """Full history of ``repo`` (or the commits ``rev_args`` select).
-    ``progress(commits_done, commits_total, bytes)``."""
+    """Full history of ``repo`` (or the commits ``rev_args`` select), limited to
+    ``paths`` when given. ``progress(commits_done, commits_total, bytes)``;
+    ``decorate`` adds to each location (a link a person can open)."""
     from scanner.sources.git_history import scan_history
 
     started = time.perf_counter()
-    collector = Collector(engine, config.exclude_paths)
+    collector = Collector(engine, config.exclude_paths, decorate)
     result = ScanResult([], display or str(repo), "git")
     totals = {"total": 0, "done": 0}
 
@@ -180,5 +183,29 @@ def scan_git(
         jobs=opts.jobs,
         errors=result.errors,
         on_total=on_total,
+        paths=paths,
     )
+    return finish(result, collector, opts.baseline, started)
+
+
+def scan_index(
+    repo: Path,
+    engine: Engine,
+    config: Config,
+    opts: ScanOptions,
+    display: str | None = None,
+    paths: list[str] | None = None,
+) -> ScanResult:
+    """What is staged in ``repo``'s index (added lines of ``git diff --cached``), as the
+    pre-commit hook sees it."""
+    from scanner.hook_cache import STAGED_DIFF
+    from scanner.sources.git_history import PatchChunk, run_git
+
+    started = time.perf_counter()
+    collector = Collector(engine, config.exclude_paths)
+    result = ScanResult([], display or str(repo), "staged")
+    patch = run_git(repo, *STAGED_DIFF, *(["--", *paths] if paths else []))
+    result.files = patch.count(b"\ndiff --git ") + patch.startswith(b"diff --git ")
+    if patch:
+        collector.scan(PatchChunk(b"\n" + patch, display or str(repo), 0, None))
     return finish(result, collector, opts.baseline, started)

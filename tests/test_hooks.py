@@ -67,7 +67,7 @@ def test_staged_key_blocks_with_location_and_advice(repo: Repo, cache: Path) -> 
     assert p.returncode == 1
     assert "src/app.py:4" in err and "mg-live-key" in err and key[:16] + "…" in err
     assert "live production key: rotate it now (Keys → Rotate)" in err
-    assert "keysweep:allow" in err and "keysweep baseline create" in err
+    assert "keysweep:allow" in err and "keysweep baseline add --staged" in err
     assert "git commit --no-verify" in err and "pre-push hook still checks" in err
     assert key not in err + p.stdout.decode()
 
@@ -198,7 +198,8 @@ def test_pre_push_ranges(pushed: tuple[Repo, Path], cache: Path) -> None:
     p = hook(repo.path, "pre-push", "origin", "url", stdin=line)
     assert p.returncode == 1
     err = p.stderr.decode()
-    assert f"leak.py:1 (commit {leaky[:12]})" in err and "git push --no-verify" in err
+    assert f'leak.py:1 (commit {leaky[:12]} "leak, committed with --no-verify")' in err
+    assert "git push --no-verify" in err
     # Only what is not on the remote yet: pushing an old, clean range passes.
     line = f"refs/heads/main {base} refs/heads/main {base}\n".encode()
     assert hook(repo.path, "pre-push", "origin", "url", stdin=line).returncode == 0

@@ -20,6 +20,7 @@ DONE = {
     "failed": "NOT revoked: the key service call failed",
     "unknown": "Not one of our issued keys",
     "reported": "Reported (third-party key: revoke it with its issuer)",
+    "not_checked": "Not checked with the key service (none configured)",
 }
 
 
@@ -308,9 +309,12 @@ def slack_summary(alerts: list[Alert]) -> dict[str, Any]:
     }
 
 
-def alerts_from(findings: list[Finding], outcomes: dict[str, Outcome]) -> list[Alert]:
+def alerts_from(
+    findings: list[Finding], outcomes: dict[str, Outcome], unresolved: bool = False
+) -> list[Alert]:
     """The alerts a batch deserves: third-party keys, and our keys that were acted on
-    (an unknown or ignored key is nobody's to hear about)."""
+    (an unknown or ignored key is nobody's to hear about). ``unresolved``: also our keys
+    no key service was asked about (``scan --notify`` without one)."""
     out = []
     for f in findings:
         outcome = outcomes.get(f.fingerprint)
@@ -318,6 +322,8 @@ def alerts_from(findings: list[Finding], outcomes: dict[str, Outcome]) -> list[A
             outcome is not None and outcome.action not in ("unknown", "ignored")
         ):
             out.append(alert_for(f, outcome))
+        elif unresolved and outcome is None:
+            out.append(replace(alert_for(f, None), action="not_checked"))
     return out
 
 
