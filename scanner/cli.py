@@ -832,11 +832,12 @@ def _default_baseline(run: ScanRun, args: argparse.Namespace) -> Path:
     """Where scans and hooks look for the baseline: the config's ``baseline``, else
     .keysweep-baseline.json at the top of the repository (or the scanned directory)."""
     from scanner.config import DEFAULT_BASELINE
+    from scanner.target import work_tree_top
 
     base = run.baseline_root
     if base is None and args.target not in ("-",) and Path(args.target).exists():
         p = Path(args.target)
-        base = p if p.is_dir() else p.parent
+        base = work_tree_top(p) or (p if p.is_dir() else p.parent)
     base = base or Path.cwd()
     return base / (run.config.baseline or DEFAULT_BASELINE)
 
