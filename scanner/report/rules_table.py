@@ -41,7 +41,16 @@ HEADER = ("id", "owner", "severity", "prefixes", "checks", "description")
 
 def print_rules(rules: list[Rule], out: TextIO) -> None:
     rows = _rows(rules)
-    if not out.isatty():
+    fixed = sum(max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(HEADER[:3]))
+    if out.isatty():
+        from rich.console import Console
+
+        console = Console(file=out, markup=False, highlight=False)
+        # Too narrow for the whole ids and some description: plain lines, ids whole.
+        plain = console.width < fixed + 3 * 4 + 30
+    else:
+        plain = True
+    if plain:
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(HEADER[:3])]
         for row in [HEADER, *rows]:
             fixed = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
@@ -49,7 +58,6 @@ def print_rules(rules: list[Rule], out: TextIO) -> None:
             print(f"{fixed}  {rest}".rstrip(), file=out)
         print(f"{len(rules)} rules", file=out)
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -62,4 +70,4 @@ def print_rules(rules: list[Rule], out: TextIO) -> None:
             table.add_column(name, overflow="fold", ratio=1 if name == "description" else None)
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
-    Console(file=out, markup=False, highlight=False).print(table)
+    console.print(table)
