@@ -87,6 +87,10 @@ def from_mapping(d: dict[str, Any], origin: str) -> Config:
         "allowed_hosts",
         "max_file_size",
         "rules",
+        "baseline",
+        "keyservice",
+        "policy",
+        "notify",
     }
     unknown = set(d) - known
     if unknown:
