@@ -4,8 +4,9 @@
 #   - The reference key service on :8787.
 #   - Without KEYSWEEP_GITHUB_TOKENS: the GitHub simulator on :8788, feeding traffic
 #     with planted keys; with them: real GitHub.
-#   - A worker per kind of queue, the scheduler, and a monitor that prints a line per
-#     revoked key (redacted) and a running summary.
+#   - A worker per kind of queue and the scheduler, each logging to .run/logs/NAME.log,
+#     and in the foreground a monitor: a line per revoked key (redacted), a summary
+#     refreshed in place, and what to try next.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=${VENV:-.venv}
@@ -55,11 +56,58 @@ else
   github="GitHub at ${KEYSWEEP_GITHUB_API_URL:-https://api.github.com}"
 fi
 
+# Each process logs to a file of its own; the previous run's logs are kept beside.
+logs=$KEYSWEEP_RUN_DIR/logs
+if [ -d "$logs" ]; then
+  rm -rf "$KEYSWEEP_RUN_DIR/logs.previous"
+  mv "$logs" "$KEYSWEEP_RUN_DIR/logs.previous"
+fi
+mkdir -p "$logs"
+
+# What a second terminal needs to talk to this run's key service (keysweep keys/scan).
+umask 077
+cat > "$KEYSWEEP_RUN_DIR/env" <<ENV
+export KEYSWEEP_KEYSERVICE_URL=$KEYSWEEP_KEYSERVICE_URL
+export KEYSWEEP_KEYSERVICE_TOKEN=\$(cat "$KEYSWEEP_RUN_DIR/keyservice.token")
+export PATH="$VENV/bin:\$PATH"
+ENV
+umask 022
+
+notify="none (see 'try next')"
+[ -n "${KEYSWEEP_NOTIFY_WEBHOOK_URL:-}" ] && notify="webhook"
+[ -n "${KEYSWEEP_NOTIFY_SLACK_URL:-}" ] && notify="${notify/none (see 'try next')/} slack"
+[ -n "${KEYSWEEP_SMTP_URL:-}" ] && notify="${notify/none (see 'try next')/} email"
+
+started=$(date +%s)
 cat <<INFO
-run: key service   $KEYSWEEP_KEYSERVICE_URL (token in $KEYSWEEP_RUN_DIR/keyservice.token)
-run: GitHub        $github
+run: started $(date '+%Y-%m-%d %H:%M:%S'); run directory $KEYSWEEP_RUN_DIR
+run: key service   $KEYSWEEP_KEYSERVICE_URL   log: $logs/keyservice.log
+run: GitHub        $github$( [ "$procfile" = deploy/local/Procfile.sim ] && printf '   log: %s' "$logs/github-sim.log")
+run: workers       poll, fetch, act+notify    logs: $logs/worker-{poll,fetch,act}.log
+run: scheduler     keysweep beat              log: $logs/beat.log
 run: broker        $KEYSWEEP_BROKER_URL, state $KEYSWEEP_REDIS_URL
-run: workers       poll, fetch, act+notify; scheduler: keysweep beat
-run: watch         lines below: 'revoked mg_…' per key, 'summary:' every 10 s; Ctrl-C stops everything
+run: alerts        $notify
+run: logs          each process in $logs/ (the previous run's in $KEYSWEEP_RUN_DIR/logs.previous/)
+
+try next (Ctrl-C stops everything):
+  leak a key yourself, in another terminal (the line 'revoked mg_live_…' appears below):
+      . $KEYSWEEP_RUN_DIR/env && keysweep keys create --env live > /tmp/leaked-key.txt && keysweep scan /tmp/leaked-key.txt --revoke --no-progress
+  alerts: stop, then start again with a channel, e.g.
+      KEYSWEEP_NOTIFY_SLACK_URL=https://hooks.slack.com/services/... make run
+      (or KEYSWEEP_NOTIFY_WEBHOOK_URL with KEYSWEEP_NOTIFY_WEBHOOK_SECRET; README: Alert notifications)
+  real GitHub instead of the simulator: stop, then
+      KEYSWEEP_GITHUB_TOKENS=<your token> make run
+  partner alerts: [NOT YET ON THIS BRANCH: \`keysweep serve\` (issue #12) will take GitHub's
+      secret-scanning alerts here; this line will say how to send one]
+
 INFO
-exec honcho -f "$procfile" -d . start
+
+honcho -f "$procfile" -d . start > "$logs/honcho.log" 2>&1 &
+honcho_pid=$!
+stop() {
+  trap - INT TERM EXIT
+  kill -TERM "$honcho_pid" 2>/dev/null || true
+  wait "$honcho_pid" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+keysweep status --follow --since "$started" --honcho-pid "$honcho_pid" || true
