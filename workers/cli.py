@@ -207,7 +207,13 @@ def follow(since: float | None = None, watch_pid: int | None = None) -> int:
     try:
         while True:
             if not _alive(watch_pid):
-                say("run: the stack stopped; see the logs named above (honcho.log first)")
+                import os
+
+                logs = os.path.join(os.environ.get("KEYSWEEP_RUN_DIR", ".run"), "logs")
+                say(
+                    "run: stopped; if you did not press Ctrl-C, a process failed: "
+                    f"see {logs}/honcho.log and the process's own log there"
+                )
                 return 1
             if client is not None:
                 try:
