@@ -453,14 +453,9 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     from scanner import target as targets
     from scanner.config import load_config, resolve_baseline
     from scanner.links import browse_url, repository_name
-    from scanner.scan import (
-        ScanOptions,
-        build_engine,
-        scan_fragments,
-        scan_git,
-        scan_index,
-        scan_path,
-    )
+    from scanner.scan import Collector, ScanOptions, build_engine, scan_index, scan_source
+    from scanner.sources.files import FileSource
+    from scanner.sources.git_history import GitHistorySource
     from scanner.sources.remote import DEFAULT_ALLOWED_HOSTS, cloned, looks_like_url, parse_remote
 
     given: str = args.target
@@ -471,6 +466,8 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     log.info("target %s: %s", given, tgt.kind + (f" of {tgt.top}" if tgt.top else ""))
     root = tgt.config_root
     config = load_config(args.config, root if root is not None else Path.cwd())
+    for warning in config.warnings:
+        print(f"keysweep: warning: {warning}", file=sys.stderr)
     if config.origin:
         log.info("config: %s", config.origin)
     engine = build_engine(config, args.low_confidence)
@@ -495,16 +492,14 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         include_binary=args.include_binary,
     )
     if tgt.kind == "stdin":
-        from scanner.sources.files import read_stdin
-        from scanner.sources.patch import PatchFragment, looks_like_patch
+        from scanner.sources.patch import StdinPatchSource
 
-        frag = read_stdin(sys.stdin.buffer)
-        patch = looks_like_patch(frag.data)
-        fragment = PatchFragment(frag.data) if patch else frag
-        result = scan_fragments([fragment], engine, config, opts, "<stdin>", "stdin")
-        return ScanRun(result, engine.rules, config, "stdin (a patch)" if patch else "stdin")
+        stdin = StdinPatchSource(sys.stdin.buffer)
+        result = scan_source(stdin, engine, config, opts)
+        return ScanRun(result, engine.rules, config, stdin.scope)
 
     progress = _progress(not args.no_progress)
+    collector = Collector(engine, config.exclude_paths)
 
     def link(loc):  # type: ignore[no-untyped-def]
         return (
@@ -522,18 +517,27 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
             else ("--all" + (f" ^{args.since}" if args.since else "")),
             f" -- {' '.join(paths)}" if paths else "",
         )
-        kw = {"rev_args": revs, "paths": paths or None, "decorate": link}
+        source = GitHistorySource(
+            repo,
+            display,
+            since=opts.since,
+            rev_args=revs,
+            jobs=opts.jobs,
+            paths=paths or None,
+            relocate=link,
+        )
         if progress is None:
-            return scan_git(repo, engine, config, opts, display, **kw)
+            return scan_source(source, engine, config, opts, collector)
         started = time.perf_counter()
         with progress:
             task = progress.add_task("history", total=None, rate="")
 
-            def update(done: int, total: int, nbytes: int) -> None:
-                mbs = nbytes / 1e6 / max(time.perf_counter() - started, 1e-6)
+            def update(done: int, total: int) -> None:
+                mbs = collector.bytes / 1e6 / max(time.perf_counter() - started, 1e-6)
                 progress.update(task, completed=done, total=total or None, rate=f"{mbs:,.0f} MB/s")
 
-            return scan_git(repo, engine, config, opts, display, progress=update, **kw)
+            source.progress = update
+            return scan_source(source, engine, config, opts, collector)
 
     if tgt.kind == "url":
         remote = parse_remote(
@@ -546,7 +550,13 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         )
     if tgt.kind == "files":
         assert tgt.path is not None
-        result = scan_path(tgt.path, engine, config, opts)
+        files = FileSource(
+            tgt.path,
+            max_size=config.max_file_size,
+            exclude=config.exclude_paths,
+            include_binary=opts.include_binary,
+        )
+        result = scan_source(files, engine, config, opts)
         where = tgt.path.resolve()
         for f in result.findings:
             f.location = replace(f.location, repo=str(where if where.is_dir() else where.parent))
@@ -654,70 +664,85 @@ def _apply_redaction(findings: list, rules: list, percent: int) -> None:  # type
             f.redacted = redact(f.secret, prefixes.get(f.rule_id, ()), percent)
 
 
-def send_alerts(findings: list, outcomes: dict, config, explicit: bool = False) -> list[str]:  # type: ignore[no-untyped-def,type-arg]
-    """Tell owners and the security team what was found and done; returns problems.
-    ``explicit`` (``--notify``): no channel configured is a problem, and our keys that no
-    key service was asked about are alerted too."""
-    from scanner.notify.dedup import SqliteDedup
-    from scanner.notify.dispatch import Notifier, NotifySettings
-    from scanner.notify.message import alerts_from
+def pipeline_context(config, args: argparse.Namespace, ours: bool):  # type: ignore[no-untyped-def]
+    """The pipeline's context for this scan: the key service (when configured, to ask who
+    owns our keys; with --revoke, to revoke them) and the alert channels (--notify, or
+    --revoke unless --no-notify)."""
+    from scanner.act import Policy
+    from scanner.pipeline import Context
+    from scanner.resolve import MemoryNegativeCache
 
-    channels = NotifySettings.from_env(config.notify).channels()
-    if not channels:
-        if explicit:
-            return [
-                "--notify: no alert channel is configured; set KEYSWEEP_NOTIFY_WEBHOOK_URL "
-                "(with KEYSWEEP_NOTIFY_WEBHOOK_SECRET), KEYSWEEP_NOTIFY_SLACK_URL or "
-                "KEYSWEEP_SMTP_URL"
-            ]
-        return []
-    alerts = alerts_from(findings, outcomes, unresolved=explicit)
+    wanted = args.revoke or args.dry_run
     url, token = config.keyservice()
     client = None
     if url and token:
         from scanner.keyservice import KeyServiceClient
 
         client = KeyServiceClient(url, token)
-    try:
-        report = Notifier(channels, SqliteDedup(), audit=client).notify(alerts)
-    finally:
-        if client is not None:
-            client.close()
-    sent = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items())) or "none"
-    print(f"keysweep: alerts sent: {sent}; already sent before: {report.skipped}", file=sys.stderr)
-    return [f"alert not delivered: {e}" for e in report.errors]
+    elif wanted and ours:
+        raise KeysweepError(
+            "--revoke and --dry-run need the key service: set "
+            "KEYSWEEP_KEYSERVICE_URL and KEYSWEEP_KEYSERVICE_TOKEN"
+        )
+    notifier = None
+    if args.notify or (args.revoke and not args.dry_run and not args.no_notify):
+        from scanner.notify.dedup import SqliteDedup, default_state_dir
+        from scanner.notify.dispatch import Notifier, NotifySettings
 
-
-def resolve_and_act(findings: list, config, args: argparse.Namespace) -> tuple[list[str], dict]:  # type: ignore[no-untyped-def,type-arg]
-    """Look our keys up (and revoke them with --revoke); returns problems and outcomes."""
-    ours = [f for f in findings if f.owner == "keyservice"]
-    wanted = args.revoke or args.dry_run
-    if not ours:
-        return [], {}
-    url, token = config.keyservice()
-    if not (url and token):
-        if wanted:
+        channels = NotifySettings.from_settings(config).channels()
+        if channels:
+            dedup = SqliteDedup(default_state_dir(config.state_dir) / "notified.sqlite3")
+            notifier = Notifier(channels, dedup, audit=client)
+        elif args.notify:
             raise KeysweepError(
-                "--revoke and --dry-run need the key service: set "
-                "KEYSWEEP_KEYSERVICE_URL and KEYSWEEP_KEYSERVICE_TOKEN"
+                "--notify: no alert channel is configured; set KEYSWEEP_NOTIFY_WEBHOOK_URL "
+                "(with KEYSWEEP_NOTIFY_WEBHOOK_SECRET), KEYSWEEP_NOTIFY_SLACK_URL or "
+                "KEYSWEEP_SMTP_URL"
             )
-        return [], {}
-    from scanner.act import Policy, act
-    from scanner.keyservice import KeyServiceClient
-    from scanner.resolve import MemoryNegativeCache, resolve
+    return Context(
+        keyservice=client,
+        policy=Policy(*config.policy()),
+        negative_cache=MemoryNegativeCache(),
+        notifier=notifier,
+        revoke=args.revoke,
+        dry_run=args.dry_run,
+    )
 
-    policy = Policy(*config.policy())
-    with KeyServiceClient(url, token) as client:
+
+def resolve_act_notify(findings: list, config, args: argparse.Namespace) -> tuple[list[str], dict]:  # type: ignore[no-untyped-def,type-arg]
+    """The one pipeline, for this scan; returns (problems, outcomes by fingerprint)."""
+    from scanner import pipeline
+
+    ours = [f for f in findings if f.owner == "keyservice"]
+    ctx = pipeline_context(config, args, bool(ours))
+    problems: list[str] = []
+    try:
         try:
-            owned = resolve(ours, client, MemoryNegativeCache())
+            outcomes = pipeline.act(findings, ctx)
         except KeysweepError as exc:
             if args.revoke and not args.dry_run:
-                return [f"{exc}; {len(ours)} key(s) NOT revoked"], {}
-            return [f"key service lookup failed, owners not shown: {exc}"], {}
-        outcomes = act(owned, client, policy, dry_run=not args.revoke or args.dry_run)
-    by_fp = {o.fingerprint: o for o in outcomes}
-    failed = [f"{o.redacted}: NOT revoked: {o.error}" for o in outcomes if o.action == "failed"]
-    return failed, by_fp
+                problems.append(f"{exc}; {len(ours)} key(s) NOT revoked")
+            else:
+                problems.append(f"key service lookup failed, owners not shown: {exc}")
+            outcomes = {}
+        problems += [
+            f"{o.redacted}: NOT revoked: {o.error}"
+            for o in outcomes.values()
+            if o.action == "failed"
+        ]
+        if ctx.notifier is not None and findings:
+            report = pipeline.notify(pipeline.alerts(findings, outcomes, ctx), ctx)
+            if report is not None:
+                sent = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items())) or "none"
+                print(
+                    f"keysweep: alerts sent: {sent}; already sent before: {report.skipped}",
+                    file=sys.stderr,
+                )
+                problems += [f"alert not delivered: {e}" for e in report.errors]
+    finally:
+        if ctx.keyservice is not None:
+            ctx.keyservice.close()
+    return problems, outcomes
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -725,10 +750,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     result, rules, config = run.result, run.rules, run.config
     if args.redact is not None:
         _apply_redaction(result.findings, rules, args.redact)
-    problems, outcomes = resolve_and_act(result.findings, config, args)
-    wants_alerts = args.notify or (args.revoke and not args.dry_run and not args.no_notify)
-    if wants_alerts and result.findings:
-        problems += send_alerts(result.findings, outcomes, config, explicit=args.notify)
+    problems, outcomes = resolve_act_notify(result.findings, config, args)
     report_outcomes = {fp: o.as_dict() for fp, o in outcomes.items()}
     to_stdout = args.output in (None, "-")
     with _output(args.output, binary_safe=args.format != "text") as out:

@@ -37,17 +37,32 @@ def repo_root() -> Path:
     return Path(run_git(cwd, "rev-parse", "--show-toplevel").decode().strip())
 
 
+_LOADED: dict[tuple[Path, Path | None], tuple[object, object]] = {}
+
+
 def _engine_and_config(root: Path, config_path: Path | None):  # type: ignore[no-untyped-def]
+    """The engine and settings for this hook run (built once: the block message needs
+    the rules again, and the settings' warnings are said once)."""
+    key = (root, config_path)
+    if key not in _LOADED:
+        _LOADED[key] = _build_engine_and_config(root, config_path)
+    return _LOADED[key]
+
+
+def _build_engine_and_config(root: Path, config_path: Path | None):  # type: ignore[no-untyped-def]
     from scanner.engine import Allowlist, Engine
     from scanner.rules import load_rules
 
     config = load_config(config_path, root)
+    for warning in config.warnings:
+        print(f"keysweep: warning: {warning}", file=sys.stderr)
     rules = load_rules(extra=config.rules, disabled=config.disabled_rules, validate_pack=False)
     engine = Engine(
         rules,
         allowlist=Allowlist.from_strings(config.allowlist_regexes)
         if config.allowlist_regexes
         else None,
+        prefilter=config.prefilter,
     )
     return engine, config
 

@@ -142,7 +142,8 @@ def status(argv: list[str]) -> int:
         )
     c = data["counts"]
     print(
-        f"counts:   documents {c.get('documents_scanned', 0)}, findings {c.get('findings', 0)}, "
+        f"counts:   documents {c.get('documents_scanned', 0)} "
+        f"(passed over: {c.get('documents_failed', 0)}), findings {c.get('findings', 0)}, "
         f"revoked {c.get('outcome_revoked', 0)}, already revoked "
         f"{c.get('outcome_already_revoked', 0)}, github requests {c.get('github_requests', 0)}"
     )
@@ -175,16 +176,16 @@ def follow(since: float | None = None, watch_pid: int | None = None) -> int:
     import sys
     from datetime import UTC, datetime
 
-    from scanner.config import Config
     from scanner.keyservice import KeyServiceClient
     from scanner.report.safe_text import printable
+    from workers.settings import settings
     from workers.status import collect
 
     tty = sys.stdout.isatty()
     started = since if since is not None else time.time()
     start_iso = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
     start_iso = start_iso.replace("+00:00", "Z")  # as the audit events write it
-    url, token = Config().keyservice()
+    url, token = settings().keyservice()
     client = KeyServiceClient(url, token) if url and token else None
     seen: set[str] = set()
     first = True

@@ -310,20 +310,24 @@ def slack_summary(alerts: list[Alert]) -> dict[str, Any]:
 
 
 def alerts_from(
-    findings: list[Finding], outcomes: dict[str, Outcome], unresolved: bool = False
+    findings: list[Finding], outcomes: dict[str, Outcome], resolved: bool = True
 ) -> list[Alert]:
     """The alerts a batch deserves: third-party keys, and our keys that were acted on
-    (an unknown or ignored key is nobody's to hear about). ``unresolved``: also our keys
-    no key service was asked about (``scan --notify`` without one)."""
+    (an unknown or ignored key is nobody's to hear about). ``resolved=False``: no key
+    service was asked, so our keys are reported to the security team as found
+    ("not checked with the key service")."""
     out = []
     for f in findings:
         outcome = outcomes.get(f.fingerprint)
-        if f.owner == "third_party" or (
-            outcome is not None and outcome.action not in ("unknown", "ignored")
+        if (
+            f.owner == "third_party"
+            or (outcome is not None and outcome.action not in ("unknown", "ignored"))
+            or (not resolved and outcome is None)
         ):
-            out.append(alert_for(f, outcome))
-        elif unresolved and outcome is None:
-            out.append(replace(alert_for(f, None), action="not_checked"))
+            alert = alert_for(f, outcome)
+            if f.owner == "keyservice" and outcome is None:
+                alert = replace(alert, action="not_checked")
+            out.append(alert)
     return out
 
 

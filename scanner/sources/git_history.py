@@ -79,6 +79,13 @@ def unquote_path(raw: bytes) -> str:
     return out.decode("utf-8", "backslashreplace")
 
 
+def new_lines(data: bytes, lo: int, hi: int) -> int:
+    """Lines of the new file that start in ``data[lo:hi]`` inside one hunk: added lines
+    and context lines (GitHub's patches carry three of them; ``-U0`` none), not removed
+    lines nor git's "\\ No newline at end of file"."""
+    return data.count(b"\n", lo, hi) - data.count(b"\n-", lo, hi) - data.count(b"\n\\", lo, hi)
+
+
 class PatchChunk:
     """A run of ``git diff-tree -p -U0`` output; ``data`` starts with a newline."""
 
@@ -126,13 +133,13 @@ class PatchChunk:
         if h == -1:
             if c != -1 or self.carry is None or self.carry.next_line is None:
                 return None
-            line = self.carry.next_line + data.count(b"\n+", 0, ls - 1)
+            line = self.carry.next_line + new_lines(data, 0, ls - 1)
             return header, index, self.carry.path, line
         hunk_end = data.find(b"\n", h + 1)
         m = HUNK.match(data, h + 1, hunk_end)
         if m is None:
             return None
-        line = int(m.group(1)) + data.count(b"\n+", hunk_end, ls - 1)
+        line = int(m.group(1)) + new_lines(data, hunk_end, ls - 1)
         if d != -1:
             path = self._path(d, h + 1)
         elif c == -1 and self.carry is not None:
@@ -184,11 +191,11 @@ class PatchChunk:
         if h == -1:
             nxt = carry.next_line if carry and c == -1 else None
             if nxt is not None:
-                nxt += data.count(b"\n+", 0, end)
+                nxt += new_lines(data, 0, end)
             return Carry(header, path, nxt)
         hunk_end = data.find(b"\n", h + 1)
         m = HUNK.match(data, h + 1, hunk_end)
-        nxt = int(m.group(1)) + data.count(b"\n+", hunk_end, end) if m else None
+        nxt = int(m.group(1)) + new_lines(data, hunk_end, end) if m else None
         return Carry(header, path, nxt)
 
 
@@ -420,3 +427,64 @@ def scan_history(
     if failures:
         raise failures[0]
     return total
+
+
+class GitHistorySource:
+    """Every commit's added lines (``--since`` or ``rev_args`` narrow it), fed from
+    ``jobs`` parallel pipelines; ``progress(commits_done, commits_total)``."""
+
+    mode = "git"
+
+    def __init__(
+        self,
+        repo: Path,
+        display: str | None = None,
+        *,
+        since: str | None = None,
+        rev_args: list[str] | None = None,
+        jobs: int = 2,
+        progress: Callable[[int, int], None] | None = None,
+        paths: list[str] | None = None,
+        relocate: Callable[[Location], Location] | None = None,
+    ) -> None:
+        from scanner.sources.files import SkipCounts
+
+        self.repo = repo
+        self.target = display or str(repo)
+        self.since, self.rev_args, self.jobs, self.progress = since, rev_args, jobs, progress
+        self.paths = paths  # pathspec relative to the top: `git log --full-history -- PATH`
+        self.relocate = relocate  # e.g. add the link a person can open
+        self.skipped = SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+
+    def feed(self, sink: Callable[[PatchChunk], None]) -> None:
+        totals = {"total": 0, "done": 0}
+        lock = threading.Lock()
+
+        def on_total(n: int) -> None:
+            totals["total"] = n
+
+        def on_chunk(chunk: PatchChunk) -> None:
+            if self.relocate is not None:
+                from scanner.sources import Relocated
+
+                sink(Relocated(chunk, self.relocate))  # type: ignore[arg-type]
+            else:
+                sink(chunk)
+            if self.progress is not None:
+                with lock:
+                    totals["done"] += chunk.data.count(b"\n" + RS)
+                    self.progress(totals["done"], totals["total"])
+
+        self.units = scan_history(
+            self.repo,
+            self.target,
+            on_chunk,
+            since=self.since,
+            rev_args=self.rev_args,
+            jobs=self.jobs,
+            errors=self.errors,
+            on_total=on_total,
+            paths=self.paths,
+        )

@@ -148,3 +148,31 @@ class PatchFragment:
             column=column,
         )
         return loc, (-commit_at, offset)
+
+
+class StdinPatchSource:
+    """Standard input: a patch keeps its places (``PatchFragment``); anything else is
+    one buffer with line numbers."""
+
+    mode = "stdin"
+    target = "<stdin>"
+
+    def __init__(self, stream: Any) -> None:
+        from scanner.sources.files import SkipCounts
+
+        self.stream = stream
+        self.skipped = SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+        self.scope = "stdin"
+
+    def feed(self, sink: Any) -> None:
+        from scanner.sources.files import BufferFragment
+
+        data = self.stream.read()
+        self.units = 1
+        if looks_like_patch(data):
+            self.scope = "stdin (a patch)"
+            sink(PatchFragment(data))
+        else:
+            sink(BufferFragment(data, "stdin", None))
