@@ -133,7 +133,7 @@ def test_plain_unwrapped_lines_when_not_on_a_terminal(tmp_path: Path) -> None:
     assert any(line.startswith("gitlab-feature-flags-client-token  third_party") for line in lines)
 
 
-def _on_a_terminal(args: list[str], columns: int) -> str:
+def _on_a_terminal(args: list[str], columns: int, raw: bool = False, **env_extra: str) -> str:
     """Run ``keysweep`` with its output on a pseudo-terminal ``columns`` wide."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
@@ -143,7 +143,7 @@ def _on_a_terminal(args: list[str], columns: int) -> str:
         stdin=slave,
         stdout=slave,
         stderr=slave,
-        env={**env, "TERM": "xterm-256color"},
+        env={**env, "TERM": "xterm-256color", **env_extra},
     )
     os.close(slave)
     chunks = []
@@ -160,6 +160,8 @@ def _on_a_terminal(args: list[str], columns: int) -> str:
         chunks.append(chunk)
     proc.wait(timeout=30)
     os.close(master)
+    if raw:
+        return b"".join(chunks).decode("utf-8", "replace")
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
 
 
@@ -170,3 +172,26 @@ def test_rules_list_never_cuts_ids_on_a_narrow_terminal() -> None:
         words = set(re.findall(r"[a-z0-9][a-z0-9._-]+", shown))
         missing = [i for i in ids if i not in words]
         assert not missing, (columns, missing, shown[:2000])
+
+
+def test_colour_on_a_terminal_only_and_no_color_honoured(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "r")
+    r.write("a.py", f"K = '{mg_live()}'\n")
+    r.commit("key")
+    colour = re.compile(r"\x1b\[(?:[0-9]+;)*(?:3[0-7]|9[0-7]|38)[;m]")
+    coloured = _on_a_terminal(["scan", str(r.path), "--no-progress"], 100, raw=True)
+    assert colour.search(coloured) and "a.py:1" in coloured
+    plain = _on_a_terminal(["scan", str(r.path), "--no-progress"], 100, raw=True, NO_COLOR="1")
+    assert "a.py:1" in plain and not colour.search(plain)
+    piped = run("scan", str(r.path))
+    assert b"\x1b" not in piped.stdout
+
+
+def test_a_report_file_is_whole_or_absent(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "r")
+    r.write("a.py", f"K = '{mg_live()}'\n")
+    r.commit("key")
+    (tmp_path / "out.json").mkdir()  # the report cannot be put there
+    p = run("scan", str(r.path), "--format", "json", "--output", str(tmp_path / "out.json"))
+    assert p.returncode == 2 and "error" in p.stderr.decode()
+    assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".keysweep-")] == []

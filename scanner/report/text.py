@@ -106,7 +106,7 @@ def write_text(
     console = Console(
         file=out,
         force_terminal=color,
-        no_color=color is False,
+        no_color=True if color is False else None,  # None: NO_COLOR from the environment
         soft_wrap=True,
         highlight=False,
         emoji=False,
