@@ -93,6 +93,7 @@ class ServeSettings:
                 "/"
             ),
             github_token=tokens[0].strip() if tokens else None,
+            keys_refetch=_float("KEYSWEEP_SERVE_KEYS_REFETCH", cls.keys_refetch),
             gitlab_token=gitlab_token,
             gitlab_types=types or DEFAULT_GITLAB_TYPES,
             keyservice_url=os.environ.get("KEYSWEEP_KEYSERVICE_URL") or None,

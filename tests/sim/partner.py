@@ -65,7 +65,7 @@ class PartnerConfig:
     delay: float = 0.0  # seconds after a planted push before its alert
     batch: int = 50  # tokens per request at most
     duplicate_ratio: float = 0.0  # chance that a token is reported once more, later
-    retry_ratio: float = 0.0  # chance that a delivered batch is delivered again (lost answer)
+    retry_ratio: float = 0.0  # chance that a delivered batch is delivered once more (lost answer)
     max_attempts: int = 5  # a failed delivery is retried with backoff up to this many times
     kinds: list[str] = field(default_factory=lambda: ["live", "test"])
 
@@ -200,7 +200,7 @@ class Partner:
         if not ok and attempt < self.config.max_attempts:
             await asyncio.sleep(min(30.0, 0.2 * 2**attempt))
             await self.deliver(items, attempt=attempt + 1)
-        elif ok and random.random() < self.config.retry_ratio:
+        elif ok and attempt == 1 and random.random() < self.config.retry_ratio:
             await self.deliver(items, attempt=attempt + 1)  # as if the answer had been lost
         return record
 
