@@ -326,11 +326,20 @@ def scan_batch(self: Retrying, docs: list[dict[str, Any]]) -> int:
         state.count("documents_scanned")
         metrics.DOCUMENTS.labels(doc["kind"]).inc()
         metrics.BYTES.inc(collector.bytes)
-        for f in collector.found.findings():
+        findings = collector.found.findings()
+        report_to_issuer(findings)  # third-party GitHub tokens, sealed, while we hold them
+        for f in findings:
             metrics.FINDINGS.labels(f.rule_id, f.owner).inc()
             found.append({**f.to_dict(), "fetched_at": fetched_at})
     _hand_on(found)
     return len(found)
+
+
+def report_to_issuer(findings: list[Any]) -> None:
+    """The hook: findings still holding their cleartext, inside the fetch process."""
+    from workers.credreport import hand_over
+
+    hand_over(findings)
 
 
 def _hand_on(found: list[dict[str, Any]]) -> None:
@@ -409,6 +418,7 @@ def scan_repo(
     with cloned(remote) as path:
         result = scan_git(path, engine(), Config(), ScanOptions(jobs=2), remote.display)
     state.count("documents_scanned")
+    report_to_issuer(result.findings)
     _hand_on([{**f.to_dict(), "fetched_at": fetched_at} for f in result.findings])
     return len(result.findings)
 
