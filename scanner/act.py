@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scanner import __version__
-from scanner.errors import KeysweepError
+from scanner.errors import KeysweepError, TransientError
 from scanner.findings import Finding, Location
 from scanner.resolve import Owned
 
@@ -65,6 +65,7 @@ class Outcome:
     revoked_at: str | None = None
     audit_events: list[str] = field(default_factory=list)
     error: str | None = None
+    retry: bool = False  # a failure worth trying again (the key service was unavailable)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +207,7 @@ def act(
                     action="failed",
                     key_id=o.record.key_id if o.record else None,
                     error=str(exc),
+                    retry=isinstance(exc, TransientError),
                 )
             )
     return outcomes

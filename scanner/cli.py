@@ -262,12 +262,13 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
 
 
 def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Scan per the arguments; returns (ScanResult, rules) or raises a keysweep error."""
+    """Scan per the arguments; returns (ScanResult, rules, settings) or raises a keysweep error."""
     import time
 
     from scanner.config import load_config, resolve_baseline
-    from scanner.scan import ScanOptions, build_engine, scan_fragments, scan_git, scan_path
-    from scanner.sources.files import read_stdin
+    from scanner.scan import Collector, ScanOptions, build_engine, scan_source
+    from scanner.sources.files import FileSource, StdinSource
+    from scanner.sources.git_history import GitHistorySource
     from scanner.sources.remote import DEFAULT_ALLOWED_HOSTS, cloned, looks_like_url, parse_remote
 
     target: str = args.target
@@ -276,6 +277,8 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if root is not None and not root.exists():
         raise FileNotFoundError(f"{target}: no such file or directory")
     config = load_config(args.config, root if root is not None else Path.cwd())
+    for warning in config.warnings:
+        print(f"keysweep: warning: {warning}", file=sys.stderr)
     engine = build_engine(config, args.low_confidence)
     opts = ScanOptions(
         history=not args.no_history,
@@ -290,27 +293,26 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         include_binary=args.include_binary,
     )
     if target == "-":
-        frag = read_stdin(sys.stdin.buffer)
-        return (
-            scan_fragments([frag], engine, config, opts, "<stdin>", "stdin"),
-            engine.rules,
-            config,
-        )
+        stdin = StdinSource(sys.stdin.buffer)
+        return scan_source(stdin, engine, config, opts), engine.rules, config
 
     progress = _progress(not args.no_progress)
+    collector = Collector(engine, config.exclude_paths)
 
     def history(repo: Path, display: str):  # type: ignore[no-untyped-def]
+        source = GitHistorySource(repo, display, since=opts.since, jobs=opts.jobs)
         if progress is None:
-            return scan_git(repo, engine, config, opts, display)
+            return scan_source(source, engine, config, opts, collector)
         started = time.perf_counter()
         with progress:
             task = progress.add_task("history", total=None, rate="")
 
-            def update(done: int, total: int, nbytes: int) -> None:
-                mbs = nbytes / 1e6 / max(time.perf_counter() - started, 1e-6)
+            def update(done: int, total: int) -> None:
+                mbs = collector.bytes / 1e6 / max(time.perf_counter() - started, 1e-6)
                 progress.update(task, completed=done, total=total or None, rate=f"{mbs:,.0f} MB/s")
 
-            return scan_git(repo, engine, config, opts, display, progress=update)
+            source.progress = update
+            return scan_source(source, engine, config, opts, collector)
 
     if is_url:
         remote = parse_remote(
@@ -325,7 +327,13 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return history(open_repository(root), str(root)), engine.rules, config
     if opts.history and root.is_dir() and (root / "HEAD").is_file() and (root / "objects").is_dir():
         return history(root, str(root)), engine.rules, config  # a bare repository
-    return scan_path(root, engine, config, opts), engine.rules, config
+    files = FileSource(
+        root,
+        max_size=config.max_file_size,
+        exclude=config.exclude_paths,
+        include_binary=opts.include_binary,
+    )
+    return scan_source(files, engine, config, opts), engine.rules, config
 
 
 def _summary(result) -> str:  # type: ignore[no-untyped-def]
@@ -361,69 +369,84 @@ def _open_output(path: Path | None) -> TextIO:
     return open(path, "w", encoding="utf-8")
 
 
-def send_alerts(findings: list, outcomes: dict, config) -> list[str]:  # type: ignore[no-untyped-def,type-arg]
-    """Tell owners and the security team what was found and done; returns problems."""
-    from scanner.notify.dedup import SqliteDedup
-    from scanner.notify.dispatch import Notifier, NotifySettings
-    from scanner.notify.message import alerts_from
+def pipeline_context(config, args: argparse.Namespace, ours: bool):  # type: ignore[no-untyped-def]
+    """The pipeline's context for this scan: the key service (when configured, to ask who
+    owns our keys; with --revoke, to revoke them) and the alert channels (--revoke sends
+    alerts unless --no-notify)."""
+    from scanner.act import Policy
+    from scanner.pipeline import Context
+    from scanner.resolve import MemoryNegativeCache
 
-    channels = NotifySettings.from_env(config.notify).channels()
-    if not channels:
-        return []
-    alerts = alerts_from(findings, outcomes)
+    wanted = args.revoke or args.dry_run
     url, token = config.keyservice()
     client = None
     if url and token:
         from scanner.keyservice import KeyServiceClient
 
         client = KeyServiceClient(url, token)
-    try:
-        report = Notifier(channels, SqliteDedup(), audit=client).notify(alerts)
-    finally:
-        if client is not None:
-            client.close()
-    sent = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items())) or "none"
-    print(f"keysweep: alerts sent: {sent}; already sent before: {report.skipped}", file=sys.stderr)
-    return [f"alert not delivered: {e}" for e in report.errors]
+    elif wanted and ours:
+        raise KeysweepError(
+            "--revoke and --dry-run need the key service: set "
+            "KEYSWEEP_KEYSERVICE_URL and KEYSWEEP_KEYSERVICE_TOKEN"
+        )
+    notifier = None
+    if args.revoke and not args.dry_run and not args.no_notify:
+        from scanner.notify.dedup import SqliteDedup, default_state_dir
+        from scanner.notify.dispatch import Notifier, NotifySettings
+
+        channels = NotifySettings.from_settings(config).channels()
+        if channels:
+            dedup = SqliteDedup(default_state_dir(config.state_dir) / "notified.sqlite3")
+            notifier = Notifier(channels, dedup, audit=client)
+    return Context(
+        keyservice=client,
+        policy=Policy(*config.policy()),
+        negative_cache=MemoryNegativeCache(),
+        notifier=notifier,
+        revoke=args.revoke,
+        dry_run=args.dry_run,
+    )
 
 
-def resolve_and_act(findings: list, config, args: argparse.Namespace) -> tuple[list[str], dict]:  # type: ignore[no-untyped-def,type-arg]
-    """Look our keys up (and revoke them with --revoke); returns problems and outcomes."""
+def resolve_act_notify(findings: list, config, args: argparse.Namespace) -> tuple[list[str], dict]:  # type: ignore[no-untyped-def,type-arg]
+    """The one pipeline, for this scan; returns (problems, outcomes by fingerprint)."""
+    from scanner import pipeline
+
     ours = [f for f in findings if f.owner == "keyservice"]
-    wanted = args.revoke or args.dry_run
-    if not ours:
-        return [], {}
-    url, token = config.keyservice()
-    if not (url and token):
-        if wanted:
-            raise KeysweepError(
-                "--revoke and --dry-run need the key service: set "
-                "KEYSWEEP_KEYSERVICE_URL and KEYSWEEP_KEYSERVICE_TOKEN"
-            )
-        return [], {}
-    from scanner.act import Policy, act
-    from scanner.keyservice import KeyServiceClient
-    from scanner.resolve import MemoryNegativeCache, resolve
-
-    policy = Policy(*config.policy())
-    with KeyServiceClient(url, token) as client:
+    ctx = pipeline_context(config, args, bool(ours))
+    problems: list[str] = []
+    try:
         try:
-            owned = resolve(ours, client, MemoryNegativeCache())
+            outcomes = pipeline.act(findings, ctx)
         except KeysweepError as exc:
             if args.revoke and not args.dry_run:
-                return [f"{exc}; {len(ours)} key(s) NOT revoked"], {}
-            return [f"key service lookup failed, owners not shown: {exc}"], {}
-        outcomes = act(owned, client, policy, dry_run=not args.revoke or args.dry_run)
-    by_fp = {o.fingerprint: o for o in outcomes}
-    failed = [f"{o.redacted}: NOT revoked: {o.error}" for o in outcomes if o.action == "failed"]
-    return failed, by_fp
+                problems.append(f"{exc}; {len(ours)} key(s) NOT revoked")
+            else:
+                problems.append(f"key service lookup failed, owners not shown: {exc}")
+            outcomes = {}
+        problems += [
+            f"{o.redacted}: NOT revoked: {o.error}"
+            for o in outcomes.values()
+            if o.action == "failed"
+        ]
+        if ctx.notifier is not None and findings:
+            report = pipeline.notify(pipeline.alerts(findings, outcomes, ctx), ctx)
+            if report is not None:
+                sent = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items())) or "none"
+                print(
+                    f"keysweep: alerts sent: {sent}; already sent before: {report.skipped}",
+                    file=sys.stderr,
+                )
+                problems += [f"alert not delivered: {e}" for e in report.errors]
+    finally:
+        if ctx.keyservice is not None:
+            ctx.keyservice.close()
+    return problems, outcomes
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     result, rules, config = run_scan(args)
-    problems, outcomes = resolve_and_act(result.findings, config, args)
-    if args.revoke and not args.dry_run and not args.no_notify and result.findings:
-        problems += send_alerts(result.findings, outcomes, config)
+    problems, outcomes = resolve_act_notify(result.findings, config, args)
     report_outcomes = {fp: o.as_dict() for fp, o in outcomes.items()}
     out = _open_output(args.output)
     try:

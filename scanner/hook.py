@@ -48,6 +48,7 @@ def _engine_and_config(root: Path, config_path: Path | None):  # type: ignore[no
         allowlist=Allowlist.from_strings(config.allowlist_regexes)
         if config.allowlist_regexes
         else None,
+        prefilter=config.prefilter,
     )
     return engine, config
 

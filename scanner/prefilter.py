@@ -10,12 +10,12 @@ Two implementations give the same answer:
 * ``HyperscanPrefilter``: Vectorscan/Hyperscan's literal compiler (PyPI
   ``hyperscan``), several GB/s per core.
 * ``PythonPrefilter``: ``bytes.find`` per distinct literal, correct everywhere,
-  used where no hyperscan wheel installs (or with ``KEYSWEEP_PREFILTER=python``).
+  used where no hyperscan wheel installs (or with ``KEYSWEEP_PREFILTER=python``,
+  the settings' ``prefilter``).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,7 +157,7 @@ Prefilter = PythonPrefilter | HyperscanPrefilter
 
 def make_prefilter(rules: Sequence[Rule], kind: str | None = None) -> Prefilter:
     """``kind``: "hyperscan", "python" or None/"auto" (hyperscan when importable)."""
-    kind = kind or os.environ.get("KEYSWEEP_PREFILTER", "auto")
+    kind = kind or "auto"
     if kind == "python":
         return PythonPrefilter(rules)
     try:

@@ -1,6 +1,8 @@
 """One scan, end to end inside this process: source -> engine -> findings.
 
-The CLI, the hooks and the workers call these functions; they hold no I/O of
+``scan_source`` is the one entry point: the CLI, the hooks, the workers and the
+partner-alert service give it a source (files, stdin, git history, a GitHub
+push, gist or repository) and get findings. These functions hold no I/O of
 their own beyond what the chosen source reads.
 """
 
@@ -8,17 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scanner.baseline import load_baseline
 from scanner.config import Config
 from scanner.engine import Allowlist, Engine
-from scanner.findings import Finding, FindingSet, Location
+from scanner.findings import Finding, FindingSet
 from scanner.rules import Rule, load_rules
-from scanner.sources import Fragment
-from scanner.sources.files import SkipCounts, excluded, iter_files
+from scanner.sources import Fragment, Source
+from scanner.sources.files import FileSource, SkipCounts, excluded
+from scanner.sources.git_history import GitHistorySource
 
 
 @dataclass
@@ -58,21 +61,16 @@ def build_engine(
         rules,
         allowlist=Allowlist.from_strings(config.allowlist_regexes),
         low_confidence=low_confidence,
+        prefilter=config.prefilter,
     )
 
 
 class Collector:
     """Thread-safe: scans fragments and groups what they hold into findings."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        exclude: list[str],
-        decorate: Callable[[Location], Location] | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, exclude: list[str]) -> None:
         self.engine = engine
         self.exclude = exclude
-        self.decorate = decorate  # e.g. add the URL a person can open
         self.found = FindingSet(expired_before=time.time())
         self.lock = threading.Lock()
         self.bytes = 0
@@ -86,8 +84,6 @@ class Collector:
                 if located is None:
                     continue
                 loc, order = located
-                if self.decorate is not None:
-                    loc = self.decorate(loc)
                 clean = fragment.clean_secret(m.secret)
                 if clean is not m.secret:
                     m = replace(m, secret=clean)
@@ -96,12 +92,28 @@ class Collector:
                 self.found.add(m, loc, order)
 
 
-def finish(
-    result: ScanResult, collector: Collector, baseline: Path | None, started: float
+def scan_source(
+    source: Source,
+    engine: Engine,
+    config: Config,
+    opts: ScanOptions,
+    collector: Collector | None = None,
 ) -> ScanResult:
+    """The one scan entry point: any source's fragments -> findings (baseline applied).
+
+    ``collector``: pass one to gather several sources into the same findings."""
+    started = time.perf_counter()
+    collector = collector if collector is not None else Collector(engine, config.exclude_paths)
+    result = ScanResult([], source.target, source.mode, skipped=source.skipped)
+    source.feed(collector.scan)
+    if source.mode == "git":
+        result.commits = source.units
+    else:
+        result.files = source.units
+    result.errors.extend(getattr(source, "errors", []))
     findings = collector.found.findings()
-    if baseline is not None:
-        known = load_baseline(baseline)
+    if opts.baseline is not None:
+        known = load_baseline(opts.baseline)
         kept = [f for f in findings if f.fingerprint not in known]
         result.baselined = len(findings) - len(kept)
         findings = kept
@@ -111,36 +123,15 @@ def finish(
     return result
 
 
-def scan_fragments(
-    fragments: Iterable[Fragment],
-    engine: Engine,
-    config: Config,
-    opts: ScanOptions,
-    target: str,
-    mode: str,
-    skipped: SkipCounts | None = None,
-) -> ScanResult:
-    started = time.perf_counter()
-    collector = Collector(engine, config.exclude_paths)
-    result = ScanResult([], target, mode, skipped=skipped or SkipCounts())
-    for fragment in fragments:
-        result.files += 1
-        collector.scan(fragment)
-    return finish(result, collector, opts.baseline, started)
-
-
 def scan_path(path: Path, engine: Engine, config: Config, opts: ScanOptions) -> ScanResult:
-    skips = SkipCounts()
-    frags = iter_files(
+    """The files under ``path`` (or the one file)."""
+    source = FileSource(
         path,
         max_size=config.max_file_size,
         exclude=config.exclude_paths,
         include_binary=opts.include_binary,
-        skips=skips,
     )
-    result = scan_fragments(frags, engine, config, opts, str(path), "files", skips)
-    result.errors.extend(skips.errors)
-    return result
+    return scan_source(source, engine, config, opts)
 
 
 def scan_git(
@@ -149,36 +140,12 @@ def scan_git(
     config: Config,
     opts: ScanOptions,
     display: str | None = None,
-    progress: Callable[[int, int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     rev_args: list[str] | None = None,
 ) -> ScanResult:
-    """Full history of ``repo`` (or the commits ``rev_args`` select).
-    ``progress(commits_done, commits_total, bytes)``."""
-    from scanner.sources.git_history import scan_history
-
-    started = time.perf_counter()
-    collector = Collector(engine, config.exclude_paths)
-    result = ScanResult([], display or str(repo), "git")
-    totals = {"total": 0, "done": 0}
-
-    def on_total(n: int) -> None:
-        totals["total"] = n
-
-    def on_chunk(chunk: object) -> None:
-        collector.scan(chunk)  # type: ignore[arg-type]
-        if progress is not None:
-            with collector.lock:
-                totals["done"] += chunk.data.count(b"\n\x1e")  # type: ignore[attr-defined]
-                progress(totals["done"], totals["total"], collector.bytes)
-
-    result.commits = scan_history(
-        repo,
-        display or str(repo),
-        on_chunk,
-        since=opts.since,
-        rev_args=rev_args,
-        jobs=opts.jobs,
-        errors=result.errors,
-        on_total=on_total,
+    """Full history of ``repo`` (or the commits ``rev_args`` select);
+    ``progress(commits_done, commits_total)``."""
+    source = GitHistorySource(
+        repo, display, since=opts.since, rev_args=rev_args, jobs=opts.jobs, progress=progress
     )
-    return finish(result, collector, opts.baseline, started)
+    return scan_source(source, engine, config, opts)

@@ -77,7 +77,10 @@ def longest_task() -> dict[str, int]:
 
 @cache
 def code_env_names() -> frozenset[str]:
-    names: set[str] = set()
+    """Every variable keysweep reads: the settings model's, and the few read by name."""
+    from workers.settings import WorkerSettings
+
+    names: set[str] = set(WorkerSettings.env_names())
     for package in ("scanner", "workers"):
         for path in (ROOT / package).rglob("*.py"):
             names |= set(ENV_NAME.findall(path.read_text(encoding="utf-8")))

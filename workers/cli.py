@@ -145,11 +145,11 @@ def status(argv: list[str]) -> int:
 
 def follow() -> int:
     """Live lines for a person watching `make run`: each revocation, then a running summary."""
-    from scanner.config import Config
     from scanner.keyservice import KeyServiceClient
+    from workers.settings import settings
     from workers.status import collect
 
-    url, token = Config().keyservice()
+    url, token = settings().keyservice()
     client = KeyServiceClient(url, token) if url and token else None
     seen: set[str] = set()
     last_summary = 0.0

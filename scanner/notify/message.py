@@ -308,14 +308,19 @@ def slack_summary(alerts: list[Alert]) -> dict[str, Any]:
     }
 
 
-def alerts_from(findings: list[Finding], outcomes: dict[str, Outcome]) -> list[Alert]:
+def alerts_from(
+    findings: list[Finding], outcomes: dict[str, Outcome], resolved: bool = True
+) -> list[Alert]:
     """The alerts a batch deserves: third-party keys, and our keys that were acted on
-    (an unknown or ignored key is nobody's to hear about)."""
+    (an unknown or ignored key is nobody's to hear about). ``resolved=False``: no key
+    service was asked, so our keys are reported to the security team as found."""
     out = []
     for f in findings:
         outcome = outcomes.get(f.fingerprint)
-        if f.owner == "third_party" or (
-            outcome is not None and outcome.action not in ("unknown", "ignored")
+        if (
+            f.owner == "third_party"
+            or (outcome is not None and outcome.action not in ("unknown", "ignored"))
+            or (not resolved and outcome is None)
         ):
             out.append(alert_for(f, outcome))
     return out

@@ -125,3 +125,55 @@ def _one_file(
 
 def read_stdin(stream: Any) -> BufferFragment:
     return BufferFragment(stream.read(), "stdin", None)
+
+
+class FileSource:
+    """A file or a directory tree, as it is on disk."""
+
+    mode = "files"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_size: int = DEFAULT_MAX_FILE_SIZE,
+        exclude: list[str] | None = None,
+        include_binary: bool = False,
+    ) -> None:
+        self.root = root
+        self.target = str(root)
+        self.max_size, self.exclude, self.include_binary = max_size, exclude, include_binary
+        self.skipped = SkipCounts()
+        self.units = 0
+
+    @property
+    def errors(self) -> list[str]:
+        return self.skipped.errors
+
+    def feed(self, sink: Any) -> None:
+        for fragment in iter_files(
+            self.root,
+            max_size=self.max_size,
+            exclude=self.exclude,
+            include_binary=self.include_binary,
+            skips=self.skipped,
+        ):
+            self.units += 1
+            sink(fragment)
+
+
+class StdinSource:
+    """Whatever is piped in."""
+
+    mode = "stdin"
+    target = "<stdin>"
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.skipped = SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+
+    def feed(self, sink: Any) -> None:
+        self.units = 1
+        sink(read_stdin(self.stream))

@@ -403,3 +403,54 @@ def scan_history(
     if failures:
         raise failures[0]
     return total
+
+
+class GitHistorySource:
+    """Every commit's added lines (``--since`` or ``rev_args`` narrow it), fed from
+    ``jobs`` parallel pipelines; ``progress(commits_done, commits_total)``."""
+
+    mode = "git"
+
+    def __init__(
+        self,
+        repo: Path,
+        display: str | None = None,
+        *,
+        since: str | None = None,
+        rev_args: list[str] | None = None,
+        jobs: int = 2,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        from scanner.sources.files import SkipCounts
+
+        self.repo = repo
+        self.target = display or str(repo)
+        self.since, self.rev_args, self.jobs, self.progress = since, rev_args, jobs, progress
+        self.skipped = SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+
+    def feed(self, sink: Callable[[PatchChunk], None]) -> None:
+        totals = {"total": 0, "done": 0}
+        lock = threading.Lock()
+
+        def on_total(n: int) -> None:
+            totals["total"] = n
+
+        def on_chunk(chunk: PatchChunk) -> None:
+            sink(chunk)
+            if self.progress is not None:
+                with lock:
+                    totals["done"] += chunk.data.count(b"\n" + RS)
+                    self.progress(totals["done"], totals["total"])
+
+        self.units = scan_history(
+            self.repo,
+            self.target,
+            on_chunk,
+            since=self.since,
+            rev_args=self.rev_args,
+            jobs=self.jobs,
+            errors=self.errors,
+            on_total=on_total,
+        )
