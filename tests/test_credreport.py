@@ -5,6 +5,7 @@ GitHub's limits, and never written anywhere in the clear."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,10 +147,14 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
 
 
 def test_reporter_without_its_key_says_what_to_do(tmp_path: Path) -> None:
-    env = {"KEYSWEEP_REPORT_PRIVATE_KEY_FILE": "", "KEYSWEEP_REPORT_PRIVATE_KEY": ""}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KEYSWEEP_REPORT_PRIVATE_KEY_FILE", "KEYSWEEP_REPORT_PRIVATE_KEY")
+    }
     p = subprocess.run(
         [KEYSWEEP, "report-tokens", "once"],
-        env={**__import__("os").environ, **env},
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,

@@ -40,17 +40,17 @@ from scanner.findings import Finding
 log = logging.getLogger("keysweep.credrevoke")
 
 CLAIM_TTL = 30 * 24 * 3600
-MAX_PENDING_DEFAULT = 100_000
 REFUSALS_BEFORE_DROP = 3
 
 
+def _settings() -> Any:
+    from scanner.partner.settings import report_settings
+
+    return report_settings()
+
+
 def enabled() -> bool:
-    return os.environ.get("KEYSWEEP_REPORT_GITHUB_TOKENS", "0").lower() in (
-        "1",
-        "true",
-        "yes",
-        "on",
-    )
+    return bool(_settings().report_github_tokens)
 
 
 def _keys() -> dict[str, str]:
@@ -68,7 +68,7 @@ def _keys() -> dict[str, str]:
 def _sealer() -> Any:
     from scanner.partner.credentials import Sealer
 
-    public = os.environ.get("KEYSWEEP_REPORT_PUBLIC_KEY", "")
+    public = _settings().report_public_key
     if not public:
         raise KeysweepError("KEYSWEEP_REPORT_PUBLIC_KEY is not set: cannot seal tokens")
     return Sealer(public)
@@ -95,7 +95,7 @@ def hand_over(findings: list[Finding]) -> int:
         new = [(h, t) for h, t, first in zip(hashes, tokens, firsts, strict=True) if first]
         if not new:
             return 0
-        cap = int(os.environ.get("KEYSWEEP_REPORT_MAX_PENDING", MAX_PENDING_DEFAULT))
+        cap = int(_settings().report_max_pending)
         room = max(0, cap - int(r.zcard(k["queue"])))
         if len(new) > room:
             state.count("credrevoke_dropped", len(new) - room)
@@ -232,13 +232,13 @@ class Reporter:
 
 
 def _private_key() -> str:
-    path = os.environ.get("KEYSWEEP_REPORT_PRIVATE_KEY_FILE")
-    if path:
+    s = _settings()
+    if s.report_private_key_file:
         try:
-            return Path(path).read_text("utf-8").strip()
+            return Path(s.report_private_key_file).read_text("utf-8").strip()
         except OSError as exc:
             raise KeysweepError(f"KEYSWEEP_REPORT_PRIVATE_KEY_FILE: {exc.strerror}") from None
-    value = os.environ.get("KEYSWEEP_REPORT_PRIVATE_KEY", "")
+    value = s.report_private_key.get_secret_value() if s.report_private_key else ""
     if not value:
         raise KeysweepError(
             "the reporter needs its private key: KEYSWEEP_REPORT_PRIVATE_KEY_FILE "
@@ -304,8 +304,8 @@ def report_tokens(argv: list[str]) -> int:
         opener = Opener(_private_key())
     except ValueError as exc:
         raise KeysweepError(str(exc)) from None
-    every = float(os.environ.get("KEYSWEEP_REPORT_EVERY", "60"))
-    per_hour = int(os.environ.get("KEYSWEEP_REPORT_PER_HOUR", "60"))
+    every = float(_settings().report_every)
+    per_hour = int(_settings().report_per_hour)
     reporter = Reporter(
         opener, f"{settings().github_api_url}/credentials/revoke", every=every, per_hour=per_hour
     )

@@ -58,13 +58,11 @@ def serve(argv: list[str]) -> int:
     )
     p.add_argument(
         "--host",
-        default=os.environ.get("KEYSWEEP_SERVE_HOST", "127.0.0.1"),
         help="address to bind (KEYSWEEP_SERVE_HOST; default 127.0.0.1, 0.0.0.0 in a container)",
     )
     p.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("KEYSWEEP_SERVE_PORT", DEFAULT_PORT)),
         help=f"TCP port (KEYSWEEP_SERVE_PORT; default {DEFAULT_PORT}; 0 binds a free one)",
     )
     p.add_argument("--port-file", help="once listening, write http://HOST:PORT to this file")
@@ -75,9 +73,8 @@ def serve(argv: list[str]) -> int:
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     import uvicorn
 
-    from scanner.config import Config
     from scanner.partner.app import create_app
-    from scanner.partner.settings import ServeSettings
+    from scanner.partner.settings import serve_settings
     from scanner.scan import build_engine
     from workers.logs import setup_logging
     from workers.submit import submit_findings
@@ -86,11 +83,12 @@ def serve(argv: list[str]) -> int:
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per key-service call is noise
-    settings = ServeSettings.from_env()
+    settings = serve_settings()
     import workers.tasks  # noqa: F401  (load the Celery app now, not on the first alert)
 
-    app = create_app(settings, submit=submit_findings, engine=build_engine(Config()), ready=ready)
-    sock = bind(args.host, args.port)
+    app = create_app(settings, submit=submit_findings, engine=build_engine(settings), ready=ready)
+    where = args.host if args.host is not None else settings.serve_host
+    sock = bind(where, args.port if args.port is not None else settings.serve_port)
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     config = uvicorn.Config(
@@ -100,7 +98,7 @@ def serve(argv: list[str]) -> int:
         proxy_headers=True,
         # The client address of the rate limit comes from X-Forwarded-For only when
         # the connection is from a proxy listed here (your ingress).
-        forwarded_allow_ips=os.environ.get("KEYSWEEP_SERVE_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        forwarded_allow_ips=settings.serve_forwarded_allow_ips,
         timeout_keep_alive=5,
         limit_concurrency=1000,
         server_header=False,

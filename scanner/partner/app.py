@@ -179,7 +179,7 @@ def create_app(
         etag.update(tag=r.headers.get("etag"), body=body)
         return body
 
-    keyring = KeyRing(fetch_keys or github_keys, min_refetch=settings.keys_refetch)
+    keyring = KeyRing(fetch_keys or github_keys, min_refetch=settings.serve_keys_refetch)
     lookups: dict[str, Lookup] = {}
 
     @contextlib.asynccontextmanager
@@ -188,9 +188,11 @@ def create_app(
         ks: KeyServiceLookup | None = None
         if lookup is not None:
             lookups["ks"] = lookup
-        elif settings.keyservice_url and settings.keyservice_token:
-            ks = KeyServiceLookup(settings.keyservice_url, settings.keyservice_token)
-            lookups["ks"] = ks
+        else:
+            ks_url, ks_token = settings.keyservice()
+            if ks_url and ks_token:
+                ks = KeyServiceLookup(ks_url, ks_token)
+                lookups["ks"] = ks
         await keyring.refresh(force=True)  # a failure here is retried on the first alert
         try:
             yield
@@ -208,7 +210,7 @@ def create_app(
                 response = await fn(request)
             except TooLarge:
                 metrics.refused.labels("too_large").inc()
-                response = error(413, f"request body larger than {settings.max_body} bytes")
+                response = error(413, f"request body larger than {settings.serve_max_body} bytes")
             except BadRequest as exc:
                 response = error(400, str(exc))
             metrics.requests.labels(name, str(response.status_code)).inc()
@@ -239,7 +241,7 @@ def create_app(
             return {}
         started = time.perf_counter()
         try:
-            known = await fn(ask, settings.label_wait)
+            known = await fn(ask, settings.serve_label_wait)
         except Exception:  # labels are best effort; revocation is already queued
             known = {}
         metrics.lookup_seconds.observe(time.perf_counter() - started)
@@ -247,7 +249,7 @@ def create_app(
 
     async def github_alert(request: Request) -> Response:
         received = time.time()
-        body = await read_body(request, settings.max_body)
+        body = await read_body(request, settings.serve_max_body)
         verdict = await keyring.verify(
             body, request.headers.get(KEY_ID_HEADER), request.headers.get(SIGNATURE_HEADER)
         )
@@ -265,7 +267,7 @@ def create_app(
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("body must be a JSON array") from None
-        reports = github_reports(intake, data, settings.max_tokens)
+        reports = github_reports(intake, data, settings.serve_max_tokens)
         for rep in reports:
             metrics.tokens.labels("github", rep.source).inc()
         try:
@@ -285,15 +287,17 @@ def create_app(
                 )
         return JSONResponse(answer)
 
+    gitlab_token = settings.gitlab_secret()
+
     def gitlab_auth(request: Request) -> Response | None:
-        if not settings.gitlab_token:
+        if not gitlab_token:
             metrics.refused.labels("gitlab_unconfigured").inc()
             return error(503, "no GitLab token configured (KEYSWEEP_GITLAB_TOKEN)")
         supplied = request.headers.get("authorization", "").strip()
         scheme, _, rest = supplied.partition(" ")
         if scheme.lower() in ("bearer", "token") and rest:
             supplied = rest.strip()
-        if not hmac.compare_digest(supplied.encode(), settings.gitlab_token.encode()):
+        if not hmac.compare_digest(supplied.encode(), gitlab_token.encode()):
             metrics.refused.labels("gitlab_auth").inc()
             return error(401, "missing or invalid token")
         return None
@@ -302,19 +306,21 @@ def create_app(
         refused = gitlab_auth(request)
         if refused is not None:
             return refused
-        return JSONResponse({"types": list(settings.gitlab_types)})
+        return JSONResponse({"types": list(settings.gitlab_token_types)})
 
     async def gitlab_revoke(request: Request) -> Response:
         received = time.time()
         refused = gitlab_auth(request)
         if refused is not None:
             return refused
-        body = await read_body(request, settings.max_body)
+        body = await read_body(request, settings.serve_max_body)
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("body must be a JSON array") from None
-        reports = gitlab_reports(intake, data, settings.max_tokens, settings.gitlab_types)
+        reports = gitlab_reports(
+            intake, data, settings.serve_max_tokens, settings.gitlab_token_types
+        )
         for _ in reports:
             metrics.tokens.labels("gitlab", "gitlab").inc()
         try:
@@ -357,8 +363,8 @@ def create_app(
         Route("/metrics", prometheus, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(ClientRateLimit, rate=settings.rate_limit, metrics=metrics)
-    app.add_middleware(RequestTimeout, seconds=settings.request_timeout, metrics=metrics)
+    app.add_middleware(ClientRateLimit, rate=settings.serve_rate_limit, metrics=metrics)
+    app.add_middleware(RequestTimeout, seconds=settings.serve_timeout, metrics=metrics)
     app.state.metrics = metrics
     app.state.keyring = keyring
     return app
