@@ -1,5 +1,5 @@
 """Third-party GitHub tokens found by the crawler are reported to the simulator's
-`POST /credentials/revoke` by `keysweep report-tokens`, sealed until then, within
+`POST /credentials/revoke` by `keysweep report-credentials`, sealed until then, within
 GitHub's limits, and never written anywhere in the clear."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ REVOCABLE = ("ghp_", "github_pat_", "gho_", "ghu_", "ghr_")
 def keypair(tmp_path: Path) -> tuple[Path, str]:
     path = tmp_path / "reporter.key"
     out = subprocess.run(
-        [KEYSWEEP, "report-tokens", "keygen", "--private-key-file", str(path)],
+        [KEYSWEEP, "report-credentials", "keygen", "--private-key-file", str(path)],
         capture_output=True,
         text=True,
         check=True,
@@ -38,7 +38,7 @@ def keypair(tmp_path: Path) -> tuple[Path, str]:
 def report_env(tmp_path: Path) -> dict[str, str]:
     key_file, public = keypair(tmp_path)
     return {
-        "KEYSWEEP_REPORT_GITHUB_TOKENS": "1",
+        "KEYSWEEP_REPORT_CREDENTIALS": "1",
         "KEYSWEEP_REPORT_PUBLIC_KEY": public,
         "KEYSWEEP_REPORT_PRIVATE_KEY_FILE": str(key_file),
         "KEYSWEEP_REPORT_EVERY": "0.5",
@@ -64,13 +64,16 @@ def test_crawled_github_tokens_are_reported_sealed_and_destroyed(tmp_path: Path)
             assert dep.wait_for(lambda: dep.counts().get("documents_scanned", 0) >= 14, 90)
             state_dump = json.dumps({k: str(v) for k, v in _dump(dep.state()).items()})
             assert f"{dep.env['KEYSWEEP_REDIS_PREFIX']}:credrevoke:sealed" in state_dump
-            dep.start("reporter", "report-tokens")
+            dep.start("reporter", "report-credentials")
             assert dep.wait_for(lambda: wanted <= set(sim.credentials()["revoked"]), 60)
             got = sim.credentials()
             assert set(got["revoked"]) == wanted and not not_wanted & set(got["revoked"])
             assert all(r["status"] == 202 and r["count"] <= 1000 for r in got["requests"])
             status = subprocess.run(
-                [KEYSWEEP, "report-tokens", "status"], env=dep.env, capture_output=True, text=True
+                [KEYSWEEP, "report-credentials", "status"],
+                env=dep.env,
+                capture_output=True,
+                text=True,
             )
             assert f"pending 0, reported {len(wanted)}, dropped 0" in status.stdout
             # Destroyed once reported; never in the clear anywhere.
@@ -121,7 +124,7 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
                 check=True,
             )
             assert queued.stdout.strip() == str(len(tokens))
-            dep.start("reporter", "report-tokens")
+            dep.start("reporter", "report-credentials")
             # Positive signal: the reporter says its hourly budget is spent.
             assert dep.wait_for(lambda: b"hourly budget spent" in dep.log_text(), 60)
             got = sim.credentials()
@@ -131,7 +134,10 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
             c = counts(dep)
             assert c["credrevoke_reported"] == 2000 and c.get("credrevoke_dropped", 0) == 0
             status = subprocess.run(
-                [KEYSWEEP, "report-tokens", "status"], env=dep.env, capture_output=True, text=True
+                [KEYSWEEP, "report-credentials", "status"],
+                env=dep.env,
+                capture_output=True,
+                text=True,
             )
             assert "pending 500, reported 2000" in status.stdout
             # The same tokens found again are not queued twice.
@@ -153,10 +159,10 @@ def test_reporter_without_its_key_says_what_to_do(tmp_path: Path) -> None:
         if k not in ("KEYSWEEP_REPORT_PRIVATE_KEY_FILE", "KEYSWEEP_REPORT_PRIVATE_KEY")
     }
     p = subprocess.run(
-        [KEYSWEEP, "report-tokens", "once"],
+        [KEYSWEEP, "report-credentials", "once"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert p.returncode == 2 and "keysweep report-tokens keygen" in p.stderr
+    assert p.returncode == 2 and "keysweep report-credentials keygen" in p.stderr

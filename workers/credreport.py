@@ -11,7 +11,7 @@ on its SHA-256, 30 days), sealed to the reporter's public key
 * ``{prefix}:credrevoke:sent``    zset    one member per request sent, scored by time
 * ``{prefix}:credrevoke:seen:<sha256>``   the claim
 
-Reporter (``keysweep report-tokens``, one process, a Redis lock lets a second
+Reporter (``keysweep report-credentials``, one process, a Redis lock lets a second
 replica stand by): holds the private key (``KEYSWEEP_REPORT_PRIVATE_KEY_FILE``),
 and every ``KEYSWEEP_REPORT_EVERY`` seconds (sooner when 1,000 are waiting) opens
 up to 1,000 tokens in memory, posts them, and on 202 deletes them. It never sends
@@ -50,7 +50,7 @@ def _settings() -> Any:
 
 
 def enabled() -> bool:
-    return bool(_settings().report_github_tokens)
+    return bool(_settings().report_credentials)
 
 
 def _keys() -> dict[str, str]:
@@ -242,7 +242,7 @@ def _private_key() -> str:
     if not value:
         raise KeysweepError(
             "the reporter needs its private key: KEYSWEEP_REPORT_PRIVATE_KEY_FILE "
-            "(create one with `keysweep report-tokens keygen --private-key-file FILE`)"
+            "(create one with `keysweep report-credentials keygen --private-key-file FILE`)"
         )
     return value
 
@@ -260,9 +260,9 @@ def keygen(path: str) -> int:
     return 0
 
 
-def report_tokens(argv: list[str]) -> int:
+def report_credentials(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
-        prog="keysweep report-tokens",
+        prog="keysweep report-credentials",
         description="Report the GitHub tokens the crawler found in public content to GitHub's "
         "credential revocation API (POST /credentials/revoke), which revokes them and tells "
         "their owners. Fetch workers seal each token to this reporter's public key; only this "
@@ -313,7 +313,7 @@ def report_tokens(argv: list[str]) -> int:
         reporter.report_once()
         return 0
     print(
-        f"keysweep report-tokens: reporting to {reporter.url}, at most {per_hour} requests an "
+        f"keysweep report-credentials: reporting to {reporter.url}, at most {per_hour} requests an "
         f"hour, one every {every:g}s at most unless 1,000 are waiting",
         flush=True,
     )
@@ -331,4 +331,4 @@ def report_tokens(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(report_tokens(sys.argv[1:]))
+    sys.exit(report_credentials(sys.argv[1:]))

@@ -63,7 +63,7 @@ class ServeSettings(Settings):
 
 
 class ReportSettings(Settings):
-    report_github_tokens: bool = False  # on in the background deployment
+    report_credentials: bool = False  # on in the background deployment
     report_public_key: str | None = None  # the fetch workers seal with it
     report_private_key: SecretStr | None = None  # the reporter opens with it
     report_private_key_file: Path | None = None
