@@ -24,6 +24,7 @@ def test_local_stack_revokes_and_stops_cleanly(tmp_path: Path) -> None:
         "KEYSWEEP_RUN_DIR": str(tmp_path / "run"),
         "KEYSWEEP_RUN_KEYSERVICE_PORT": str(_free_port()),
         "KEYSWEEP_RUN_SIM_PORT": str(_free_port()),
+        "KEYSWEEP_RUN_SERVE_PORT": str(_free_port()),
         "KEYSWEEP_RUN_SIM_RATE": "10",
         "KEYSWEEP_BROKER_URL": redis_env.url(10),
         "KEYSWEEP_REDIS_URL": redis_env.url(11),
@@ -52,6 +53,7 @@ def test_local_stack_revokes_and_stops_cleanly(tmp_path: Path) -> None:
         assert "| revoked mg_" in out, out[-3000:]
         line = next(x for x in out.splitlines() if "| revoked mg_" in x)
         assert "…" in line  # redacted, never the key
+        assert "run: partner       keysweep serve on http://127.0.0.1:" in out
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group
         try:

@@ -16,6 +16,7 @@ export KEYSWEEP_RUN_DIR=${KEYSWEEP_RUN_DIR:-$PWD/.run}
 export KEYSWEEP_RUN_KEYSERVICE_PORT=${KEYSWEEP_RUN_KEYSERVICE_PORT:-8787}
 export KEYSWEEP_RUN_SIM_PORT=${KEYSWEEP_RUN_SIM_PORT:-8788}
 export KEYSWEEP_RUN_SIM_RATE=${KEYSWEEP_RUN_SIM_RATE:-5}
+export KEYSWEEP_RUN_SERVE_PORT=${KEYSWEEP_RUN_SERVE_PORT:-8789}
 export KEYSWEEP_METRICS_PORT=${KEYSWEEP_METRICS_PORT:-0}
 mkdir -p "$KEYSWEEP_RUN_DIR"
 
@@ -44,6 +45,22 @@ export KEYSWEEP_REDIS_URL=${KEYSWEEP_REDIS_URL:-redis://127.0.0.1:$redis_port/1}
 export KEYSWEEP_POLL_EVERY=${KEYSWEEP_POLL_EVERY:-1}
 export KEYSWEEP_STATE_DIR=$KEYSWEEP_RUN_DIR/state
 
+# keysweep serve's GitLab token and the credential reporter's key pair, made once
+# per run directory; never printed.
+if [ ! -s "$KEYSWEEP_RUN_DIR/gitlab.token" ]; then
+  python -c 'import secrets; print(secrets.token_urlsafe(24))' > "$KEYSWEEP_RUN_DIR/gitlab.token"
+  chmod 600 "$KEYSWEEP_RUN_DIR/gitlab.token"
+fi
+export KEYSWEEP_GITLAB_TOKEN_FILE=$KEYSWEEP_RUN_DIR/gitlab.token
+if [ ! -s "$KEYSWEEP_RUN_DIR/reporter.key" ] || [ ! -s "$KEYSWEEP_RUN_DIR/reporter.pub" ]; then
+  rm -f "$KEYSWEEP_RUN_DIR/reporter.key"
+  keysweep report-credentials keygen --private-key-file "$KEYSWEEP_RUN_DIR/reporter.key" \
+    | sed -n 's/^KEYSWEEP_REPORT_PUBLIC_KEY=//p' > "$KEYSWEEP_RUN_DIR/reporter.pub"
+fi
+export KEYSWEEP_REPORT_CREDENTIALS=${KEYSWEEP_REPORT_CREDENTIALS:-1}
+KEYSWEEP_REPORT_PUBLIC_KEY=$(cat "$KEYSWEEP_RUN_DIR/reporter.pub")
+export KEYSWEEP_REPORT_PUBLIC_KEY KEYSWEEP_REPORT_PRIVATE_KEY_FILE=$KEYSWEEP_RUN_DIR/reporter.key
+
 if [ -z "${KEYSWEEP_GITHUB_TOKENS:-}" ]; then
   procfile=deploy/local/Procfile.sim
   export KEYSWEEP_GITHUB_API_URL=http://127.0.0.1:$KEYSWEEP_RUN_SIM_PORT
@@ -60,6 +77,7 @@ run: key service   $KEYSWEEP_KEYSERVICE_URL (token in $KEYSWEEP_RUN_DIR/keyservi
 run: GitHub        $github
 run: broker        $KEYSWEEP_BROKER_URL, state $KEYSWEEP_REDIS_URL
 run: workers       poll, fetch, act+notify; scheduler: keysweep beat
+run: partner       keysweep serve on http://127.0.0.1:$KEYSWEEP_RUN_SERVE_PORT (GitHub alerts, GitLab API); keysweep report-credentials
 run: watch         lines below: 'revoked mg_…' per key, 'summary:' every 10 s; Ctrl-C stops everything
 INFO
 exec honcho -f "$procfile" -d . start
