@@ -24,6 +24,7 @@ behave like it; it runs in a worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -58,6 +59,7 @@ FetchKeys = Callable[[], Awaitable[Any]]
 GITHUB_PATH = "/github/secret-scanning"
 UNTHROTTLED = ("/healthz", "/readyz", "/metrics")
 SUBMIT_CHUNK = 500  # findings per queued batch: an act task stays short
+QUEUE_WAIT = 0.25  # how long queueing waits to leave out tokens the key service does not know
 
 
 class TooLarge(Exception):
@@ -220,7 +222,7 @@ def create_app(
         endpoint.__name__ = fn.__name__
         return endpoint
 
-    async def queue(reports: list[Report], origin: dict[str, Any], received: float) -> None:
+    async def queue(reports: list[Report], received: float, origin: str = "github_partner") -> None:
         seen: set[tuple[str, str | None]] = set()
         findings: list[dict[str, Any]] = []
         for rep in reports:
@@ -232,7 +234,9 @@ def create_app(
                 metrics.findings.labels(f.rule_id).inc()
                 findings.append({**f.to_dict(), "fetched_at": received})
         for i in range(0, len(findings), SUBMIT_CHUNK):
-            await anyio.to_thread.run_sync(submit, findings[i : i + SUBMIT_CHUNK], dict(origin))
+            await anyio.to_thread.run_sync(
+                submit, findings[i : i + SUBMIT_CHUNK], {"source": origin}
+            )
 
     async def labels(reports: list[Report]) -> dict[str, bool]:
         ask = sorted({h for r in reports for h in r.hashes})
@@ -270,16 +274,29 @@ def create_app(
         reports = github_reports(intake, data, settings.serve_max_tokens)
         for rep in reports:
             metrics.tokens.labels("github", rep.source).inc()
+        # Ask the key service (for the labels) while deciding what to queue: when it
+        # answers within QUEUE_WAIT, a token it does not know is not ours and is not
+        # queued (the act path would only ask again); when it is slower, everything is
+        # queued at once so revocation never waits for it. Either way nothing that may be
+        # ours is dropped: what is undecided is decided later and revoked all the same.
+        asking = asyncio.ensure_future(labels(reports))
+        await asyncio.wait({asking}, timeout=QUEUE_WAIT)
+        early = asking.result() if asking.done() else None
         try:
-            await queue(reports, {"source": "github_partner"}, received)
+            if early is not None:
+                mine = [rep for rep in reports if label_of(rep, early) != "false_positive"]
+                await queue(mine, received)
+            else:
+                await queue(reports, received)
         except Exception as exc:
+            asking.cancel()
             metrics.submit_failures.inc()
             log.error("could not queue %d reported tokens: %s", len(reports), type(exc).__name__)
             return error(503, "could not queue the alert; retry later")
-        known = await labels(reports)
+        known = await asking
+        decided = [(rep, label_of(rep, known)) for rep in reports]
         answer = []
-        for rep in reports:
-            label = label_of(rep, known)
+        for rep, label in decided:
             metrics.labels.labels(label or "undecided").inc()
             if label is not None:
                 answer.append(
@@ -324,7 +341,7 @@ def create_app(
         for _ in reports:
             metrics.tokens.labels("gitlab", "gitlab").inc()
         try:
-            await queue(reports, {"source": "gitlab_revocation"}, received)
+            await queue(reports, received, "gitlab_revocation")
         except Exception as exc:
             metrics.submit_failures.inc()
             log.error("could not queue %d reported tokens: %s", len(reports), type(exc).__name__)

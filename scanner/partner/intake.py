@@ -17,6 +17,7 @@ before it goes anywhere (an audit event or alert must never hold a key).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import time
@@ -112,41 +113,65 @@ class Intake:
         self.ours = [r for r in engine.rules if r.owner == "keyservice"]
 
     def findings_for(self, token: str, location: Location) -> list[Finding]:
-        data = token.encode("utf-8", "surrogatepass")
-        found = FindingSet(expired_before=time.time())
-        for m in self.engine.scan(data):
-            if m.rule.owner == "keyservice":
-                found.add(m, location)
-        out = found.findings()
-        whole = sha256_hex(data)
-        for rule in self.ours:
-            if any(token.startswith(p) for p in rule.prefixes) and not any(
-                f.secret_sha256 == whole and f.rule_id == rule.id for f in out
-            ):
-                out.append(
-                    Finding(
-                        rule_id=rule.id,
-                        description=rule.description,
-                        severity=rule.severity,
-                        owner=rule.owner,
-                        secret_sha256=whole,
-                        redacted=redact(data, rule.prefixes),
-                        fingerprint=fingerprint(rule.id, whole),
-                        location=location,
-                        locations=[location],
-                        tags=list(rule.tags),
+        return self.findings_for_many([(token, location)])[0]
+
+    def findings_for_many(self, items: list[tuple[str, Location]]) -> list[list[Finding]]:
+        """Each token's findings; the engine scans all of them in one call (one token a
+        line: a newline is in no key's alphabet, so matches never run across tokens)."""
+        datas = [t.encode("utf-8", "surrogatepass") for t, _ in items]
+        starts: list[int] = []
+        pos = 0
+        for d in datas:
+            starts.append(pos)
+            pos += len(d) + 1
+        sets = [FindingSet(expired_before=time.time()) for _ in items]
+        for m in self.engine.scan(b"\n".join(datas)):
+            if m.rule.owner != "keyservice":
+                continue
+            i = bisect.bisect_right(starts, m.start) - 1
+            if m.end <= starts[i] + len(datas[i]):
+                sets[i].add(m, items[i][1])
+        out = []
+        for (token, location), data, found in zip(items, datas, sets, strict=True):
+            fs = found.findings()
+            whole = sha256_hex(data)
+            for rule in self.ours:
+                if any(token.startswith(p) for p in rule.prefixes) and not any(
+                    f.secret_sha256 == whole and f.rule_id == rule.id for f in fs
+                ):
+                    fs.append(
+                        Finding(
+                            rule_id=rule.id,
+                            description=rule.description,
+                            severity=rule.severity,
+                            owner=rule.owner,
+                            secret_sha256=whole,
+                            redacted=redact(data, rule.prefixes),
+                            fingerprint=fingerprint(rule.id, whole),
+                            location=location,
+                            locations=[location],
+                            tags=list(rule.tags),
+                        )
                     )
-                )
-        return [replace(f, secret=None) for f in out]
+            out.append([replace(f, secret=None) for f in fs])
+        return out
+
+    def reports(self, items: list[tuple[str, str, str, str]], kind: str) -> list[Report]:
+        """``(token, type, url, source)`` each -> its report (hash, findings, no cleartext)."""
+        located = [(t, location_of(clean_url(url, t), src, kind)) for t, _, url, src in items]
+        found = self.findings_for_many(located)
+        return [
+            Report(
+                token_hash=hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest(),
+                token_type=typ,
+                source=src,
+                findings=fs,
+            )
+            for (t, typ, _, src), fs in zip(items, found, strict=True)
+        ]
 
     def report(self, token: str, token_type: str, url: str, source: str, kind: str) -> Report:
-        loc = location_of(clean_url(url, token), source, kind)
-        return Report(
-            token_hash=hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest(),
-            token_type=token_type,
-            source=source,
-            findings=self.findings_for(token, loc),
-        )
+        return self.reports([(token, token_type, url, source)], kind)[0]
 
 
 def _items(body: Any, max_items: int) -> list[dict[str, Any]]:
@@ -170,7 +195,7 @@ def _text(item: dict[str, Any], name: str, limit: int, *, required: bool) -> str
 
 def github_reports(intake: Intake, body: Any, max_items: int) -> list[Report]:
     """GitHub's alert body -> reports. Raises BadRequest when the body is malformed."""
-    reports = []
+    items = []
     for item in _items(body, max_items):
         token = _text(item, "token", MAX_TOKEN, required=True)
         token_type = _text(item, "type", MAX_TYPE, required=True)
@@ -178,8 +203,8 @@ def github_reports(intake: Intake, body: Any, max_items: int) -> list[Report]:
         source = _text(item, "source", MAX_TYPE, required=False).lower()
         if source not in GITHUB_SOURCES:
             source = "unknown"  # recorded as GitHub's own catch-all value
-        reports.append(intake.report(token, token_type, url, source, "github_alert"))
-    return reports
+        items.append((token, token_type, url, source))
+    return intake.reports(items, "github_alert")
 
 
 def gitlab_reports(
@@ -195,5 +220,5 @@ def gitlab_reports(
     for item in items:
         token = _text(item, "token", MAX_TOKEN, required=True)
         location = _text(item, "location", MAX_URL, required=False)
-        reports.append(intake.report(token, str(item["type"]), location, "gitlab", "gitlab"))
-    return reports
+        reports.append((token, str(item["type"]), location, "gitlab"))
+    return intake.reports(reports, "gitlab")

@@ -860,6 +860,14 @@ class Sim:
 
     async def c_partner_deliveries(self, request: Request) -> Response:
         p = self.partner
+        if request.query_params.get("summary"):
+            return JSONResponse(
+                {
+                    "sent": sum(d["tokens"] for d in p.deliveries if d["attempt"] == 1),
+                    "pending": len(p.pending),
+                    "inflight": len(p.inflight),
+                }
+            )
         return JSONResponse(
             {
                 "deliveries": p.deliveries,
@@ -906,8 +914,11 @@ class Sim:
                     "source": "commit",
                 }
             )
+        dup = self.partner.config.duplicate_ratio
+        for tok in [t for t in tokens if random.random() < dup]:  # reported again, later
+            tokens.insert(random.randrange(len(tokens) // 2, len(tokens) + 1), tok)
         self.partner.stream_task = asyncio.create_task(self.partner.stream(rate, seconds, tokens))
-        return JSONResponse({"tokens": total, "real": real})
+        return JSONResponse({"tokens": len(tokens), "real": real})
 
     async def c_credentials(self, request: Request) -> Response:
         p = self.partner

@@ -164,7 +164,11 @@ class GitHubSim(ServiceProcess):
         no_headers | tamper | replay. Returns the partner's ``status`` and ``body``."""
         return dict(self.control("POST", "partner/send", {"items": items, "mode": mode}))
 
-    def deliveries(self) -> dict[str, Any]:
+    def deliveries(self, summary: bool = False) -> dict[str, Any]:
+        """Every delivery (time, tokens, attempt, status, seconds, label counts), and per
+        token hash when it was first sent and how often; ``summary``: counts only."""
+        if summary:
+            return dict(self.control("GET", "partner/deliveries", summary=1))
         return dict(self.control("GET", "partner/deliveries"))
 
     def partner_stream(self, rate: float, seconds: float, real_every: int) -> dict[str, Any]:

@@ -92,7 +92,7 @@ class Partner:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        self.http = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=32))
+        self.http = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=256))
         self.task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
@@ -192,7 +192,11 @@ class Partner:
             r = await self.http.post(self.config.url, content=body, headers=headers)
             record.update(status=r.status_code, seconds=time.time() - now)
             if r.status_code == 200:
-                record["labels"] = r.json()
+                labels: dict[str, int] = {}
+                for entry in r.json():
+                    name = str(entry.get("label")) if isinstance(entry, dict) else "malformed"
+                    labels[name] = labels.get(name, 0) + 1
+                record["labels"] = labels
         except httpx.HTTPError as exc:
             record.update(status=None, error=type(exc).__name__, seconds=time.time() - now)
         self.deliveries.append(record)
