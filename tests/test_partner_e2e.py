@@ -350,4 +350,8 @@ def test_not_ready_without_a_broker_and_gitlab_off_without_a_token(
             assert httpx.get(sv.url + "/v1/revocable_token_types").status_code == 503
             # An alert that cannot be queued is answered 503, so GitHub delivers it again.
             sim.partner_config(url=sv.alerts_url)
-            assert sim.partner_send([item(mg_live())])["status"] == 503
+            assert sim.partner_send([item(keyservice.mint("live")["key"])])["status"] == 503
+            # A token the key service says is not ours needs no queue: labelled at once.
+            unknown = mg_live()
+            answer = sim.partner_send([item(unknown)])
+            assert answer["status"] == 200 and answer["body"][0]["label"] == "false_positive"
