@@ -36,8 +36,9 @@ def start_serve(tmp_path: Path, env: dict[str, str], *, name: str = "serve") -> 
     log_path = tmp_path / f"{name}.log"
     port_file = tmp_path / f"{name}.url"
     port_file.unlink(missing_ok=True)
-    cmd = [KEYSWEEP, "serve", "--port", "0", "--port-file", str(port_file)]
-    proc = spawn(cmd, {**os.environ, **env, "PYTHONUNBUFFERED": "1"}, log_path)
+    cmd = [KEYSWEEP, "serve", "--port-file", str(port_file)]
+    where = {"KEYSWEEP_SERVE_HOST": "127.0.0.1", "KEYSWEEP_SERVE_PORT": "0"}
+    proc = spawn(cmd, {**os.environ, **where, **env, "PYTHONUNBUFFERED": "1"}, log_path)
     serve: Serve | None = None
     try:
         url = wait_until_healthy(

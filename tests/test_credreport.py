@@ -112,8 +112,14 @@ print(hand_over(collector.found.findings()))
 def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) -> None:
     with start_sim(tmp_path / "sim") as sim:
         sim.credentials(per_hour=2)
-        with deployment(tmp_path, sim.url, start=False, extra_env=report_env(tmp_path)) as dep:
+        env = report_env(tmp_path)
+        # The private key may come from the environment instead of a file.
+        env["KEYSWEEP_REPORT_PRIVATE_KEY"] = Path(
+            env.pop("KEYSWEEP_REPORT_PRIVATE_KEY_FILE")
+        ).read_text()
+        with deployment(tmp_path, sim.url, start=False, extra_env=env) as dep:
             dep.env["KEYSWEEP_REPORT_PER_HOUR"] = "2"
+            dep.env["KEYSWEEP_REPORT_MAX_PENDING"] = "2400"
             tokens = {github_token() for _ in range(2500)}
             queued = subprocess.run(
                 [sys.executable, "-c", HAND_OVER],
@@ -123,7 +129,7 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
                 text=True,
                 check=True,
             )
-            assert queued.stdout.strip() == str(len(tokens))
+            assert queued.stdout.strip() == "2400"  # the rest dropped, and counted
             dep.start("reporter", "report-credentials")
             # Positive signal: the reporter says its hourly budget is spent.
             assert dep.wait_for(lambda: b"hourly budget spent" in dep.log_text(), 60)
@@ -132,15 +138,16 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
             assert [r["count"] for r in got["requests"]] == [1000, 1000]
             assert len(set(got["revoked"])) == 2000 and set(got["revoked"]) <= tokens
             c = counts(dep)
-            assert c["credrevoke_reported"] == 2000 and c.get("credrevoke_dropped", 0) == 0
+            assert c["credrevoke_reported"] == 2000 and c["credrevoke_dropped"] == 100
             status = subprocess.run(
                 [KEYSWEEP, "report-credentials", "status"],
                 env=dep.env,
                 capture_output=True,
                 text=True,
             )
-            assert "pending 500, reported 2000" in status.stdout
-            # The same tokens found again are not queued twice.
+            assert "pending 400, reported 2000, dropped 100" in status.stdout
+            # Found again: the reported and pending ones are not queued twice; the ones
+            # dropped for want of room are, now that there is room.
             again = subprocess.run(
                 [sys.executable, "-c", HAND_OVER],
                 input="\n".join(tokens),
@@ -149,7 +156,7 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
                 text=True,
                 check=True,
             )
-            assert again.stdout.strip() == "0"
+            assert again.stdout.strip() == "100"
 
 
 def test_reporter_without_its_key_says_what_to_do(tmp_path: Path) -> None:

@@ -279,8 +279,13 @@ def test_public_endpoint_limits_and_gitlab(keyservice: Any, tmp_path: Path) -> N
         "KEYSWEEP_SERVE_MAX_TOKENS": "3",
         "KEYSWEEP_SERVE_TIMEOUT": "1",
         "KEYSWEEP_SERVE_RATE_LIMIT": "40/minute",
-        "KEYSWEEP_GITLAB_TOKEN_TYPES": "mg_live,mg_test",
+        "KEYSWEEP_SERVE_FORWARDED_ALLOW_IPS": "127.0.0.1",
+        # GitLab's analyzer names a custom rule's type gitleaks_rule_id_<rule id>.
+        "KEYSWEEP_GITLAB_TOKEN_TYPES": "mg_live,mg_test,gitleaks_rule_id_mg_live",
+        "KEYSWEEP_GITLAB_TOKEN": "",
+        "KEYSWEEP_GITLAB_TOKEN_FILE": str(tmp_path / "gitlab.token"),
     }
+    (tmp_path / "gitlab.token").write_text(GITLAB_TOKEN + "\n")
     with stack(tmp_path, ks, serve_env=env) as (sim, dep, sv):
         # GitLab's two endpoints, called as a GitLab instance calls them.
         key = ks.mint("live")
@@ -295,7 +300,7 @@ def test_public_endpoint_limits_and_gitlab(keyservice: Any, tmp_path: Path) -> N
         out = sim.gitlab_revoke(sv.url, GITLAB_TOKEN, keys)
         assert out == {
             "types_status": 200,
-            "types": ["mg_live", "mg_test"],
+            "types": ["gitleaks_rule_id_mg_live", "mg_live", "mg_test"],
             "sent": 1,
             "revoke_status": 204,
         }
@@ -329,6 +334,12 @@ def test_public_endpoint_limits_and_gitlab(keyservice: Any, tmp_path: Path) -> N
         limited = httpx.get(sv.url + "/v1/revocable_token_types")
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
         assert httpx.get(sv.url + "/healthz").status_code == 200  # probes are never limited
+        # Behind a trusted proxy, each X-Forwarded-For client has its own budget.
+        other = httpx.get(
+            sv.url + "/v1/revocable_token_types",
+            headers={"Authorization": GITLAB_TOKEN, "X-Forwarded-For": "203.0.113.7"},
+        )
+        assert other.status_code == 200
         assert key["key"] not in sv.log_path.read_text() + sv.metrics()
 
 

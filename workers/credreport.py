@@ -100,6 +100,8 @@ def hand_over(findings: list[Finding]) -> int:
         if len(new) > room:
             state.count("credrevoke_dropped", len(new) - room)
             log.warning("report queue full (%d): %d token(s) dropped", cap, len(new) - room)
+            for h, _ in new[room:]:  # not claimed: found again later, it may be queued then
+                state.forget("credrevoke", h)
             new = new[:room]
         now = time.time()
         pipe = r.pipeline()
