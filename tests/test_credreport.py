@@ -119,6 +119,7 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
         ).read_text()
         with deployment(tmp_path, sim.url, start=False, extra_env=env) as dep:
             dep.env["KEYSWEEP_REPORT_PER_HOUR"] = "2"
+            dep.env["KEYSWEEP_REPORT_EVERY"] = "3600"  # full batches go at once all the same
             dep.env["KEYSWEEP_REPORT_MAX_PENDING"] = "2400"
             tokens = {github_token() for _ in range(2500)}
             queued = subprocess.run(
@@ -173,3 +174,22 @@ def test_reporter_without_its_key_says_what_to_do(tmp_path: Path) -> None:
         timeout=60,
     )
     assert p.returncode == 2 and "keysweep report-credentials keygen" in p.stderr
+
+
+def test_a_batch_github_refuses_three_times_is_dropped(tmp_path: Path) -> None:
+    with start_sim(tmp_path / "sim") as sim:
+        sim.credentials(max=5)  # GitHub answers 422 to more than this per request
+        with deployment(tmp_path, sim.url, start=False, extra_env=report_env(tmp_path)) as dep:
+            tokens = {github_token() for _ in range(10)}
+            subprocess.run(
+                [sys.executable, "-c", HAND_OVER],
+                input="\n".join(tokens),
+                env=dep.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            dep.start("reporter", "report-credentials")
+            assert dep.wait_for(lambda: dep.counts().get("credrevoke_dropped", 0) == 10, 60)
+            assert [r["status"] for r in sim.credentials()["requests"]] == [422, 422, 422]
+            assert sim.credentials()["revoked"] == []

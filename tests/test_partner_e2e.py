@@ -328,6 +328,11 @@ def test_public_endpoint_limits_and_gitlab(keyservice: Any, tmp_path: Path) -> N
             "status": "ready",
             "checks": {"redis": True, "broker": True},
         }
+        bearer = httpx.get(
+            sv.url + "/v1/revocable_token_types",
+            headers={"Authorization": f"Bearer {GITLAB_TOKEN}"},
+        )
+        assert bearer.status_code == 200
         # Per-client rate limit: past 40 a minute, 429 with Retry-After.
         codes = [httpx.get(sv.url + "/v1/revocable_token_types").status_code for _ in range(45)]
         assert 429 in codes

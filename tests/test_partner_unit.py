@@ -84,6 +84,18 @@ def test_unknown_identifiers_refetch_at_most_once_a_minute() -> None:
     assert len(kr.calls) == 2  # type: ignore[attr-defined]
 
 
+def test_the_key_list_is_refreshed_hourly() -> None:
+    now = [1000.0]
+    kr = ring(now)
+    assert asyncio.run(kr.verify(DOC_BODY, DOC_ID, DOC_SIG)).ok
+    now[0] += 3599.0
+    assert asyncio.run(kr.verify(DOC_BODY, DOC_ID, DOC_SIG)).ok
+    assert len(kr.calls) == 1  # type: ignore[attr-defined]
+    now[0] += 1.0
+    assert asyncio.run(kr.verify(DOC_BODY, DOC_ID, DOC_SIG)).ok
+    assert len(kr.calls) == 2  # type: ignore[attr-defined]
+
+
 def test_keys_that_are_not_p256_are_ignored() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
