@@ -42,6 +42,8 @@ def _engine_and_config(root: Path, config_path: Path | None):  # type: ignore[no
     from scanner.rules import load_rules
 
     config = load_config(config_path, root)
+    for warning in config.warnings:
+        print(f"keysweep: warning: {warning}", file=sys.stderr)
     rules = load_rules(extra=config.rules, disabled=config.disabled_rules, validate_pack=False)
     engine = Engine(
         rules,

@@ -119,11 +119,6 @@ class Settings(BaseSettings):
         ("notify", "smtp_url"): ("smtp_url", Trust.OPERATOR),
         ("notify", "from"): ("notify_from", Trust.OPERATOR),
     }
-    # Variables the model documents but a file may not set.
-    ENV_ONLY: ClassVar[frozenset[str]] = frozenset(
-        {"keyservice_token", "state_dir", "cache_dir", "prefilter"}
-    )
-
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _origin: str | None = PrivateAttr(default=None)
 
@@ -249,6 +244,10 @@ def flatten_file(
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise ConfigError(f"{origin}: unknown key {_describe(key)}{hint}")
             field, needs = known[key]
+            if cls.model_fields[field].annotation == list[str] and not isinstance(v, list):
+                raise ConfigError(
+                    f"{origin}: {_describe(key)}: Input should be a valid list (got {v!r})"
+                )
             if needs is Trust.OPERATOR and trust is Trust.REPO:
                 ignored.append(_describe(key))
                 continue

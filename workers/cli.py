@@ -130,7 +130,8 @@ def status(argv: list[str]) -> int:
         )
     c = data["counts"]
     print(
-        f"counts:   documents {c.get('documents_scanned', 0)}, findings {c.get('findings', 0)}, "
+        f"counts:   documents {c.get('documents_scanned', 0)} "
+        f"(passed over: {c.get('documents_failed', 0)}), findings {c.get('findings', 0)}, "
         f"revoked {c.get('outcome_revoked', 0)}, already revoked "
         f"{c.get('outcome_already_revoked', 0)}, github requests {c.get('github_requests', 0)}"
     )

@@ -79,6 +79,13 @@ def unquote_path(raw: bytes) -> str:
     return out.decode("utf-8", "replace")
 
 
+def new_lines(data: bytes, lo: int, hi: int) -> int:
+    """Lines of the new file that start in ``data[lo:hi]`` inside one hunk: added lines
+    and context lines (GitHub's patches carry three of them; ``-U0`` none), not removed
+    lines nor git's "\\ No newline at end of file"."""
+    return data.count(b"\n", lo, hi) - data.count(b"\n-", lo, hi) - data.count(b"\n\\", lo, hi)
+
+
 class PatchChunk:
     """A run of ``git diff-tree -p -U0`` output; ``data`` starts with a newline."""
 
@@ -126,13 +133,13 @@ class PatchChunk:
         if h == -1:
             if c != -1 or self.carry is None or self.carry.next_line is None:
                 return None
-            line = self.carry.next_line + data.count(b"\n+", 0, ls - 1)
+            line = self.carry.next_line + new_lines(data, 0, ls - 1)
             return header, index, self.carry.path, line
         hunk_end = data.find(b"\n", h + 1)
         m = HUNK.match(data, h + 1, hunk_end)
         if m is None:
             return None
-        line = int(m.group(1)) + data.count(b"\n+", hunk_end, ls - 1)
+        line = int(m.group(1)) + new_lines(data, hunk_end, ls - 1)
         if d != -1:
             path = self._path(d, h + 1)
         elif c == -1 and self.carry is not None:
@@ -182,11 +189,11 @@ class PatchChunk:
         if h == -1:
             nxt = carry.next_line if carry and c == -1 else None
             if nxt is not None:
-                nxt += data.count(b"\n+", 0, end)
+                nxt += new_lines(data, 0, end)
             return Carry(header, path, nxt)
         hunk_end = data.find(b"\n", h + 1)
         m = HUNK.match(data, h + 1, hunk_end)
-        nxt = int(m.group(1)) + data.count(b"\n+", hunk_end, end) if m else None
+        nxt = int(m.group(1)) + new_lines(data, hunk_end, end) if m else None
         return Carry(header, path, nxt)
 
 
