@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 
 import pytest
 
@@ -149,6 +150,7 @@ def test_github_body_parsing_sources_urls_and_limits() -> None:
     assert reports[0].token_hash == hashlib.sha256(key.encode()).hexdigest()
     loc = reports[0].findings[0].location
     assert (loc.repo, loc.commit, loc.path, loc.line) == ("o/r", "a" * 40, "src/app.py", 7)
+    assert loc.kind == "github_commit"  # who reported it, and GitHub's source
     assert key not in (reports[1].findings[0].location.url or "")  # a URL never carries the key
     assert reports[2].findings == []  # not one of our keys: nothing queued
     for bad in ({"token": key}, [{"type": "x"}], [key], [{"token": 5, "type": "x"}]):
@@ -181,7 +183,52 @@ def test_labels_from_what_is_known() -> None:
 
 def test_location_of_a_gist_and_of_anything_else() -> None:
     assert (
-        location_of("https://gist.github.com/abc123", "gist_content", "github_alert").repo
-        == "gist:abc123"
+        location_of("https://gist.github.com/abc123", "github_gist_content").repo == "gist:abc123"
     )
-    assert location_of("", "unknown", "github_alert").url is None
+    assert location_of("", "github_unknown").url is None
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_githubs_keys_unavailable_is_a_503_and_nothing_is_queued() -> None:
+    from starlette.testclient import TestClient
+
+    from scanner.partner.app import GITHUB_PATH, create_app
+    from scanner.partner.settings import ServeSettings
+
+    queued: list[list[dict]] = []
+
+    async def unreachable() -> dict:
+        raise OSError("GitHub is unreachable")
+
+    app = create_app(
+        ServeSettings(),
+        submit=lambda findings, origin: queued.append(findings),
+        engine=build_engine(Config()),
+        fetch_keys=unreachable,
+    )
+    with TestClient(app) as client:
+        body = json.dumps([{"token": mg_live(), "type": "mg_live"}]).encode()
+        r = client.post(
+            GITHUB_PATH,
+            content=body,
+            headers={
+                "Github-Public-Key-Identifier": DOC_ID,
+                "Github-Public-Key-Signature": DOC_SIG,
+            },
+        )
+        assert r.status_code == 503 and "retry later" in r.json()["error"]
+        assert 'keysweep_partner_key_fetches_total{result="failed"}' in client.get("/metrics").text
+    assert queued == []
+
+
+def test_the_partner_app_imports_no_celery_redis_or_workers() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, scanner.partner.app, scanner.partner.credentials; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('workers', 'celery', 'redis', "
+        "'kombu')]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr

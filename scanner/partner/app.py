@@ -167,21 +167,26 @@ def create_app(
             headers["Authorization"] = f"Bearer {settings.github_token}"
         if etag.get("tag"):
             headers["If-None-Match"] = etag["tag"]
+        r = await client.get(settings.keys_url, headers=headers)
+        if r.status_code == 304 and "body" in etag:
+            return etag["body"]
+        r.raise_for_status()
+        body = r.json()
+        etag.update(tag=r.headers.get("etag"), body=body)
+        return body
+
+    fetcher = fetch_keys or github_keys
+
+    async def counted_fetch() -> Any:
         try:
-            r = await client.get(settings.keys_url, headers=headers)
-            if r.status_code == 304 and "body" in etag:
-                metrics.key_fetches.labels("not_modified").inc()
-                return etag["body"]
-            r.raise_for_status()
-            body = r.json()
+            body = await fetcher()
         except Exception:
             metrics.key_fetches.labels("failed").inc()
             raise
         metrics.key_fetches.labels("ok").inc()
-        etag.update(tag=r.headers.get("etag"), body=body)
         return body
 
-    keyring = KeyRing(fetch_keys or github_keys, min_refetch=settings.serve_keys_refetch)
+    keyring = KeyRing(counted_fetch, min_refetch=settings.serve_keys_refetch)
     lookups: dict[str, Lookup] = {}
 
     @contextlib.asynccontextmanager

@@ -85,8 +85,10 @@ def clean_url(url: str, token: str) -> str:
     return url
 
 
-def location_of(url: str, source: str, kind: str) -> Location:
-    """Repository, commit, path and line where the URL is a GitHub blob link."""
+def location_of(url: str, kind: str) -> Location:
+    """Repository, commit, path and line where the URL is a GitHub blob link. ``kind``
+    says who reported it and where they saw it: ``github_<source>`` (GitHub's
+    ``source``: ``github_commit``, ``github_issue_comment``, …) or ``gitlab``."""
     m = BLOB_URL.match(url)
     if m:
         line = m.group("line")
@@ -97,12 +99,11 @@ def location_of(url: str, source: str, kind: str) -> Location:
             path=m.group("path"),
             line=int(line) if line else None,
             url=url,
-            subject=source,
         )
     g = GIST_URL.match(url)
     if g:
-        return Location(kind=kind, repo=f"gist:{g.group('gist')}", url=url, subject=source)
-    return Location(kind=kind, url=url or None, subject=source)
+        return Location(kind=kind, repo=f"gist:{g.group('gist')}", url=url)
+    return Location(kind=kind, url=url or None)
 
 
 class Intake:
@@ -156,9 +157,17 @@ class Intake:
             out.append([replace(f, secret=None) for f in fs])
         return out
 
-    def reports(self, items: list[tuple[str, str, str, str]], kind: str) -> list[Report]:
+    def reports(self, items: list[tuple[str, str, str, str]], provider: str) -> list[Report]:
         """``(token, type, url, source)`` each -> its report (hash, findings, no cleartext)."""
-        located = [(t, location_of(clean_url(url, t), src, kind)) for t, _, url, src in items]
+        located = [
+            (
+                t,
+                location_of(
+                    clean_url(url, t), provider if src == provider else f"{provider}_{src}"
+                ),
+            )
+            for t, _, url, src in items
+        ]
         found = self.findings_for_many(located)
         return [
             Report(
@@ -170,8 +179,8 @@ class Intake:
             for (t, typ, _, src), fs in zip(items, found, strict=True)
         ]
 
-    def report(self, token: str, token_type: str, url: str, source: str, kind: str) -> Report:
-        return self.reports([(token, token_type, url, source)], kind)[0]
+    def report(self, token: str, token_type: str, url: str, source: str, provider: str) -> Report:
+        return self.reports([(token, token_type, url, source)], provider)[0]
 
 
 def _items(body: Any, max_items: int) -> list[dict[str, Any]]:
@@ -204,7 +213,7 @@ def github_reports(intake: Intake, body: Any, max_items: int) -> list[Report]:
         if source not in GITHUB_SOURCES:
             source = "unknown"  # recorded as GitHub's own catch-all value
         items.append((token, token_type, url, source))
-    return intake.reports(items, "github_alert")
+    return intake.reports(items, "github")
 
 
 def gitlab_reports(
