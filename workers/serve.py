@@ -99,7 +99,9 @@ def serve(argv: list[str]) -> int:
         # The client address of the rate limit comes from X-Forwarded-For only when
         # the connection is from a proxy listed here (your ingress).
         forwarded_allow_ips=settings.serve_forwarded_allow_ips,
-        timeout_keep_alive=5,
+        # Longer than a client's or load balancer's idle timeout: a reused connection is
+        # never closed under a request that is on its way.
+        timeout_keep_alive=75,
         limit_concurrency=1000,
         server_header=False,
     )
