@@ -24,6 +24,7 @@ in ``keysweep status``; pending is the queue's length.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import os
@@ -40,6 +41,7 @@ from scanner.findings import Finding
 log = logging.getLogger("keysweep.credrevoke")
 
 CLAIM_TTL = 30 * 24 * 3600
+_told: set[str] = set()
 REFUSALS_BEFORE_DROP = 3
 
 
@@ -111,8 +113,11 @@ def hand_over(findings: list[Finding]) -> int:
         pipe.execute()
         return len(new)
     except Exception as exc:  # the scan's own findings still go on; this is counted
-        state.count("credrevoke_dropped", len(tokens))
-        log.error("could not queue %d GitHub token(s) for reporting: %s", len(tokens), exc)
+        with contextlib.suppress(Exception):
+            state.count("credrevoke_dropped", len(tokens))
+        if str(exc) not in _told:  # once per process and kind of failure, not per batch
+            _told.add(str(exc))
+            log.error("could not queue GitHub tokens for reporting: %s", exc)
         return 0
 
 
