@@ -36,6 +36,7 @@ bench:
 	$(BENCH_VENV)/bin/python bench/history.py
 	$(BENCH_VENV)/bin/python bench/hook.py
 	$(BENCH_VENV)/bin/python bench/pipeline.py
+	$(BENCH_VENV)/bin/python bench/intake.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build *.egg-info

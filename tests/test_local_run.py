@@ -67,6 +67,7 @@ def test_local_stack_for_a_person_watching(tmp_path: Path) -> None:
         "KEYSWEEP_RUN_DIR": str(run_dir),
         "KEYSWEEP_RUN_KEYSERVICE_PORT": str(_free_port()),
         "KEYSWEEP_RUN_SIM_PORT": str(_free_port()),
+        "KEYSWEEP_RUN_SERVE_PORT": str(_free_port()),
         "KEYSWEEP_RUN_SIM_RATE": "10",
         "KEYSWEEP_BROKER_URL": redis_env.url(10),
         "KEYSWEEP_REDIS_URL": redis_env.url(11),
@@ -91,6 +92,8 @@ def test_local_stack_for_a_person_watching(tmp_path: Path) -> None:
             "worker-fetch",
             "worker-act",
             "beat",
+            "serve",
+            "reporter",
         ):
             assert (logs / f"{name}.log").is_file(), name
         assert (logs / "worker-fetch.log").stat().st_size > 0
@@ -106,7 +109,19 @@ def test_local_stack_for_a_person_watching(tmp_path: Path) -> None:
         assert leak.returncode == 1, leak.stderr.decode()  # found (and revoked): exit 1
         mine = re.search(r"mg_live_[A-Za-z0-9_-]{8}…", leak.stdout.decode()).group(0)  # type: ignore[union-attr]
         first.wait_for(lambda o: f"revoked {mine.rstrip('…')}" in o)
-        assert "partner alerts: [NOT YET ON THIS BRANCH" in out
+        assert "run: partner       keysweep serve on http://127.0.0.1:" in out
+        # "Send a partner alert the way GitLab does": as printed; its key is revoked.
+        printed = out.split("send a partner alert the way GitLab does")[1].splitlines()[1]
+        sent = subprocess.run(
+            ["bash", "-c", printed.strip()],
+            capture_output=True,
+            env={k: v for k, v in env.items() if not k.startswith("KEYSWEEP_")},
+            timeout=120,
+        )
+        assert sent.returncode == 0 and sent.stdout.decode().strip() == "204", sent
+        prefix = re.search(r"minted \S+ \((mg_live_[A-Za-z0-9_-]{8})…", sent.stderr.decode())
+        assert prefix, sent.stderr.decode()
+        first.wait_for(lambda o: f"revoked {prefix.group(1)}" in o)
     finally:
         first.stop()
     revoked_before = len(re.findall(r"(?m)^revoked mg_", first.out))

@@ -17,6 +17,7 @@ export KEYSWEEP_RUN_DIR=${KEYSWEEP_RUN_DIR:-$PWD/.run}
 export KEYSWEEP_RUN_KEYSERVICE_PORT=${KEYSWEEP_RUN_KEYSERVICE_PORT:-8787}
 export KEYSWEEP_RUN_SIM_PORT=${KEYSWEEP_RUN_SIM_PORT:-8788}
 export KEYSWEEP_RUN_SIM_RATE=${KEYSWEEP_RUN_SIM_RATE:-5}
+export KEYSWEEP_RUN_SERVE_PORT=${KEYSWEEP_RUN_SERVE_PORT:-8789}
 export KEYSWEEP_METRICS_PORT=${KEYSWEEP_METRICS_PORT:-0}
 mkdir -p "$KEYSWEEP_RUN_DIR"
 
@@ -44,6 +45,22 @@ export KEYSWEEP_BROKER_URL=${KEYSWEEP_BROKER_URL:-redis://127.0.0.1:$redis_port/
 export KEYSWEEP_REDIS_URL=${KEYSWEEP_REDIS_URL:-redis://127.0.0.1:$redis_port/1}
 export KEYSWEEP_POLL_EVERY=${KEYSWEEP_POLL_EVERY:-1}
 export KEYSWEEP_STATE_DIR=$KEYSWEEP_RUN_DIR/state
+
+# keysweep serve's GitLab token and the credential reporter's key pair, made once
+# per run directory; never printed.
+if [ ! -s "$KEYSWEEP_RUN_DIR/gitlab.token" ]; then
+  python -c 'import secrets; print(secrets.token_urlsafe(24))' > "$KEYSWEEP_RUN_DIR/gitlab.token"
+  chmod 600 "$KEYSWEEP_RUN_DIR/gitlab.token"
+fi
+export KEYSWEEP_GITLAB_TOKEN_FILE=$KEYSWEEP_RUN_DIR/gitlab.token
+if [ ! -s "$KEYSWEEP_RUN_DIR/reporter.key" ] || [ ! -s "$KEYSWEEP_RUN_DIR/reporter.pub" ]; then
+  rm -f "$KEYSWEEP_RUN_DIR/reporter.key"
+  keysweep report-credentials keygen --private-key-file "$KEYSWEEP_RUN_DIR/reporter.key" \
+    | sed -n 's/^KEYSWEEP_REPORT_PUBLIC_KEY=//p' > "$KEYSWEEP_RUN_DIR/reporter.pub"
+fi
+export KEYSWEEP_REPORT_CREDENTIALS=${KEYSWEEP_REPORT_CREDENTIALS:-1}
+KEYSWEEP_REPORT_PUBLIC_KEY=$(cat "$KEYSWEEP_RUN_DIR/reporter.pub")
+export KEYSWEEP_REPORT_PUBLIC_KEY KEYSWEEP_REPORT_PRIVATE_KEY_FILE=$KEYSWEEP_RUN_DIR/reporter.key
 
 if [ -z "${KEYSWEEP_GITHUB_TOKENS:-}" ]; then
   procfile=deploy/local/Procfile.sim
@@ -86,19 +103,22 @@ run: GitHub        $github$( [ "$procfile" = deploy/local/Procfile.sim ] && prin
 run: workers       poll, fetch, act+notify    logs: $logs/worker-{poll,fetch,act}.log
 run: scheduler     keysweep beat              log: $logs/beat.log
 run: broker        $KEYSWEEP_BROKER_URL, state $KEYSWEEP_REDIS_URL
+run: partner       keysweep serve on http://127.0.0.1:$KEYSWEEP_RUN_SERVE_PORT (GitHub alerts, GitLab API)   log: $logs/serve.log
+run: reporter      keysweep report-credentials (GitHub tokens to GitHub)   log: $logs/reporter.log
 run: alerts        $notify
 run: logs          each process in $logs/ (the previous run's in $KEYSWEEP_RUN_DIR/logs.previous/)
 
 try next (Ctrl-C stops everything):
   leak a key yourself, in another terminal (the line 'revoked mg_live_…' appears below):
       . $KEYSWEEP_RUN_DIR/env && keysweep keys create --env live > /tmp/leaked-key.txt && keysweep scan /tmp/leaked-key.txt --revoke --no-progress
+  send a partner alert the way GitLab does (Token Revocation API); its key is revoked below:
+      . $KEYSWEEP_RUN_DIR/env && key=\$(keysweep keys create --env live) && curl -sS -o /dev/null -w '%{http_code}\\n' -X POST http://127.0.0.1:$KEYSWEEP_RUN_SERVE_PORT/v1/revoke_tokens -H "Authorization: \$(cat $KEYSWEEP_RUN_DIR/gitlab.token)" -H 'content-type: application/json' -d "[{\\"type\\": \\"mg_live\\", \\"token\\": \\"\$key\\", \\"location\\": \\"https://gitlab.com/acme/app/-/blob/main/.env\\"}]"
+      (GitHub's partner alerts come from the simulator already, signed as GitHub signs them)
   alerts: stop, then start again with a channel, e.g.
       KEYSWEEP_NOTIFY_SLACK_URL=https://hooks.slack.com/services/... make run
       (or KEYSWEEP_NOTIFY_WEBHOOK_URL with KEYSWEEP_NOTIFY_WEBHOOK_SECRET; README: Alert notifications)
   real GitHub instead of the simulator: stop, then
       KEYSWEEP_GITHUB_TOKENS=<your token> make run
-  partner alerts: [NOT YET ON THIS BRANCH: \`keysweep serve\` (issue #12) will take GitHub's
-      secret-scanning alerts here; this line will say how to send one]
 
 INFO
 
