@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from scanner import __version__
+from scanner import RELEASE_COMMIT, __version__
 from scanner.errors import KeysweepError
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
@@ -61,7 +61,7 @@ exit codes: 0 nothing found, 1 findings (see --exit-code), 2 error.
 HOOK_EPILOG = f"""\
 with the pre-commit framework (.pre-commit-config.yaml):
   - repo: https://github.com/keysweep/keysweep
-    rev: v{__version__}
+    rev: {RELEASE_COMMIT}  # frozen: v{__version__}
     hooks:
       - id: keysweep              # at commit: what is staged
       - id: keysweep-pre-push     # at push: every commit being pushed

@@ -11,7 +11,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from scanner import __version__
+from scanner import RELEASE_COMMIT, __version__
 from scanner.cli import HOOK_EPILOG
 from tests.conftest import ROOT
 from tests.helpers import GIT_ENV, Repo, git, mg_live
@@ -28,25 +28,24 @@ def readme_snippet() -> str:
 def test_one_version_everywhere() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert project == __version__
-    assert f"rev: v{__version__}\n" in readme_snippet()
-    assert f"rev: v{__version__}\n" in HOOK_EPILOG
+    pin = f"rev: {RELEASE_COMMIT}  # frozen: v{__version__}\n"
+    assert pin in readme_snippet()
+    assert pin in HOOK_EPILOG
     kustomize = (ROOT / "deploy/k8s/kustomization.yaml").read_text()
     assert f'newTag: "{__version__}"' in kustomize
 
 
-def test_the_release_is_tagged() -> None:
-    tag = f"v{__version__}"
-    probe = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{tag}^{{commit}}"],
-        capture_output=True,
+def test_the_pinned_commit_is_this_release_in_this_history() -> None:
+    def git_out(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+
+    assert re.fullmatch(r"[0-9a-f]{40}", RELEASE_COMMIT)
+    ancestor = git_out("merge-base", "--is-ancestor", RELEASE_COMMIT, "HEAD")
+    assert ancestor.returncode == 0, (
+        f"{RELEASE_COMMIT} is not in this history: pin the release commit (README: Releases)"
     )
-    assert probe.returncode == 0, (
-        f"no tag {tag}: release with `git tag -a {tag}` (README: Releases)"
-    )
-    tagged = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{tag}:pyproject.toml"], capture_output=True, text=True
-    ).stdout
-    assert f'version = "{__version__}"' in tagged
+    released = git_out("show", f"{RELEASE_COMMIT}:pyproject.toml").stdout
+    assert f'version = "{__version__}"' in released
 
 
 def test_readme_snippet_works_with_the_real_framework(tmp_path: Path) -> None:
