@@ -80,13 +80,16 @@ def location_key(loc: Location) -> str:
 
 
 def source_url(loc: Location) -> str | None:
-    """A link a person can open: the blob on GitHub when the repository is there."""
+    """A link a person can open: the line on GitHub, GitLab or Bitbucket when the
+    repository is there, else repository, commit, path and line."""
+    from scanner.links import browse_url
+
     if loc.url:
         return loc.url
     repo = loc.repo or ""
-    if repo.startswith("https://github.com/") and loc.commit and loc.path:
-        base = repo.removesuffix(".git").rstrip("/")
-        return f"{base}/blob/{loc.commit}/{loc.path}#L{loc.line or 1}"
+    link = browse_url(repo, loc.commit, loc.path, loc.line)
+    if link:
+        return link
     if repo and loc.path:
         at = f"@{loc.commit}" if loc.commit else ""
         return f"{repo}{at}:{loc.path}" + (f"#L{loc.line}" if loc.line else "")

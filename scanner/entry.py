@@ -33,7 +33,7 @@ def main() -> int:
     return cli_main(words)
 
 
-CORE = {"scan", "rules", "baseline", "hook", "install-hook", "keys"}
+CORE = {"scan", "rules", "baseline", "hook", "install-hook", "keys", "version", "completion"}
 
 
 def service_command(name: str):  # type: ignore[no-untyped-def]

@@ -73,9 +73,7 @@ def act(findings: list[Finding], ctx: Context) -> dict[str, Outcome]:
     if not ours or ctx.keyservice is None:
         return {}
     owned = resolve(ours, ctx.keyservice, ctx.negative_cache)
-    outcomes = act_on(
-        owned, ctx.keyservice, ctx.policy, dry_run=ctx.dry_run or not ctx.revoke
-    )
+    outcomes = act_on(owned, ctx.keyservice, ctx.policy, dry_run=ctx.dry_run or not ctx.revoke)
     return {o.fingerprint: o for o in outcomes}
 
 

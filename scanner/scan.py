@@ -17,7 +17,7 @@ from pathlib import Path
 from scanner.baseline import load_baseline
 from scanner.config import Config
 from scanner.engine import Allowlist, Engine
-from scanner.findings import Finding, FindingSet
+from scanner.findings import Finding, FindingSet, Location
 from scanner.rules import Rule, load_rules
 from scanner.sources import Fragment, Source
 from scanner.sources.files import FileSource, SkipCounts, excluded
@@ -142,10 +142,57 @@ def scan_git(
     display: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     rev_args: list[str] | None = None,
+    paths: list[str] | None = None,
+    relocate: Callable[[Location], Location] | None = None,
 ) -> ScanResult:
-    """Full history of ``repo`` (or the commits ``rev_args`` select);
-    ``progress(commits_done, commits_total)``."""
+    """Full history of ``repo`` (or the commits ``rev_args`` select), limited to
+    ``paths`` when given; ``progress(commits_done, commits_total)``; ``relocate`` adds
+    to each location (the link a person can open)."""
     source = GitHistorySource(
-        repo, display, since=opts.since, rev_args=rev_args, jobs=opts.jobs, progress=progress
+        repo,
+        display,
+        since=opts.since,
+        rev_args=rev_args,
+        jobs=opts.jobs,
+        progress=progress,
+        paths=paths,
+        relocate=relocate,
     )
     return scan_source(source, engine, config, opts)
+
+
+class IndexSource:
+    """What is staged (the added lines of ``git diff --cached``), as the pre-commit hook
+    sees it; ``units`` counts the files staged."""
+
+    mode = "staged"
+
+    def __init__(self, repo: Path, display: str | None = None, paths: list[str] | None = None):
+        from scanner.sources.files import SkipCounts
+
+        self.repo, self.paths = repo, paths or []
+        self.target = display or str(repo)
+        self.skipped = SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+
+    def feed(self, sink: Callable[[Fragment], None]) -> None:
+        from scanner.hook_cache import STAGED_DIFF
+        from scanner.sources.git_history import PatchChunk, run_git
+
+        patch = run_git(self.repo, *STAGED_DIFF, *(["--", *self.paths] if self.paths else []))
+        self.units = patch.count(b"\ndiff --git ") + patch.startswith(b"diff --git ")
+        if patch:
+            sink(PatchChunk(b"\n" + patch, self.target, 0, None))
+
+
+def scan_index(
+    repo: Path,
+    engine: Engine,
+    config: Config,
+    opts: ScanOptions,
+    display: str | None = None,
+    paths: list[str] | None = None,
+) -> ScanResult:
+    """What is staged in ``repo``'s index."""
+    return scan_source(IndexSource(repo, display, paths), engine, config, opts)

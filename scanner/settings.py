@@ -277,8 +277,10 @@ def _format_errors(
             file_key = next((k for k, (f, _) in cls.FILE_KEYS.items() if f == field), (field,))
             where = f"{origins.get(field, 'settings')}: {_describe(file_key)}"
         got = err.get("input")
-        shown = "" if isinstance(got, dict | list) or field.endswith(("token", "secret")) else (
-            f" (got {got!r})"
+        shown = (
+            ""
+            if isinstance(got, dict | list) or field.endswith(("token", "secret"))
+            else (f" (got {got!r})")
         )
         lines.append(f"{where}: {err['msg']}{shown}")
     return "; ".join(lines)

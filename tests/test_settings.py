@@ -56,10 +56,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_the_readme_documents_every_setting_and_nothing_else() -> None:
+    from scanner.partner.settings import ReportSettings, ServeSettings
     from workers.settings import WorkerSettings
 
     variables = {r.variable for r in ROWS}
-    assert variables == set(WorkerSettings.env_names()) | {"KEYSWEEP_CONFIG"}
+    assert variables == set(WorkerSettings.env_names()) | set(ServeSettings.env_names()) | set(
+        ReportSettings.env_names()
+    ) | {"KEYSWEEP_CONFIG"}
     keys = {r.file_key for r in ROWS if r.file_key}
     described = {
         "[[rules]]" if k == ("rules",) else (f"[{k[0]}] {k[1]}" if len(k) == 2 else k[0])

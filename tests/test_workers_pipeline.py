@@ -30,8 +30,7 @@ def test_a_refused_document_never_fails_its_batch(keyservice, tmp_path: Path) ->
             def done() -> bool:
                 st = statuses(ks, good)
                 return (
-                    set(st.values()) == {"revoked"}
-                    and dep.counts().get("documents_failed", 0) >= 1
+                    set(st.values()) == {"revoked"} and dep.counts().get("documents_failed", 0) >= 1
                 )
 
             assert dep.wait_for(done, timeout=90), (statuses(ks, planted), dep.counts())

@@ -134,9 +134,17 @@ def scan_batch(self: Retrying, docs: list[dict[str, Any]]) -> int:
             log.warning("document skipped kind=%s error=%s", doc.get("kind"), exc)
             continue
         _record(str(doc.get("kind")), result)
+        report_to_issuer(result.findings)  # third-party GitHub tokens, sealed, while we hold them
         found.extend({**f.to_dict(), "fetched_at": fetched_at} for f in result.findings)
     _hand_on(found)
     return len(found)
+
+
+def report_to_issuer(findings: list[Any]) -> None:
+    """The hook: findings still holding their cleartext, inside the fetch process."""
+    from workers.credreport import hand_over
+
+    hand_over(findings)
 
 
 def _hand_on(found: list[dict[str, Any]]) -> None:
@@ -168,6 +176,7 @@ def scan_repo(
         log.warning("repository skipped reason=%s error=%s", reason, exc)
         return 0
     _record("repo", result)
+    report_to_issuer(result.findings)
     _hand_on([{**f.to_dict(), "fetched_at": fetched_at} for f in result.findings])
     return len(result.findings)
 

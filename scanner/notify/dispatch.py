@@ -186,7 +186,7 @@ class Notifier:
             except DeliveryError as exc:
                 broken.add(name)
                 report.failed[label] += 1
-                report.errors.append(f"{name}: {exc}")
+                report.errors.append(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
                 for c in claims:
                     self.dedup.release(c)  # not said: the next run says it
                 log.warning(

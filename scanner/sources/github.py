@@ -12,6 +12,8 @@ another. What GitHub serves is documented API shapes:
   its files paged 300 at a time up to GitHub's 3,000; a compare with 300 files
   (its cap) is read commit by commit instead. A file without ``patch`` (too
   large, binary) is fetched from ``raw_url``. Commit messages are scanned too.
+  A compare merges the push's commits file by file, so a finding in it names
+  the pushed head (its link opens the head's blob at that line).
 * a gist is ``GET /gists/{id}``; a ``truncated`` file comes from ``raw_url``.
 * a repository (made public, or asked for) is a bare clone, scanned whole.
 
