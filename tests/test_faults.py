@@ -24,7 +24,7 @@ _spec.loader.exec_module(faults)
 # others exercise Redis state, GitHub and the key service, the same on either broker.
 SCENARIOS = {
     "redis": list(faults.SCENARIOS),
-    "rabbitmq": ["baseline", "sigkill", "duplicates", "redis-restart"],
+    "rabbitmq": ["baseline", "sigkill", "redis-restart"],
 }
 
 

@@ -28,7 +28,7 @@ from scanner.act import Policy
 from scanner.engine import Engine
 from scanner.errors import KeysweepError, PermanentError, TransientError
 from scanner.findings import Finding, finding_from_dict
-from scanner.keyservice import KeyServiceClient
+from scanner.keyservice import CircuitBreaker, KeyServiceClient
 from scanner.notify.dispatch import Notifier, NotifySettings
 from scanner.notify.message import alert_from_dict, alert_to_dict
 from scanner.pipeline import Context
@@ -68,7 +68,11 @@ def engine() -> Engine:
 @cache
 def keyservice() -> KeyServiceClient | None:
     url, token = settings().keyservice()
-    return KeyServiceClient(url, token) if url and token else None
+    # The ledger parks act work while the key service is down and probes it (at most
+    # every KEYSWEEP_PARK_PROBE_MAX s): the client's own breaker only needs to stop a
+    # storm inside one batch, so it reopens after 5 s instead of 30.
+    breaker = CircuitBreaker(reset_after=5.0)
+    return KeyServiceClient(url, token, breaker=breaker) if url and token else None
 
 
 def countdown(task: Task, wait: float | None = None) -> float:
