@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
+CONFIDENCE_LEVELS = ("high", "medium", "low")
+# Scans and hooks report generic secrets by default: a hard-coded password is exactly
+# what a person auditing a repository (or stopping a commit) wants to see, gitleaks and
+# detect-secrets report them by default too, and the value filters keep false positives
+# down (bench/corpora.py). The workers scan public content at "high" only.
+DEFAULT_CONFIDENCE = "medium"
+
 SCAN_EPILOG = """\
 what is scanned:
   PATH that is a git repository  every commit's added lines on every ref (use
@@ -94,9 +101,18 @@ def _add_scan_args(p: argparse.ArgumentParser) -> None:
         help="parallel git processes for history scans (default: CPU count)",
     )
     p.add_argument(
+        "--confidence",
+        choices=CONFIDENCE_LEVELS,
+        default=DEFAULT_CONFIDENCE,
+        help="what to report: high = providers' keys only (prefix, checksum or format); "
+        "medium = also generic secrets, a secret-ish name assigned a secret-looking value "
+        f"(password = ..., api_key: ...); low = also tokens whose checksum fails "
+        f"(default: {DEFAULT_CONFIDENCE})",
+    )
+    p.add_argument(
         "--low-confidence",
         action="store_true",
-        help="also report tokens whose checksum does not verify, as low confidence",
+        help="the same as --confidence low",
     )
     p.add_argument("--include-binary", action="store_true", help="scan binary files too")
     p.add_argument(
@@ -107,6 +123,36 @@ def _add_scan_args(p: argparse.ArgumentParser) -> None:
         help="also allow cloning from HOST (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_rule_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--filter",
+        metavar="TEXT",
+        help="only rules whose id, provider, description, tags or pack file contain TEXT "
+        "(case-insensitive)",
+    )
+    p.add_argument("--tag", metavar="TAG", help="only rules with this tag (cloud, vcs, ai, …)")
+    p.add_argument("--owner", choices=("keyservice", "third_party"))
+    p.add_argument("--confidence", choices=CONFIDENCE_LEVELS, help="only rules of this confidence")
+
+
+def select_rules(rules: list, args: argparse.Namespace) -> list:  # type: ignore[type-arg]
+    """The rules ``rules list/test`` show, per --filter, --tag, --owner, --confidence."""
+    text = (args.filter or "").lower()
+    out = []
+    for r in rules:
+        hay = " ".join((r.id, r.provider, r.description, " ".join(r.tags), r.origin)).lower()
+        if text and text not in hay:
+            continue
+        if args.tag and args.tag not in r.tags:
+            continue
+        if args.owner and r.owner != args.owner:
+            continue
+        if args.confidence and r.confidence != args.confidence:
+            continue
+        out.append(r)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,11 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="list the rules or test them against their examples")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
-    rl = rules_sub.add_parser("list", help="show every rule: id, owner, severity, prefixes")
+    rl = rules_sub.add_parser(
+        "list",
+        help="show the rules (id, provider, confidence, literals) and how many there are",
+        description="Show the rule pack (every scanner/rules/*.toml file) plus your own "
+        "rules, with the count. Filters combine: keysweep rules list --filter aws "
+        "--confidence high",
+    )
     rl.add_argument("--format", choices=("text", "json"), default="text")
     rl.add_argument("--config", type=Path, metavar="FILE")
+    _add_rule_filters(rl)
     rt = rules_sub.add_parser("test", help="run every rule's positive and negative examples")
     rt.add_argument("--config", type=Path, metavar="FILE")
+    _add_rule_filters(rt)
 
     base = sub.add_parser(
         "baseline",
@@ -210,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="default: .keysweep-baseline.json at the top of the repository, if any",
+    )
+    hook.add_argument(
+        "--confidence",
+        choices=CONFIDENCE_LEVELS,
+        default=DEFAULT_CONFIDENCE,
+        help="high = providers' keys only; medium = also generic secrets (a hard-coded "
+        f"password = ...); low = also tokens whose checksum fails (default: {DEFAULT_CONFIDENCE})",
     )
 
     keys = sub.add_parser("keys", help="the reference key service: mint a key for demos and tests")
@@ -276,12 +337,13 @@ def run_scan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if root is not None and not root.exists():
         raise FileNotFoundError(f"{target}: no such file or directory")
     config = load_config(args.config, root if root is not None else Path.cwd())
-    engine = build_engine(config, args.low_confidence)
+    confidence = "low" if args.low_confidence else args.confidence
+    engine = build_engine(config, confidence=confidence)
     opts = ScanOptions(
         history=not args.no_history,
         since=args.since,
         jobs=max(1, args.jobs),
-        low_confidence=args.low_confidence,
+        low_confidence=confidence == "low",
         baseline=(
             None
             if getattr(args, "no_baseline", False)
@@ -464,10 +526,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
     import json
 
     from scanner.config import load_config
-    from scanner.rules import load_rules
+    from scanner.scan import rules_for
 
     config = load_config(args.config, Path.cwd())
-    rules = load_rules(extra=config.rules, disabled=config.disabled_rules)
+    every = rules_for(config)
+    rules = select_rules(every, args)
+    count = f"{len(rules)} of {len(every)} rules" if len(rules) != len(every) else (
+        f"{len(every)} rules"
+    )
     if args.rules_command == "list":
         if args.format == "json":
             print(
@@ -475,24 +541,33 @@ def cmd_rules(args: argparse.Namespace) -> int:
                     [
                         {
                             "id": r.id,
+                            "provider": r.provider,
                             "description": r.description,
                             "owner": r.owner,
                             "severity": r.severity,
+                            "confidence": r.confidence,
+                            "tags": list(r.tags),
                             "prefixes": list(r.prefixes),
                             "checksum": r.checksum,
+                            "validator": r.validator,
                             "pattern": r.source,
+                            "remediation": r.remediation,
+                            "rotate_url": r.rotate_url,
+                            "file": r.origin,
                         }
                         for r in rules
                     ],
                     indent=2,
                 )
             )
+            print(f"keysweep: {count}", file=sys.stderr)
             return EXIT_CLEAN
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"{len(rules)} rules")
-        for col in ("id", "owner", "severity", "prefixes", "checks", "description"):
+        providers = len({r.provider for r in rules})
+        table = Table(title=f"{count} ({providers} providers)")
+        for col in ("id", "provider", "confidence", "severity", "literals", "checks"):
             table.add_column(col)
         for r in rules:
             checks = ", ".join(
@@ -501,23 +576,23 @@ def cmd_rules(args: argparse.Namespace) -> int:
                     r.checksum,
                     r.validator,
                     f"entropy≥{r.min_entropy}" if r.min_entropy else None,
+                    "companion" if r.companion else None,
                 )
                 if x
             )
-            table.add_row(r.id, r.owner, r.severity, " ".join(r.prefixes), checks, r.description)
+            literals = " ".join(r.prefixes[:4]) + (" …" if len(r.prefixes) > 4 else "")
+            table.add_row(r.id, r.provider, r.confidence, r.severity, literals, checks)
         Console().print(table)
+        print(count)
         return EXIT_CLEAN
     from scanner.engine import Engine
     from scanner.ruletest import run_rule_examples
 
-    results = run_rule_examples(rules, Engine(rules))
+    results = run_rule_examples(rules, Engine(every, low_confidence=False))
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"FAIL {r.rule_id} {r.kind} {r.template!r}: {r.detail}")
-    print(
-        f"rules test: {len(results) - len(failed)} passed, {len(failed)} failed "
-        f"({len(rules)} rules)"
-    )
+    print(f"rules test: {len(results) - len(failed)} passed, {len(failed)} failed ({count})")
     return EXIT_FOUND if failed else EXIT_CLEAN
 
 
@@ -539,8 +614,8 @@ def cmd_hook(args: argparse.Namespace) -> int:
     from scanner import hook
 
     if args.hook_name == "pre-commit":
-        return hook.run_pre_commit(args.config, args.baseline)
-    return hook.run_pre_push(args.remote, args.config, args.baseline)
+        return hook.run_pre_commit(args.config, args.baseline, args.confidence)
+    return hook.run_pre_push(args.remote, args.config, args.baseline, args.confidence)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

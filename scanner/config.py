@@ -53,6 +53,7 @@ class Config:
     policy_test: str = "revoke"
     notify: dict[str, Any] = field(default_factory=dict)
     origin: str | None = None
+    gitleaks: Any = None  # scanner.gitleaks_compat.GitleaksPolicy, from the scanned repository
 
     def keyservice(self) -> tuple[str | None, str | None]:
         """(url, token): the environment wins over the file; the token is never in a file's text."""
@@ -134,7 +135,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_config(explicit: Path | None, root: Path | None) -> Config:
-    """``explicit`` (--config) wins; else ``.keysweep.toml``, else pyproject's [tool.keysweep]."""
+    """``explicit`` (--config) wins; else ``.keysweep.toml``, else pyproject's [tool.keysweep].
+    A scanned directory's own ``.gitleaks.toml`` / ``.gitleaksignore`` come along
+    (scanner.gitleaks_compat): a team keeps its gitleaks tuning."""
+    config = _load_config(explicit, root)
+    if root is not None:
+        from scanner.gitleaks_compat import load as load_gitleaks
+
+        config.gitleaks = load_gitleaks(root if root.is_dir() else root.parent)
+    return config
+
+
+def _load_config(explicit: Path | None, root: Path | None) -> Config:
     if explicit is not None:
         data = _read_toml(explicit)
         if explicit.name == "pyproject.toml":

@@ -185,6 +185,7 @@ class FindingSet:
                 ),
                 companion_sha256=sha256_hex(match.companion) if match.companion else None,
                 locations=[location],
+                entropy=match.entropy,
                 tags=list(rule.tags),
                 secret=match.secret,
             )

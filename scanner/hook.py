@@ -37,17 +37,25 @@ def repo_root() -> Path:
     return Path(run_git(cwd, "rev-parse", "--show-toplevel").decode().strip())
 
 
-def _engine_and_config(root: Path, config_path: Path | None):  # type: ignore[no-untyped-def]
+# As `keysweep scan`: generic secrets too (a hard-coded password is what a hook must stop).
+DEFAULT_CONFIDENCE = "medium"
+
+
+def _engine_and_config(  # type: ignore[no-untyped-def]
+    root: Path, config_path: Path | None, confidence: str = DEFAULT_CONFIDENCE
+):
     from scanner.engine import Allowlist, Engine
-    from scanner.rules import load_rules
+    from scanner.rules import at_confidence
+    from scanner.scan import rules_for
 
     config = load_config(config_path, root)
-    rules = load_rules(extra=config.rules, disabled=config.disabled_rules, validate_pack=False)
+    rules = rules_for(config, validate_pack=False)
     engine = Engine(
-        rules,
+        at_confidence(rules, confidence),
         allowlist=Allowlist.from_strings(config.allowlist_regexes)
         if config.allowlist_regexes
         else None,
+        low_confidence=confidence == "low",
     )
     return engine, config
 
@@ -62,9 +70,10 @@ def _drop_baselined(findings: list[Finding], baseline: Path | None) -> list[Find
 
 
 def _save_fast_path(root: Path, engine) -> None:  # type: ignore[no-untyped-def]
-    """Keep the compiled prefilter so the next clean commit needs nothing else."""
+    """Keep the compiled prefilter so the next clean commit needs nothing else. Not when
+    a rule has no literal (an imported rule): then "no literal hit" proves nothing."""
     db = getattr(engine.prefilter, "db", None)
-    if db is None:
+    if db is None or any(not r.prefixes for r in engine.rules):
         return
     import hyperscan
 
@@ -79,18 +88,21 @@ def staged_patch(root: Path) -> bytes:
 
 
 def scan_staged(
-    root: Path, config_path: Path | None = None, baseline: Path | None = None
+    root: Path,
+    config_path: Path | None = None,
+    baseline: Path | None = None,
+    confidence: str = DEFAULT_CONFIDENCE,
 ) -> list[Finding]:
     patch = staged_patch(root)
     if not patch:
         return []
-    from scanner.scan import Collector
+    from scanner.scan import Collector, gitleaks_keep
     from scanner.sources.git_history import PatchChunk
 
-    engine, config = _engine_and_config(root, config_path)
-    if config_path is None:
-        _save_fast_path(root, engine)
-    collector = Collector(engine, config.exclude_paths)
+    engine, config = _engine_and_config(root, config_path, confidence)
+    if config_path is None and confidence == DEFAULT_CONFIDENCE:
+        _save_fast_path(root, engine)  # the fast path serves the option-less hook only
+    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
     collector.scan(PatchChunk(b"\n" + patch, str(root), 0, None))
     return _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
 
@@ -147,6 +159,7 @@ def scan_push(
     remote: str | None,
     config_path: Path | None = None,
     baseline: Path | None = None,
+    confidence: str = DEFAULT_CONFIDENCE,
 ) -> tuple[list[Finding], int]:
     args = push_ranges(lines, remote)
     if not args:
@@ -154,7 +167,7 @@ def scan_push(
     args = _known_commits(root, args)
     from scanner.scan import ScanOptions, scan_git
 
-    engine, config = _engine_and_config(root, config_path)
+    engine, config = _engine_and_config(root, config_path, confidence)
     opts = ScanOptions(
         jobs=min(2, os.cpu_count() or 1), baseline=resolve_baseline(baseline, config, root)
     )
@@ -193,8 +206,10 @@ def block_message(findings: list[Finding], what: str, bypass: str) -> str:
     return "\n".join(lines)
 
 
-def run_pre_commit(config_path: Path | None, baseline: Path | None) -> int:
-    findings = scan_staged(repo_root(), config_path, baseline)
+def run_pre_commit(
+    config_path: Path | None, baseline: Path | None, confidence: str = DEFAULT_CONFIDENCE
+) -> int:
+    findings = scan_staged(repo_root(), config_path, baseline, confidence)
     if not findings:
         return EXIT_PASS
     print(
@@ -209,12 +224,17 @@ def run_pre_commit(config_path: Path | None, baseline: Path | None) -> int:
     return EXIT_BLOCK
 
 
-def run_pre_push(remote: str | None, config_path: Path | None, baseline: Path | None) -> int:
+def run_pre_push(
+    remote: str | None,
+    config_path: Path | None,
+    baseline: Path | None,
+    confidence: str = DEFAULT_CONFIDENCE,
+) -> int:
     lines = pre_commit_framework_push_lines()
     if lines is None:
         lines = sys.stdin.read().splitlines() if not sys.stdin.isatty() else []
     remote = remote or os.environ.get("PRE_COMMIT_REMOTE_NAME")
-    findings, _ = scan_push(repo_root(), lines, remote, config_path, baseline)
+    findings, _ = scan_push(repo_root(), lines, remote, config_path, baseline, confidence)
     if not findings:
         return EXIT_PASS
     print(
