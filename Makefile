@@ -8,10 +8,12 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
+# pip's whole output goes to $(VENV)/install.log; the screen gets a line per package.
 $(STAMP): pyproject.toml
+	@echo "install: keysweep and its dependencies into $(VENV) (about a minute the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	@$(PY) deploy/local/pip_progress.py $(VENV)/install.log -- $(PY) -m pip install --progress-bar off --upgrade pip
+	@$(PY) deploy/local/pip_progress.py $(VENV)/install.log -- $(PY) -m pip install --progress-bar off -e '.[test]'
 	touch $(STAMP)
 
 # The whole service locally: key service, GitHub simulator (unless
@@ -34,6 +36,7 @@ bench:
 	$(BENCH_VENV)/bin/python bench/history.py
 	$(BENCH_VENV)/bin/python bench/hook.py
 	$(BENCH_VENV)/bin/python bench/pipeline.py
+	$(BENCH_VENV)/bin/python bench/intake.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build *.egg-info

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scanner import __version__
-from scanner.errors import KeysweepError
+from scanner.errors import KeysweepError, TransientError
 from scanner.findings import Finding, Location
 from scanner.resolve import Owned
 
@@ -65,6 +65,7 @@ class Outcome:
     revoked_at: str | None = None
     audit_events: list[str] = field(default_factory=list)
     error: str | None = None
+    retry: bool = False  # a failure worth trying again (the key service was unavailable)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,13 +80,16 @@ def location_key(loc: Location) -> str:
 
 
 def source_url(loc: Location) -> str | None:
-    """A link a person can open: the blob on GitHub when the repository is there."""
+    """A link a person can open: the line on GitHub, GitLab or Bitbucket when the
+    repository is there, else repository, commit, path and line."""
+    from scanner.links import browse_url
+
     if loc.url:
         return loc.url
     repo = loc.repo or ""
-    if repo.startswith("https://github.com/") and loc.commit and loc.path:
-        base = repo.removesuffix(".git").rstrip("/")
-        return f"{base}/blob/{loc.commit}/{loc.path}#L{loc.line or 1}"
+    link = browse_url(repo, loc.commit, loc.path, loc.line)
+    if link:
+        return link
     if repo and loc.path:
         at = f"@{loc.commit}" if loc.commit else ""
         return f"{repo}{at}:{loc.path}" + (f"#L{loc.line}" if loc.line else "")
@@ -206,6 +210,7 @@ def act(
                     action="failed",
                     key_id=o.record.key_id if o.record else None,
                     error=str(exc),
+                    retry=isinstance(exc, TransientError),
                 )
             )
     return outcomes

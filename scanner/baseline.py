@@ -20,25 +20,40 @@ class BaselineError(KeysweepError, ValueError):
     pass
 
 
-def baseline_document(findings: list[Finding]) -> dict[str, Any]:
+def baseline_document(
+    findings: list[Finding], keep: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The baseline of ``findings``, plus the entries of an earlier baseline in ``keep``
+    (``keysweep baseline add``); one entry per fingerprint."""
+    by_fp: dict[str, dict[str, Any]] = {str(e["fingerprint"]): e for e in keep or []}
+    for f in findings:
+        by_fp[f.fingerprint] = {
+            "fingerprint": f.fingerprint,
+            "rule_id": f.rule_id,
+            "redacted": f.redacted,
+            "path": f.location.path,
+            "commit": f.location.commit,
+        }
     entries = sorted(
-        (
-            {
-                "fingerprint": f.fingerprint,
-                "rule_id": f.rule_id,
-                "redacted": f.redacted,
-                "path": f.location.path,
-                "commit": f.location.commit,
-            }
-            for f in findings
-        ),
-        key=lambda e: (e["rule_id"], e["fingerprint"]),
+        by_fp.values(), key=lambda e: (str(e.get("rule_id")), str(e["fingerprint"]))
     )
     return {"tool": "keysweep", "version": VERSION, "findings": entries}
 
 
-def write_baseline(path: Path, findings: list[Finding]) -> None:
-    path.write_text(json.dumps(baseline_document(findings), indent=2) + "\n", "utf-8")
+def write_baseline(
+    path: Path, findings: list[Finding], keep: list[dict[str, Any]] | None = None
+) -> None:
+    from scanner.report.safe_text import json_safe
+
+    doc = json_safe(baseline_document(findings, keep))
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", "utf-8")
+
+
+def load_entries(path: Path) -> list[dict[str, Any]]:
+    """The entries of a baseline file (for adding to it)."""
+    load_baseline(path)  # the same checks and messages
+    doc = json.loads(path.read_text("utf-8"))
+    return [e for e in doc.get("findings", []) if isinstance(e, dict) and "fingerprint" in e]
 
 
 def load_baseline(path: Path) -> set[str]:

@@ -18,21 +18,22 @@ def main() -> int:
         if fast is not None:
             return fast
     if words and not words[0].startswith("-"):
-        plugin = service_command(words[0])
-        if plugin is not None:
-            from scanner.errors import KeysweepError
+        from scanner.errors import KeysweepError
 
-            try:
+        try:
+            # Loading a service command reads the settings: a bad one is a clear error too.
+            plugin = service_command(words[0])
+            if plugin is not None:
                 return int(plugin(words[1:]) or 0)
-            except KeysweepError as exc:
-                print(f"keysweep: error: {exc}", file=sys.stderr)
-                return 2
+        except KeysweepError as exc:
+            print(f"keysweep: error: {exc}", file=sys.stderr)
+            return 2
     from scanner.cli import main as cli_main
 
     return cli_main(words)
 
 
-CORE = {"scan", "rules", "baseline", "hook", "install-hook", "keys"}
+CORE = {"scan", "rules", "baseline", "hook", "install-hook", "keys", "version", "completion"}
 
 
 def service_command(name: str):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scanner.engine import Match
+from scanner.validators import shannon_entropy
 
 MAX_LOCATIONS = 100  # locations kept per finding; ``occurrences`` counts them all
 
@@ -62,14 +63,17 @@ def sha256_hex(secret: bytes) -> str:
     return hashlib.sha256(secret).hexdigest()
 
 
-def redact(secret: bytes, prefixes: tuple[str, ...]) -> str:
-    """The known prefix plus at most 8 characters (fewer for short secrets)."""
+def redact(secret: bytes, prefixes: tuple[str, ...], percent: int | None = None) -> str:
+    """The known prefix plus at most 8 characters (fewer for short secrets). ``percent``
+    (``--redact=N``) hides at least N% of what follows the prefix: 100 shows the prefix only."""
     text = secret.decode("utf-8", "replace")
     if text.startswith("-----BEGIN"):
         return text.split("\n", 1)[0].rstrip("\r") + "…"  # the armour line names the kind only
     prefix = next((p for p in prefixes if text.lower().startswith(p.lower())), "")
     body = text[len(prefix) :]
     shown = min(8, len(body) // 4)
+    if percent is not None:
+        shown = min(shown, int(len(body) * (100 - max(0, min(100, percent))) / 100))
     return text[: len(prefix) + shown] + "…"
 
 
@@ -185,8 +189,10 @@ class FindingSet:
                 ),
                 companion_sha256=sha256_hex(match.companion) if match.companion else None,
                 locations=[location],
-                entropy=match.entropy,
                 tags=list(rule.tags),
+                entropy=match.entropy
+                if match.entropy is not None
+                else (shannon_entropy(match.secret) if rule.min_entropy is not None else None),
                 secret=match.secret,
             )
             self._by_key[key] = (order, finding)

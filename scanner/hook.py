@@ -37,6 +37,9 @@ def repo_root() -> Path:
     return Path(run_git(cwd, "rev-parse", "--show-toplevel").decode().strip())
 
 
+_LOADED: dict[tuple[Path, Path | None, str], tuple[object, object]] = {}
+
+
 # As `keysweep scan`: generic secrets too (a hard-coded password is what a hook must stop).
 DEFAULT_CONFIDENCE = "medium"
 
@@ -44,11 +47,24 @@ DEFAULT_CONFIDENCE = "medium"
 def _engine_and_config(  # type: ignore[no-untyped-def]
     root: Path, config_path: Path | None, confidence: str = DEFAULT_CONFIDENCE
 ):
+    """The engine and settings for this hook run (built once: the block message needs
+    the rules again, and the settings' warnings are said once)."""
+    key = (root, config_path, confidence)
+    if key not in _LOADED:
+        _LOADED[key] = _build_engine_and_config(root, config_path, confidence)
+    return _LOADED[key]
+
+
+def _build_engine_and_config(  # type: ignore[no-untyped-def]
+    root: Path, config_path: Path | None, confidence: str
+):
     from scanner.engine import Allowlist, Engine
     from scanner.rules import at_confidence
     from scanner.scan import rules_for
 
     config = load_config(config_path, root)
+    for warning in config.warnings:
+        print(f"keysweep: warning: {warning}", file=sys.stderr)
     rules = rules_for(config, validate_pack=False)
     engine = Engine(
         at_confidence(rules, confidence),
@@ -56,6 +72,7 @@ def _engine_and_config(  # type: ignore[no-untyped-def]
         if config.allowlist_regexes
         else None,
         low_confidence=confidence == "low",
+        prefilter=config.prefilter,
     )
     return engine, config
 
@@ -159,12 +176,16 @@ def scan_push(
     remote: str | None,
     config_path: Path | None = None,
     baseline: Path | None = None,
+    rev_args: list[str] | None = None,
     confidence: str = DEFAULT_CONFIDENCE,
 ) -> tuple[list[Finding], int]:
-    args = push_ranges(lines, remote)
+    """The commits a push publishes (``lines`` as git gives them on stdin), or the
+    commits ``rev_args`` select."""
+    args = rev_args if rev_args is not None else push_ranges(lines, remote)
     if not args:
         return [], 0
-    args = _known_commits(root, args)
+    if rev_args is None:
+        args = _known_commits(root, args)
     from scanner.scan import ScanOptions, scan_git
 
     engine, config = _engine_and_config(root, config_path, confidence)
@@ -185,39 +206,143 @@ def pre_commit_framework_push_lines() -> list[str] | None:
     return [f"HEAD {to_ref} {remote_branch} {from_ref}"]
 
 
-def block_message(findings: list[Finding], what: str, bypass: str) -> str:
-    n = len(findings)
-    lines = [f"keysweep: {what} blocked — {n} secret{'s' if n != 1 else ''} found", ""]
+def unknown_push_args(root: Path, remote: str | None) -> list[str]:
+    """What could be pushed when the hook is not told: every commit that no
+    remote-tracking ref of ``remote`` has (of any remote, when it is not known).
+
+    pre-commit says nothing but the local branch when a push includes the root
+    commit (a repository's first push): then that branch's commits not on the remote.
+    """
+    not_pushed = ["--not", f"--remotes={remote}" if remote else "--remotes"]
+    local = os.environ.get("PRE_COMMIT_LOCAL_BRANCH")
+    if local and not local.startswith("-") and _has_commit(root, local):
+        return [local, *not_pushed]
+    return ["--branches", "--tags", *not_pushed]
+
+
+def _safe(text: str | None) -> str:
+    from scanner.report.safe_text import printable
+
+    return printable(text)
+
+
+def _finding_lines(
+    findings: list[Finding], rules: dict[str, object], in_history: bool
+) -> list[str]:
+    lines = []
     for f in findings:
         loc = f.location
-        where = f"{loc.path}:{loc.line}"
+        where = f"{_safe(loc.path)}:{loc.line}"
         if loc.commit:
-            where += f" (commit {loc.commit[:12]})"
-        lines.append(f"  {where}  {f.rule_id}  {f.redacted}")
-        lines.append(f"      {next_step(f)}")
-    lines += [
-        "",
-        "What to do:",
+            subject = f' "{_safe(loc.subject)}"' if loc.subject else ""
+            where += f" (commit {loc.commit[:12]}{subject})"
+        lines.append(f"  {where}  {f.rule_id}  {_safe(f.redacted)}")
+        lines.append(f"      {_safe(next_step(f, rules.get(f.rule_id), in_history=in_history))}")  # type: ignore[arg-type]
+    return lines
+
+
+def block_message(
+    findings: list[Finding],
+    what: str,
+    bypass: str,
+    rules: dict[str, object] | None = None,
+    advice: list[str] | None = None,
+) -> str:
+    n = len(findings)
+    lines = [f"keysweep: {what} blocked — {n} secret{'s' if n != 1 else ''} found", ""]
+    lines += _finding_lines(findings, rules or {}, in_history=False)
+    lines += ["", "What to do:"]
+    lines += advice or [
         "  - Take the key out of the change and load it from the environment or a secret store.",
-        "  - False positive? Add a `keysweep:allow` comment on that line, or record it in the",
-        "    baseline: keysweep baseline create --output .keysweep-baseline.json",
-        f"  - Emergency only: {bypass}",
+        "  - False positive? Add a `keysweep:allow` comment on that line, or record what is",
+        "    staged in the baseline, then commit again:",
+        "      keysweep baseline add --staged",
     ]
+    lines.append(f"  - Emergency only: {bypass}")
     return "\n".join(lines)
+
+
+def _commit_of(root: Path, rev: str) -> str | None:
+    try:
+        return (
+            run_git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").decode().strip()
+        )
+    except Exception:
+        return None
+
+
+def push_advice(root: Path, findings: list[Finding]) -> list[str]:
+    """How to get the key out of commits that are not pushed yet: a new commit that
+    removes it is not enough, the commit that added it must be rewritten."""
+    head = _commit_of(root, "HEAD")
+    commits: list[str] = []
+    paths: dict[str, list[str]] = {}
+    for f in findings:
+        for loc in f.locations:
+            if loc.commit and loc.commit not in commits:
+                commits.append(loc.commit)
+            if loc.commit and loc.path:
+                paths.setdefault(loc.commit, [])
+                if loc.path not in paths[loc.commit]:
+                    paths[loc.commit].append(loc.path)
+    lines = [
+        "  The key is in a commit you are about to push; a new commit that removes it (or adds",
+        "  `keysweep:allow`) still pushes the old one. Rewrite the commit, then push again:",
+    ]
+    import shlex
+
+    def add_cmd(c: str) -> str:
+        files = " ".join(shlex.quote(p) for p in paths.get(c, [])) or "-A"
+        return f"git add {files}"
+
+    if commits == [head]:
+        c = commits[0]
+        lines += [
+            f"  - It is in your last commit ({c[:12]}): take the key out of the file, then",
+            f"      {add_cmd(c)} && git commit --amend --no-edit",
+        ]
+    else:
+        # Oldest first: an ancestor has fewer commits behind it.
+        def depth(c: str) -> int:
+            return int(run_git(root, "rev-list", "--count", c).strip() or 0)
+
+        ranked = sorted(commits, key=depth)
+        oldest = ranked[0]
+        is_root = _commit_of(root, f"{oldest}^") is None
+        start = "--root" if is_root else f"{oldest[:12]}~1"
+        marks = ", ".join(c[:12] for c in ranked)
+        lines += [
+            f"  - It is in commit(s) {marks}. Start an interactive rebase, mark each of them",
+            "    `edit`, and at each stop take the key out of the file, then amend and go on:",
+            f"      git rebase -i {start}",
+            "      git add -A && git commit --amend --no-edit && git rebase --continue",
+        ]
+    lines += [
+        "  - False positive? Record it in the baseline, then push again:",
+        "      keysweep baseline add " + " ".join(c[:12] for c in commits),
+    ]
+    return lines
+
+
+def _rules_by_id(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {r.id: r for r in engine.rules}
 
 
 def run_pre_commit(
     config_path: Path | None, baseline: Path | None, confidence: str = DEFAULT_CONFIDENCE
 ) -> int:
-    findings = scan_staged(repo_root(), config_path, baseline, confidence)
+    root = repo_root()
+    findings = scan_staged(root, config_path, baseline, confidence)
     if not findings:
         return EXIT_PASS
+    engine, _ = _engine_and_config(root, config_path, confidence)
     print(
         block_message(
             findings,
             "commit",
             "`git commit --no-verify` skips this check; the keysweep pre-push hook still checks "
             "the commit before it leaves your machine.",
+            _rules_by_id(engine),
         ),
         file=sys.stderr,
     )
@@ -230,18 +355,76 @@ def run_pre_push(
     baseline: Path | None,
     confidence: str = DEFAULT_CONFIDENCE,
 ) -> int:
+    root = repo_root()
+    remote = remote or os.environ.get("PRE_COMMIT_REMOTE_NAME")
     lines = pre_commit_framework_push_lines()
+    rev_args: list[str] | None = None
     if lines is None:
         lines = sys.stdin.read().splitlines() if not sys.stdin.isatty() else []
-    remote = remote or os.environ.get("PRE_COMMIT_REMOTE_NAME")
-    findings, _ = scan_push(repo_root(), lines, remote, config_path, baseline, confidence)
+        if not any(line.strip() for line in lines):
+            # Not told what is pushed (pre-commit on a first push, or run by hand): scan
+            # every commit that could be, never pass blind.
+            rev_args = unknown_push_args(root, remote)
+    findings, _ = scan_push(
+        root, lines, remote, config_path, baseline, rev_args=rev_args, confidence=confidence
+    )
     if not findings:
         return EXIT_PASS
+    engine, _ = _engine_and_config(root, config_path, confidence)
     print(
         block_message(
             findings,
             "push",
             "`git push --no-verify` skips this check. Once pushed, a key is public: rotate it.",
+            _rules_by_id(engine),
+            advice=push_advice(root, findings),
+        ),
+        file=sys.stderr,
+    )
+    return EXIT_BLOCK
+
+
+def run_files(
+    files: list[str],
+    config_path: Path | None,
+    baseline: Path | None,
+    confidence: str = DEFAULT_CONFIDENCE,
+) -> int:
+    """``keysweep hook files FILE...`` (pre-commit's ``keysweep-files`` hook): the named
+    files as they are, for CI (``pre-commit run keysweep-files --all-files``)."""
+    root = repo_root()
+    from scanner.scan import Collector, gitleaks_keep
+    from scanner.sources.files import SkipCounts, iter_files
+
+    engine, config = _engine_and_config(root, config_path, confidence)
+    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
+    skips = SkipCounts()
+    for name in files:
+        path = Path(name)
+        for frag in iter_files(path, max_size=config.max_file_size, skips=skips):
+            frag.path = name  # as pre-commit named it: relative to the top of the repository
+            collector.scan(frag)
+    found = _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
+    for err in skips.errors:
+        print(f"keysweep: warning: {_safe(err)}", file=sys.stderr)
+    if not found:
+        return EXIT_PASS
+    import shlex
+
+    names = " ".join(shlex.quote(p) for p in dict.fromkeys(f.location.path or "" for f in found))
+    print(
+        block_message(
+            found,
+            "check",
+            "none: these files are committed already; if the key was ever pushed, rotate it.",
+            _rules_by_id(engine),
+            advice=[
+                "  - Take the key out of the file and load it from the environment or a secret",
+                "    store; if the file was ever pushed, rotate the key (it stays in git history).",
+                "  - False positive? Add a `keysweep:allow` comment on that line, or record it in",
+                "    the baseline:",
+                f"      keysweep baseline add --no-history {names}",
+            ],
         ),
         file=sys.stderr,
     )

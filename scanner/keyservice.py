@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from scanner import __version__
-from scanner.errors import KeysweepError
+from scanner.errors import KeysweepError, PermanentError, TransientError
 
 LOOKUP_BATCH = 1000
 USER_AGENT = f"keysweep/{__version__}"
@@ -33,7 +33,15 @@ class KeyServiceError(KeysweepError):
         self.status = status
 
 
-class CircuitOpenError(KeyServiceError):
+class KeyServiceUnavailable(KeyServiceError, TransientError):
+    """Down, timing out, 5xx, throttling or answering garbage: try again later."""
+
+
+class KeyServiceRefused(KeyServiceError, PermanentError):
+    """A 4xx other than 429, or no URL/token configured: the same call fails again."""
+
+
+class CircuitOpenError(KeyServiceUnavailable):
     pass
 
 
@@ -145,9 +153,9 @@ class KeyServiceClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not base_url:
-            raise KeyServiceError("no key service URL: set KEYSWEEP_KEYSERVICE_URL")
+            raise KeyServiceRefused("no key service URL: set KEYSWEEP_KEYSERVICE_URL")
         if not token:
-            raise KeyServiceError("no key service token: set KEYSWEEP_KEYSERVICE_TOKEN")
+            raise KeyServiceRefused("no key service token: set KEYSWEEP_KEYSERVICE_TOKEN")
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -202,7 +210,7 @@ class KeyServiceClient:
                 elif code >= 400:
                     self.breaker.success()
                     hint = " (check KEYSWEEP_KEYSERVICE_TOKEN)" if code == 401 else ""
-                    raise KeyServiceError(
+                    raise KeyServiceRefused(
                         f"key service {method} {path}: {code} {_error_text(resp)}{hint}", code
                     )
                 else:
@@ -210,7 +218,7 @@ class KeyServiceClient:
                     return resp
             if attempt < self.retries:
                 self.sleep(self._delay(attempt, retry_after))
-        raise KeyServiceError(
+        raise KeyServiceUnavailable(
             f"key service {method} {path} failed after {self.retries + 1} attempts: {last}"
         )
 
@@ -218,7 +226,7 @@ class KeyServiceClient:
         try:
             return resp.json()
         except ValueError:
-            raise KeyServiceError(
+            raise KeyServiceUnavailable(
                 f"key service answered {resp.request.url.path} with malformed JSON"
             ) from None
 
@@ -235,7 +243,9 @@ class KeyServiceClient:
                     if record.sha256 in batch:
                         found[record.sha256] = record
             except (KeyError, TypeError) as exc:
-                raise KeyServiceError(f"key service lookup answer is malformed: {exc}") from None
+                raise KeyServiceUnavailable(
+                    f"key service lookup answer is malformed: {exc}"
+                ) from None
         return found
 
     def revoke(

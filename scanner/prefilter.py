@@ -17,12 +17,12 @@ Two implementations give the same answer:
   ``hyperscan``), several GB/s per core.
 * ``PythonPrefilter``: an Aho-Corasick automaton (``pyahocorasick``), or
   ``bytes.find`` per literal without it; correct everywhere, used where no
-  hyperscan wheel installs (or with ``KEYSWEEP_PREFILTER=python``).
+  hyperscan wheel installs (or with ``KEYSWEEP_PREFILTER=python``, the
+  settings' ``prefilter``).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -214,7 +214,7 @@ Prefilter = PythonPrefilter | HyperscanPrefilter
 
 def make_prefilter(rules: Sequence[Rule], kind: str | None = None) -> Prefilter:
     """``kind``: "hyperscan", "python" or None/"auto" (hyperscan when importable)."""
-    kind = kind or os.environ.get("KEYSWEEP_PREFILTER", "auto")
+    kind = kind or "auto"
     if kind == "python":
         return PythonPrefilter(rules)
     try:

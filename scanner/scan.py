@@ -1,6 +1,8 @@
 """One scan, end to end inside this process: source -> engine -> findings.
 
-The CLI, the hooks and the workers call these functions; they hold no I/O of
+``scan_source`` is the one entry point: the CLI, the hooks, the workers and the
+partner-alert service give it a source (files, stdin, git history, a GitHub
+push, gist or repository) and get findings. These functions hold no I/O of
 their own beyond what the chosen source reads.
 """
 
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,8 +19,9 @@ from scanner.config import Config
 from scanner.engine import Allowlist, Engine, Match
 from scanner.findings import Finding, FindingSet, Location
 from scanner.rules import Rule, at_confidence, load_rules
-from scanner.sources import Fragment
-from scanner.sources.files import SkipCounts, excluded, iter_files
+from scanner.sources import Fragment, Source
+from scanner.sources.files import FileSource, SkipCounts, excluded
+from scanner.sources.git_history import GitHistorySource
 
 
 @dataclass
@@ -62,13 +65,14 @@ def build_engine(
         at_confidence(rules, level),
         allowlist=Allowlist.from_strings(config.allowlist_regexes),
         low_confidence=level == "low",
+        prefilter=config.prefilter,
     )
 
 
 def rules_for(config: Config, validate_pack: bool = True) -> list[Rule]:
     """The pack, the config's own rules, and a team's .gitleaks.toml rules, minus the
     rules either switches off."""
-    gitleaks = getattr(config, "gitleaks", None)
+    gitleaks = getattr(config, "_gitleaks", None)
     imported = list(gitleaks.rules) if gitleaks is not None else []
     disabled = list(config.disabled_rules)
     if gitleaks is not None and gitleaks.disabled:
@@ -81,7 +85,7 @@ def rules_for(config: Config, validate_pack: bool = True) -> list[Rule]:
 
 def gitleaks_keep(config: Config):  # type: ignore[no-untyped-def]
     """The .gitleaks.toml allowlists and .gitleaksignore, as a Collector filter."""
-    gitleaks = getattr(config, "gitleaks", None)
+    gitleaks = getattr(config, "_gitleaks", None)
     return gitleaks.keep if gitleaks is not None else None
 
 
@@ -92,12 +96,10 @@ class Collector:
         self,
         engine: Engine,
         exclude: list[str],
-        decorate: Callable[[Location], Location] | None = None,
         keep: Callable[[Match, Location, bytes, int], bool] | None = None,
     ) -> None:
         self.engine = engine
         self.exclude = exclude
-        self.decorate = decorate  # e.g. add the URL a person can open
         self.keep = keep  # False: the scanned repository's own tuning allows it (gitleaks)
         self.found = FindingSet(expired_before=time.time())
         self.lock = threading.Lock()
@@ -112,8 +114,6 @@ class Collector:
                 if located is None:
                     continue
                 loc, order = located
-                if self.decorate is not None:
-                    loc = self.decorate(loc)
                 clean = fragment.clean_secret(m.secret)
                 if clean is not m.secret:
                     m = replace(m, secret=clean)
@@ -124,12 +124,32 @@ class Collector:
                 self.found.add(m, loc, order)
 
 
-def finish(
-    result: ScanResult, collector: Collector, baseline: Path | None, started: float
+def scan_source(
+    source: Source,
+    engine: Engine,
+    config: Config,
+    opts: ScanOptions,
+    collector: Collector | None = None,
 ) -> ScanResult:
+    """The one scan entry point: any source's fragments -> findings (baseline applied).
+
+    ``collector``: pass one to gather several sources into the same findings."""
+    started = time.perf_counter()
+    collector = (
+        collector
+        if collector is not None
+        else Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
+    )
+    result = ScanResult([], source.target, source.mode, skipped=source.skipped)
+    source.feed(collector.scan)
+    if source.mode == "git":
+        result.commits = source.units
+    else:
+        result.files = source.units
+    result.errors.extend(getattr(source, "errors", []))
     findings = collector.found.findings()
-    if baseline is not None:
-        known = load_baseline(baseline)
+    if opts.baseline is not None:
+        known = load_baseline(opts.baseline)
         kept = [f for f in findings if f.fingerprint not in known]
         result.baselined = len(findings) - len(kept)
         findings = kept
@@ -139,36 +159,15 @@ def finish(
     return result
 
 
-def scan_fragments(
-    fragments: Iterable[Fragment],
-    engine: Engine,
-    config: Config,
-    opts: ScanOptions,
-    target: str,
-    mode: str,
-    skipped: SkipCounts | None = None,
-) -> ScanResult:
-    started = time.perf_counter()
-    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
-    result = ScanResult([], target, mode, skipped=skipped or SkipCounts())
-    for fragment in fragments:
-        result.files += 1
-        collector.scan(fragment)
-    return finish(result, collector, opts.baseline, started)
-
-
 def scan_path(path: Path, engine: Engine, config: Config, opts: ScanOptions) -> ScanResult:
-    skips = SkipCounts()
-    frags = iter_files(
+    """The files under ``path`` (or the one file)."""
+    source = FileSource(
         path,
         max_size=config.max_file_size,
         exclude=config.exclude_paths,
         include_binary=opts.include_binary,
-        skips=skips,
     )
-    result = scan_fragments(frags, engine, config, opts, str(path), "files", skips)
-    result.errors.extend(skips.errors)
-    return result
+    return scan_source(source, engine, config, opts)
 
 
 def scan_git(
@@ -177,36 +176,59 @@ def scan_git(
     config: Config,
     opts: ScanOptions,
     display: str | None = None,
-    progress: Callable[[int, int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     rev_args: list[str] | None = None,
+    paths: list[str] | None = None,
+    relocate: Callable[[Location], Location] | None = None,
 ) -> ScanResult:
-    """Full history of ``repo`` (or the commits ``rev_args`` select).
-    ``progress(commits_done, commits_total, bytes)``."""
-    from scanner.sources.git_history import scan_history
-
-    started = time.perf_counter()
-    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
-    result = ScanResult([], display or str(repo), "git")
-    totals = {"total": 0, "done": 0}
-
-    def on_total(n: int) -> None:
-        totals["total"] = n
-
-    def on_chunk(chunk: object) -> None:
-        collector.scan(chunk)  # type: ignore[arg-type]
-        if progress is not None:
-            with collector.lock:
-                totals["done"] += chunk.data.count(b"\n\x1e")  # type: ignore[attr-defined]
-                progress(totals["done"], totals["total"], collector.bytes)
-
-    result.commits = scan_history(
+    """Full history of ``repo`` (or the commits ``rev_args`` select), limited to
+    ``paths`` when given; ``progress(commits_done, commits_total)``; ``relocate`` adds
+    to each location (the link a person can open)."""
+    source = GitHistorySource(
         repo,
-        display or str(repo),
-        on_chunk,
+        display,
         since=opts.since,
         rev_args=rev_args,
         jobs=opts.jobs,
-        errors=result.errors,
-        on_total=on_total,
+        progress=progress,
+        paths=paths,
+        relocate=relocate,
     )
-    return finish(result, collector, opts.baseline, started)
+    return scan_source(source, engine, config, opts)
+
+
+class IndexSource:
+    """What is staged (the added lines of ``git diff --cached``), as the pre-commit hook
+    sees it; ``units`` counts the files staged."""
+
+    mode = "staged"
+
+    def __init__(self, repo: Path, display: str | None = None, paths: list[str] | None = None):
+        from scanner.sources.files import SkipCounts
+
+        self.repo, self.paths = repo, paths or []
+        self.target = display or str(repo)
+        self.skipped = SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+
+    def feed(self, sink: Callable[[Fragment], None]) -> None:
+        from scanner.hook_cache import STAGED_DIFF
+        from scanner.sources.git_history import PatchChunk, run_git
+
+        patch = run_git(self.repo, *STAGED_DIFF, *(["--", *self.paths] if self.paths else []))
+        self.units = patch.count(b"\ndiff --git ") + patch.startswith(b"diff --git ")
+        if patch:
+            sink(PatchChunk(b"\n" + patch, self.target, 0, None))
+
+
+def scan_index(
+    repo: Path,
+    engine: Engine,
+    config: Config,
+    opts: ScanOptions,
+    display: str | None = None,
+    paths: list[str] | None = None,
+) -> ScanResult:
+    """What is staged in ``repo``'s index."""
+    return scan_source(IndexSource(repo, display, paths), engine, config, opts)

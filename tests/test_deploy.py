@@ -77,7 +77,12 @@ def longest_task() -> dict[str, int]:
 
 @cache
 def code_env_names() -> frozenset[str]:
-    names: set[str] = set()
+    """Every variable keysweep reads: the settings model's, and the few read by name."""
+    from scanner.partner.settings import ReportSettings, ServeSettings
+    from workers.settings import WorkerSettings
+
+    names: set[str] = set(WorkerSettings.env_names())
+    names |= set(ServeSettings.env_names()) | set(ReportSettings.env_names())
     for package in ("scanner", "workers"):
         for path in (ROOT / package).rglob("*.py"):
             names |= set(ENV_NAME.findall(path.read_text(encoding="utf-8")))
@@ -476,7 +481,7 @@ def test_k8s_worker_probes_and_metrics(tmp_path: Path) -> None:
 def test_k8s_pods_run_non_root_on_a_read_only_root() -> None:
     uid = int(next(a for w, a in final_stage() if w == "USER").split(":")[0])
     multiproc = configmap()["PROMETHEUS_MULTIPROC_DIR"]
-    names = [f"worker-{q}" for q in queues()] + ["beat"]
+    names = [f"worker-{q}" for q in queues()] + ["beat", "serve", "reporter"]
     for name in names:
         spec = pod("Deployment", name)["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
@@ -535,7 +540,7 @@ def test_k8s_keda_scales_each_worker_on_its_queue() -> None:
 
 def test_k8s_pdb_selects_exactly_its_worker() -> None:
     pdbs = [d for (k, _), d in k8s().items() if k == "PodDisruptionBudget"]
-    assert len(pdbs) == len(queues())
+    assert len(pdbs) == len(queues()) + 1  # and keysweep serve
     deployments = {n: pod("Deployment", n) for (k, n) in k8s() if k == "Deployment"}
     for budget in pdbs:
         sel = budget["spec"]["selector"]["matchLabels"].items()
@@ -649,3 +654,64 @@ def test_systemd_env_example() -> None:
     assert env.keys() >= REQUIRED_ENV
     assert all(env[k] for k in REQUIRED_ENV)
     assert {env["KEYSWEEP_GITHUB_TOKENS"], env["KEYSWEEP_KEYSERVICE_TOKEN"]} == {"REPLACE_ME"}
+
+
+# --- keysweep serve and the credential reporter --------------------------------------------
+
+
+def test_k8s_serve_probes_service_and_budget() -> None:
+    from scanner.partner.app import GITHUB_PATH
+
+    template = pod("Deployment", "serve")
+    (c,) = template["spec"]["containers"]
+    assert c["args"][0] == "serve"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert c["args"][c["args"].index("--port") + 1] == str(ports["http"])
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert k8s()[("Deployment", "serve")]["spec"]["replicas"] >= 2
+    svc = k8s()[("Service", "serve")]["spec"]
+    assert svc["selector"].items() <= template["metadata"]["labels"].items()
+    assert svc["ports"][0]["targetPort"] == "http"
+    assert k8s()[("PodDisruptionBudget", "serve")]["spec"]["minAvailable"] == 1
+    assert GITHUB_PATH in (K8S / "serve.yaml").read_text(encoding="utf-8")
+
+
+def test_only_the_reporter_mounts_its_private_key() -> None:
+    secret = k8s()[("Secret", "keysweep-reporter")]
+    assert set(secret["stringData"].values()) == {"REPLACE_ME"}
+    mounting = []
+    for (kind, name), doc in k8s().items():
+        if kind != "Deployment":
+            continue
+        vols = doc["spec"]["template"]["spec"].get("volumes", [])
+        if any(v.get("secret", {}).get("secretName") == "keysweep-reporter" for v in vols):
+            mounting.append(name)
+    assert mounting == ["reporter"]
+    rep = k8s()[("Deployment", "reporter")]["spec"]
+    assert rep["replicas"] == 1 and rep["strategy"]["type"] == "Recreate"
+    (c,) = rep["template"]["spec"]["containers"]
+    assert c["args"] == ["report-credentials"]
+    (env,) = [e for e in c["env"] if e["name"] == "KEYSWEEP_REPORT_PRIVATE_KEY_FILE"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert env["value"].startswith(mounts["reporter-key"] + "/")
+    assert configmap()["KEYSWEEP_REPORT_CREDENTIALS"] == "1"  # on in the background deployment
+
+
+def test_compose_serve_and_reporter() -> None:
+    services = compose()["services"]
+    serve = services["serve"]
+    assert serve["command"][0] == "serve" and serve["ports"] == ["127.0.0.1:8080:8080"]
+    assert "/healthz" in json.dumps(serve["healthcheck"])
+    assert services["reporter"]["command"] == ["report-credentials"]
+    assert services["reporter"]["secrets"] == ["reporter_key"]
+    assert not any(
+        "reporter_key" in json.dumps(s.get("secrets", []))
+        for n, s in services.items()
+        if n != "reporter"
+    )
+    assert compose()["x-keysweep-env"]["KEYSWEEP_REPORT_CREDENTIALS"].startswith(
+        "${KEYSWEEP_REPORT_CREDENTIALS:-1"
+    )
+    sim = services["github-sim"]["command"]
+    assert sim[sim.index("--partner-url") + 1] == "http://serve:8080/github/secret-scanning"

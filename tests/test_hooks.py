@@ -67,7 +67,7 @@ def test_staged_key_blocks_with_location_and_advice(repo: Repo, cache: Path) -> 
     assert p.returncode == 1
     assert "src/app.py:4" in err and "mg-live-key" in err and key[:16] + "…" in err
     assert "live production key: rotate it now (Keys → Rotate)" in err
-    assert "keysweep:allow" in err and "keysweep baseline create" in err
+    assert "keysweep:allow" in err and "keysweep baseline add --staged" in err
     assert "git commit --no-verify" in err and "pre-push hook still checks" in err
     assert key not in err + p.stdout.decode()
 
@@ -198,7 +198,8 @@ def test_pre_push_ranges(pushed: tuple[Repo, Path], cache: Path) -> None:
     p = hook(repo.path, "pre-push", "origin", "url", stdin=line)
     assert p.returncode == 1
     err = p.stderr.decode()
-    assert f"leak.py:1 (commit {leaky[:12]})" in err and "git push --no-verify" in err
+    assert f'leak.py:1 (commit {leaky[:12]} "leak, committed with --no-verify")' in err
+    assert "git push --no-verify" in err
     # Only what is not on the remote yet: pushing an old, clean range passes.
     line = f"refs/heads/main {base} refs/heads/main {base}\n".encode()
     assert hook(repo.path, "pre-push", "origin", "url", stdin=line).returncode == 0
@@ -355,3 +356,130 @@ def test_pre_commit_framework(pushed: tuple[Repo, Path], framework_home: dict, c
         timeout=600,
     )
     assert push.returncode == 0, push.stdout.decode() + push.stderr.decode()
+
+
+# --- every kind of push, through both ways of installing the hook ---------------------------
+#
+# pre-commit hands a hook PRE_COMMIT_FROM_REF/TO_REF only when the push does not include a
+# root commit; on a repository's first push it says nothing but the branch. A hook that is
+# not told what is pushed scans every commit the remote does not have: never passes blind.
+
+
+def _install(repo: Path, mode: str, home: dict) -> dict:
+    """Install the pre-push hook the way ``mode`` says; returns the environment for git."""
+    env = {**ENV, "PRE_COMMIT_HOME": str(home["home"])}
+    if mode == "install-hook":
+        p = subprocess.run(
+            [KEYSWEEP, "install-hook", "--pre-push"], cwd=repo, capture_output=True, env=env
+        )
+        assert p.returncode == 0, p.stderr.decode()
+        return env
+    (repo / ".pre-commit-config.yaml").write_text(
+        f"repos:\n  - repo: {ROOT}\n    rev: {home['rev']}\n    hooks:\n"
+        "      - id: keysweep\n      - id: keysweep-pre-push\n"
+    )
+    p = framework(repo, home, "install", "--hook-type", "pre-commit", "--hook-type", "pre-push")
+    assert p.returncode == 0, p.stderr.decode()
+    return env
+
+
+def _push(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", "-C", str(repo), "push", *args], capture_output=True, env=env, timeout=600
+    )
+
+
+def _commit_all(repo: Path, env: dict, msg: str, *extra: str) -> None:
+    git(repo, "add", "-A")
+    p = subprocess.run(
+        ["git", "-C", str(repo), "commit", "-q", "--no-verify", "--allow-empty", "-m", msg, *extra],
+        capture_output=True,
+        env=env,
+    )
+    assert p.returncode == 0, p.stderr.decode()
+
+
+def _bare(tmp_path: Path) -> Path:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    return remote
+
+
+def _remote_has(remote: Path, ref: str) -> bool:
+    probe = subprocess.run(
+        ["git", "-C", str(remote), "rev-parse", "--verify", "--quiet", ref], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+MODES = ["framework", "install-hook"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_first_push_with_a_key_in_the_root_commit_is_blocked(
+    tmp_path: Path, framework_home: dict, cache: Path, mode: str
+) -> None:
+    repo = Repo(tmp_path / "new")
+    remote = _bare(tmp_path)
+    git(repo.path, "remote", "add", "origin", str(remote))
+    env = _install(repo.path, mode, framework_home)
+    key = mg_live()
+    repo.write("config.py", f"KEY = '{key}'\n")
+    _commit_all(repo.path, env, "first commit")
+    push = _push(repo.path, env, "origin", "main")
+    out = push.stdout.decode() + push.stderr.decode()
+    assert push.returncode != 0 and "push blocked" in out and "config.py:1" in out, out
+    assert not _remote_has(remote, "main") and key not in out
+    # The same first push without the key goes through.
+    repo.write("config.py", "import os\nKEY = os.environ['KEY']\n")
+    _commit_all(repo.path, env, "first commit", "--amend")
+    push = _push(repo.path, env, "origin", "main")
+    assert push.returncode == 0, push.stdout.decode() + push.stderr.decode()
+    assert _remote_has(remote, "main")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_new_branch_without_upstream_and_force_push_are_scanned(
+    tmp_path: Path, framework_home: dict, cache: Path, mode: str
+) -> None:
+    repo = Repo(tmp_path / "work")
+    remote = _bare(tmp_path)
+    git(repo.path, "remote", "add", "origin", str(remote))
+    repo.write("README.md", "# project\n")
+    repo.commit("init")
+    env = _install(repo.path, mode, framework_home)
+    _commit_all(repo.path, env, "hook config")
+    assert _push(repo.path, env, "-u", "origin", "main").returncode == 0
+    # A new branch, never pushed, no upstream: its key is stopped.
+    git(repo.path, "checkout", "-q", "-b", "topic")
+    repo.write("topic.py", f"T = '{mg_live()}'\n")
+    _commit_all(repo.path, env, "topic work")
+    push = _push(repo.path, env, "origin", "topic")
+    out = push.stdout.decode() + push.stderr.decode()
+    assert push.returncode != 0 and "topic.py:1" in out, out
+    assert not _remote_has(remote, "topic")
+    # A force-push of a rewritten main that now holds a key is stopped too.
+    git(repo.path, "checkout", "-q", "main")
+    repo.write("README.md", f"# project\ntoken: {mg_live()}\n")
+    _commit_all(repo.path, env, "hook config", "--amend")
+    push = _push(repo.path, env, "--force", "origin", "main")
+    out = push.stdout.decode() + push.stderr.decode()
+    assert push.returncode != 0 and "README.md:2" in out, out
+    # A clean force-push goes through.
+    repo.write("README.md", "# project, again\n")
+    _commit_all(repo.path, env, "hook config", "--amend")
+    push = _push(repo.path, env, "--force", "origin", "main")
+    assert push.returncode == 0, push.stdout.decode() + push.stderr.decode()
+
+
+def test_pre_push_run_by_hand_scans_every_unpushed_commit(
+    pushed: tuple[Repo, Path], cache: Path
+) -> None:
+    repo, _ = pushed
+    repo.write("later.py", f"K = '{mg_test()}'\n")
+    repo.commit("not pushed yet")
+    # No refs on stdin (run by hand, or a caller that says nothing): never a blind pass.
+    p = hook(repo.path, "pre-push", "origin", stdin=b"")
+    assert p.returncode == 1 and "later.py:1" in p.stderr.decode()
+    git(repo.path, "push", "-q", "origin", "main")
+    assert hook(repo.path, "pre-push", "origin", stdin=b"").returncode == 0

@@ -1,9 +1,12 @@
-"""`make run`'s script starts the whole local stack, shows revocations live, and Ctrl-C
+"""`make run`'s script starts the whole local stack for a person watching it: what runs
+where, each process's logs in files, a line per revoked key, a summary, what to try next
+(each command tested as printed), and on a second run which lines are from before; Ctrl-C
 stops every process it started."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,50 +18,169 @@ from tests.conftest import ROOT
 from tests.workers_fixture import _free_port
 
 
-def test_local_stack_revokes_and_stops_cleanly(tmp_path: Path) -> None:
+class Run:
+    def __init__(self, env: dict) -> None:
+        self.proc = subprocess.Popen(
+            ["bash", str(ROOT / "deploy/local/run.sh")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.buf = b""
+
+    @property
+    def out(self) -> str:
+        return self.buf.decode(errors="replace")
+
+    def wait_for(self, test, seconds: float = 90) -> str:  # type: ignore[no-untyped-def]
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            self.buf += self.proc.stdout.read() or b""  # type: ignore[union-attr]
+            if test(self.out):
+                return self.out
+            time.sleep(0.5)
+        raise AssertionError(f"not seen in {seconds}s:\n{self.out[-4000:]}")
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
+        time.sleep(1)
+        left = subprocess.run(["pgrep", "-s", str(self.proc.pid)], capture_output=True, text=True)
+        assert left.stdout.strip() == "", f"processes left running: {left.stdout}"
+
+
+def test_local_stack_for_a_person_watching(tmp_path: Path) -> None:
     for db in (10, 11):
         redis_env.connect(db).flushdb()
+    run_dir = tmp_path / "run"
+    venv = Path(sys.executable).parent.parent
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")},
-        "VENV": str(Path(sys.executable).parent.parent),
-        "KEYSWEEP_RUN_DIR": str(tmp_path / "run"),
+        "VENV": str(venv),
+        "KEYSWEEP_RUN_DIR": str(run_dir),
         "KEYSWEEP_RUN_KEYSERVICE_PORT": str(_free_port()),
         "KEYSWEEP_RUN_SIM_PORT": str(_free_port()),
+        "KEYSWEEP_RUN_SERVE_PORT": str(_free_port()),
         "KEYSWEEP_RUN_SIM_RATE": "10",
         "KEYSWEEP_BROKER_URL": redis_env.url(10),
         "KEYSWEEP_REDIS_URL": redis_env.url(11),
         "KEYSWEEP_RUN_REDIS_PORT": str(redis_env.PORT),
     }
-    proc = subprocess.Popen(
-        ["bash", str(ROOT / "deploy/local/run.sh")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.time() + 90
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    buf = b""
+    first = Run(env)
     try:
-        while time.time() < deadline:
-            chunk = proc.stdout.read() or b""
-            buf += chunk
-            if b"| revoked mg_" in buf and b"| summary:" in buf:
-                break
-            time.sleep(0.5)
-        out = buf.decode(errors="replace")
-        assert "run: key service" in out and "run: GitHub        the GitHub simulator" in out
-        assert "| revoked mg_" in out, out[-3000:]
-        line = next(x for x in out.splitlines() if "| revoked mg_" in x)
+        out = first.wait_for(
+            lambda o: re.search(r"(?m)^revoked mg_", o) and re.search(r"(?m)^summary: this run", o)
+        )
+        assert f"run: logs          each process in {run_dir}/logs/" in out
+        assert "run: GitHub        the GitHub simulator" in out
+        line = next(x for x in out.splitlines() if x.startswith("revoked mg_"))
         assert "…" in line  # redacted, never the key
+        # The screen is the monitor's: no Celery banners or JSON log lines on it.
+        assert "celery@" not in out and not re.search(r"(?m)^\{", out)
+        logs = run_dir / "logs"
+        for name in (
+            "keyservice",
+            "github-sim",
+            "worker-poll",
+            "worker-fetch",
+            "worker-act",
+            "beat",
+            "serve",
+            "reporter",
+        ):
+            assert (logs / f"{name}.log").is_file(), name
+        assert (logs / "worker-fetch.log").stat().st_size > 0
+        # "Leak a key yourself": the command as printed, from another terminal.
+        printed = out.split("leak a key yourself")[1].splitlines()[1].strip()
+        assert printed.startswith(f". {run_dir}/env && keysweep keys create")
+        leak = subprocess.run(
+            ["bash", "-c", printed],
+            capture_output=True,
+            env={k: v for k, v in env.items() if not k.startswith("KEYSWEEP_")},
+            timeout=120,
+        )
+        assert leak.returncode == 1, leak.stderr.decode()  # found (and revoked): exit 1
+        mine = re.search(r"mg_live_[A-Za-z0-9_-]{8}…", leak.stdout.decode()).group(0)  # type: ignore[union-attr]
+        first.wait_for(lambda o: f"revoked {mine.rstrip('…')}" in o)
+        assert "run: partner       keysweep serve on http://127.0.0.1:" in out
+        # "Send a partner alert the way GitLab does": as printed; its key is revoked.
+        printed = out.split("send a partner alert the way GitLab does")[1].splitlines()[1]
+        sent = subprocess.run(
+            ["bash", "-c", printed.strip()],
+            capture_output=True,
+            env={k: v for k, v in env.items() if not k.startswith("KEYSWEEP_")},
+            timeout=120,
+        )
+        assert sent.returncode == 0 and sent.stdout.decode().strip() == "204", sent
+        prefix = re.search(r"minted \S+ \((mg_live_[A-Za-z0-9_-]{8})…", sent.stderr.decode())
+        assert prefix, sent.stderr.decode()
+        first.wait_for(lambda o: f"revoked {prefix.group(1)}" in o)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-    time.sleep(1)
-    leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
-    assert leftover.stdout.strip() == "", f"processes left running: {leftover.stdout}"
+        first.stop()
+    revoked_before = len(re.findall(r"(?m)^revoked mg_", first.out))
+    # A second run says which lines are from before; the first run's logs are kept.
+    second = Run(env)
+    try:
+        out = second.wait_for(lambda o: "── this run ──" in o, 60)
+        m = re.search(r"── (\d+) key\(s\) revoked by earlier runs", out)
+        assert m, out[-3000:]
+        earlier = int(m.group(1))  # every one the first run revoked, shown or not before Ctrl-C
+        assert earlier >= revoked_before
+        before = re.findall(r"(?m)^before  revoked mg_", out)
+        assert len(before) == min(5, earlier)  # the last five, each marked
+        assert (run_dir / "logs.previous" / "worker-fetch.log").stat().st_size > 0
+    finally:
+        second.stop()
+
+
+def test_install_progress_and_log(tmp_path: Path) -> None:
+    log = tmp_path / "install.log"
+    fake_pip = (
+        "print('Collecting celery>=5.4'); print('  Downloading celery-5.4.0.whl');"
+        "print('Collecting redis'); print('Installing collected packages: redis, celery');"
+        "print('Successfully installed celery redis')"
+    )
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "deploy/local/pip_progress.py"),
+            str(log),
+            "--",
+            sys.executable,
+            "-c",
+            fake_pip,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0
+    assert p.stdout.splitlines() == [
+        "install: [1] collecting celery>=5.4",
+        "install: [2] collecting redis",
+        "install: installing 2 packages",
+        f"install: done (2 packages looked at; log: {log})",
+    ]
+    assert "Successfully installed celery redis" in log.read_text()
+    failing = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "deploy/local/pip_progress.py"),
+            str(log),
+            "--",
+            sys.executable,
+            "-c",
+            "print('ERROR: No matching distribution'); raise SystemExit(1)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert failing.returncode == 1
+    assert "ERROR: No matching distribution" in failing.stderr
+    assert f"the whole output is in {log}" in failing.stderr

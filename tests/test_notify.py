@@ -98,7 +98,9 @@ def test_failing_channel_is_retried_and_never_blocks_the_others(tmp_path: Path, 
         n = Notifier(channels, dedup, retries=3, sleep=sleeps.append)
         report = n.notify([alert(1), alert(2)])
         assert report.sent["webhook:alert"] == 2 and report.sent["email:alert"] == 2
-        assert report.failed["slack:alert"] == 2 and report.errors == ["slack: slack: HTTP 500"]
+        assert report.failed["slack:alert"] == 2 and report.errors == [
+            f"slack (127.0.0.1:{slack.url.split(':')[2].split('/')[0]}): HTTP 500"
+        ]
         assert len(hook.requests) == 4 and hook.verified == 2  # 2 failures + 2 deliveries
         assert len(slack.requests) == 4  # 1 + 3 retries for the first, none for the second
         assert len(sleeps) == 2 + 3

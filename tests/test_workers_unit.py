@@ -24,9 +24,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from workers import settings as settings_mod
     from workers import state
 
-    monkeypatch.setenv(
-        "KEYSWEEP_REDIS_URL", redis_env.url(14)
-    )
+    monkeypatch.setenv("KEYSWEEP_REDIS_URL", redis_env.url(14))
     monkeypatch.setenv("KEYSWEEP_REDIS_PREFIX", f"kstest-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("KEYSWEEP_GITHUB_TOKENS", "tok-a,tok-b")
     monkeypatch.setenv("KEYSWEEP_GITHUB_API_URL", API)

@@ -105,13 +105,25 @@ def status(argv: list[str]) -> int:
         "--follow",
         "-f",
         action="store_true",
-        help="keep going: a line per revoked key (redacted), a summary every 10 s",
+        help="keep going: a line per revoked key (redacted) and a running summary (redrawn in "
+        "place on a terminal, a line every 10 s elsewhere)",
     )
+    p.add_argument(
+        "--since",
+        type=float,
+        default=None,
+        metavar="EPOCH",
+        help="with --follow: revocations before this time (seconds since 1970) are marked "
+        "'before', and the summary counts from it",
+    )
+    p.add_argument(
+        "--honcho-pid", type=int, default=None, help=argparse.SUPPRESS
+    )  # `make run`: stop when the stack stops
     args = p.parse_args(argv)
     from workers.status import collect
 
     if args.follow:
-        return follow()
+        return follow(args.since, args.honcho_pid)
     data = collect()
     if args.format == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -130,7 +142,8 @@ def status(argv: list[str]) -> int:
         )
     c = data["counts"]
     print(
-        f"counts:   documents {c.get('documents_scanned', 0)}, findings {c.get('findings', 0)}, "
+        f"counts:   documents {c.get('documents_scanned', 0)} "
+        f"(passed over: {c.get('documents_failed', 0)}), findings {c.get('findings', 0)}, "
         f"revoked {c.get('outcome_revoked', 0)}, already revoked "
         f"{c.get('outcome_already_revoked', 0)}, github requests {c.get('github_requests', 0)}"
     )
@@ -143,42 +156,124 @@ def status(argv: list[str]) -> int:
     return 0
 
 
-def follow() -> int:
-    """Live lines for a person watching `make run`: each revocation, then a running summary."""
-    from scanner.config import Config
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def follow(since: float | None = None, watch_pid: int | None = None) -> int:
+    """Live lines for a person watching `make run`: each revocation (those from before
+    ``since`` marked as such), and a summary of this run, redrawn in place on a terminal."""
+    import sys
+    from datetime import UTC, datetime
+
     from scanner.keyservice import KeyServiceClient
+    from scanner.report.safe_text import printable
+    from workers.settings import settings
     from workers.status import collect
 
-    url, token = Config().keyservice()
+    tty = sys.stdout.isatty()
+    started = since if since is not None else time.time()
+    start_iso = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
+    start_iso = start_iso.replace("+00:00", "Z")  # as the audit events write it
+    url, token = settings().keyservice()
     client = KeyServiceClient(url, token) if url and token else None
     seen: set[str] = set()
+    first = True
+    base: dict[str, int] | None = None
+    status_line = ""
     last_summary = 0.0
-    while True:
-        if client is not None:
+
+    def say(line: str) -> None:
+        if tty:
+            sys.stdout.write("\r\x1b[K" + line + "\n" + status_line)
+        else:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def describe(e: dict) -> str:  # type: ignore[type-arg]
+        meta = e.get("metadata") or {}
+        where = meta.get("source_url") or meta.get("path") or "?"
+        return printable(f"revoked {e['target']}… ({e.get('org_id') or '-'}) found at {where}")
+
+    try:
+        while True:
+            if not _alive(watch_pid):
+                import os
+
+                logs = os.path.join(os.environ.get("KEYSWEEP_RUN_DIR", ".run"), "logs")
+                say(
+                    "run: stopped; if you did not press Ctrl-C, a process failed: "
+                    f"see {logs}/honcho.log and the process's own log there"
+                )
+                return 1
+            if client is not None:
+                try:
+                    events = client.audit_events(action="api_key.revoked")
+                except Exception as exc:  # the service may still be starting
+                    if not first:
+                        say(f"(key service not answering: {type(exc).__name__})")
+                    events = None
+                if events is not None:
+                    fresh = [e for e in events if e["id"] not in seen]
+                    seen.update(e["id"] for e in fresh)
+                    before = [e for e in fresh if first and str(e.get("timestamp", "")) < start_iso]
+                    if before:
+                        say(
+                            f"── {len(before)} key(s) revoked by earlier runs (the same key "
+                            "service database); lines marked 'before' ──"
+                        )
+                        for e in before[-5:]:
+                            say(f"before  {describe(e)}")
+                        say("── this run ──")
+                    for e in fresh:
+                        if e not in before:
+                            say(describe(e))
+                    first = False
+            now = time.time()
             try:
-                for e in client.audit_events(action="api_key.revoked"):
-                    if e["id"] in seen:
-                        continue
-                    seen.add(e["id"])
-                    meta = e.get("metadata") or {}
-                    print(
-                        f"revoked {e['target']}… ({e.get('org_id') or '-'}) found at "
-                        f"{meta.get('source_url') or meta.get('path')}",
-                        flush=True,
-                    )
-            except Exception as exc:  # the service may still be starting
-                print(f"(key service not answering: {type(exc).__name__})", flush=True)
-        if time.time() - last_summary >= 10:
-            last_summary = time.time()
-            c = collect()["counts"]
-            print(
-                f"summary: documents {c.get('documents_scanned', 0)}, findings "
-                f"{c.get('findings', 0)}, revoked {c.get('outcome_revoked', 0)}, "
-                f"alerts {sum(v for k, v in c.items() if k.startswith('alerts_sent'))}, "
-                f"github requests {c.get('github_requests', 0)}",
-                flush=True,
-            )
-        time.sleep(2)
+                counts = collect()["counts"]
+            except Exception as exc:  # Redis restarting: say so, keep watching
+                counts = None
+                status_line = f"summary: (state not readable: {type(exc).__name__})"
+            if counts is not None:
+                if base is None:
+                    base = dict(counts)
+
+                def n(k: str, c: dict[str, int] = counts, b: dict[str, int] = base) -> int:
+                    return int(c.get(k, 0)) - int(b.get(k, 0))
+
+                alerts = sum(
+                    int(v) - int((base or {}).get(k, 0))
+                    for k, v in counts.items()
+                    if k.startswith("alerts_sent")
+                )
+                status_line = (
+                    f"summary: this run {int(now - started)}s: documents "
+                    f"{n('documents_scanned')}, findings {n('findings')}, revoked "
+                    f"{n('outcome_revoked')}, alerts {alerts}, github requests "
+                    f"{n('github_requests')}"
+                )
+            if tty:
+                sys.stdout.write("\r\x1b[K" + status_line)
+                sys.stdout.flush()
+            elif now - last_summary >= 10:
+                last_summary = now
+                say(status_line)
+            time.sleep(1 if tty else 2)
+    except KeyboardInterrupt:
+        if tty:
+            sys.stdout.write("\n")
+        return 0
 
 
 def enqueue(argv: list[str]) -> int:

@@ -1,5 +1,8 @@
 """GitHub REST client for the workers: a token pool, rate limits obeyed, ETags used.
 
+It is the ``GitHubAPI`` the library's GitHub sources fetch through
+(``scanner.sources.github``), and raises that module's transient and permanent errors.
+
 * Tokens are used round-robin; each token's remaining budget and reset time
   live in Redis (``x-ratelimit-remaining`` / ``-reset``), and a token with no
   budget rests until its reset.
@@ -19,19 +22,9 @@ from typing import Any
 import httpx
 
 from scanner import __version__
-from scanner.errors import KeysweepError
+from scanner.sources.github import GitHubRefused, GitHubUnavailable, RateLimited
 from workers import metrics, state
 from workers.settings import settings
-
-
-class RateLimited(KeysweepError):
-    def __init__(self, wait: float, why: str) -> None:
-        super().__init__(f"GitHub rate limit: {why}; retry in {wait:.0f}s")
-        self.wait = wait
-
-
-class GitHubUnavailable(KeysweepError):
-    """5xx, timeouts, connection errors, malformed answers: try again later."""
 
 
 class TokenPool:
@@ -150,7 +143,7 @@ class GitHub:
         if resp.status_code == 404:
             return None
         if resp.status_code >= 400:
-            raise KeysweepError(f"GitHub {resp.status_code} for {url}")
+            raise GitHubRefused(f"GitHub {resp.status_code} for {url}")
         try:
             return resp.json()
         except ValueError:

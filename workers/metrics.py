@@ -14,15 +14,12 @@ unlike ``celery inspect ping`` on every probe.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
-from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 
-PORT_ENV = "KEYSWEEP_METRICS_PORT"
-HEARTBEAT_ENV = "KEYSWEEP_HEARTBEAT_FILE"
+from workers.settings import settings
 
 EVENTS_POLLED = Counter("keysweep_events_polled", "GitHub events seen by the poller")
 GISTS_POLLED = Counter("keysweep_gists_polled", "Public gist versions seen by the poller")
@@ -63,9 +60,8 @@ FETCH_TO_REVOKE = Histogram(
 
 
 def touch_heartbeat() -> None:
-    path = os.environ.get(HEARTBEAT_ENV, "/tmp/keysweep-worker-alive")
     with contextlib.suppress(OSError):
-        Path(path).touch()
+        settings().heartbeat_file.touch()
 
 
 def start_exporter() -> None:
@@ -73,7 +69,7 @@ def start_exporter() -> None:
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
     from prometheus_client.core import GaugeMetricFamily
 
-    port = int(os.environ.get(PORT_ENV, "9808"))
+    port = settings().metrics_port
 
     def beat() -> None:
         while True:

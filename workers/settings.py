@@ -1,52 +1,42 @@
-"""Worker settings, from environment variables (12-factor), read once per process."""
+"""The background deployment's settings: the one settings model (``scanner.settings``)
+plus what only the workers read. Environment first (12-factor), then the
+operator's file (``$KEYSWEEP_CONFIG``); read once per process."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+
+from scanner.settings import Settings, StrList, load_settings
 
 
-def _list(name: str, default: str = "") -> list[str]:
-    return [x.strip() for x in os.environ.get(name, default).split(",") if x.strip()]
-
-
-def _float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-@dataclass(frozen=True)
-class Settings:
+class WorkerSettings(Settings):
     broker_url: str = "redis://127.0.0.1:6379/0"
     redis_url: str = "redis://127.0.0.1:6379/1"
+    redis_prefix: str = Field(default="keysweep", pattern=r"^[A-Za-z0-9_.-]+$")
     github_api_url: str = "https://api.github.com"
-    github_tokens: tuple[str, ...] = ()
-    github_concurrency: int = 20  # global cap on in-flight GitHub requests (GitHub allows 100)
-    poll_every: float = 5.0  # how often beat asks the pollers; they also obey X-Poll-Interval
-    dedupe_ttl: int = 7 * 24 * 3600
-    negative_cache_ttl: int = 3600
-    max_gist_file: int = 10 * 1024 * 1024
-    clone_hosts: tuple[str, ...] = ("github.com",)
-    clone_http_hosts: tuple[str, ...] = ()  # plain-http clone allowed (the simulator only)
-    prefix: str = "keysweep"
-    extra: dict[str, str] = field(default_factory=dict)
+    github_tokens: StrList = Field(default_factory=list, repr=False)
+    github_concurrency: PositiveInt = 20  # global cap on in-flight GitHub requests
+    poll_every: PositiveFloat = 5.0  # scheduler tick; the pollers also obey X-Poll-Interval
+    clone_hosts: StrList = Field(default_factory=lambda: ["github.com"])
+    clone_http_hosts: StrList = Field(default_factory=list)  # plain http: a local simulator only
+    metrics_port: NonNegativeInt = Field(default=9808, le=65535)  # 0: no exporter
+    heartbeat_file: Path = Path("/tmp/keysweep-worker-alive")
+
+    # Fixed by design, not configuration.
+    dedupe_ttl: ClassVar[int] = 7 * 24 * 3600
+    negative_cache_ttl: ClassVar[int] = 3600
+    max_gist_file: ClassVar[int] = 10 * 1024 * 1024
+
+    @property
+    def prefix(self) -> str:
+        return self.redis_prefix
 
 
 @cache
-def settings() -> Settings:
-    return Settings(
-        broker_url=os.environ.get("KEYSWEEP_BROKER_URL", Settings.broker_url),
-        redis_url=os.environ.get("KEYSWEEP_REDIS_URL", Settings.redis_url),
-        github_api_url=os.environ.get("KEYSWEEP_GITHUB_API_URL", Settings.github_api_url).rstrip(
-            "/"
-        ),
-        github_tokens=tuple(_list("KEYSWEEP_GITHUB_TOKENS")),
-        github_concurrency=int(_float("KEYSWEEP_GITHUB_CONCURRENCY", 20)),
-        poll_every=_float("KEYSWEEP_POLL_EVERY", 5.0),
-        clone_hosts=tuple(_list("KEYSWEEP_CLONE_HOSTS", "github.com")),
-        clone_http_hosts=tuple(_list("KEYSWEEP_CLONE_HTTP_HOSTS")),
-        prefix=os.environ.get("KEYSWEEP_REDIS_PREFIX", "keysweep"),
-    )
+def settings() -> WorkerSettings:
+    s = load_settings(None, None, WorkerSettings)
+    return s.model_copy(update={"github_api_url": s.github_api_url.rstrip("/")})

@@ -20,18 +20,18 @@ from typing import Any
 
 from celery import Task, signals
 
-from scanner.act import Policy, act
-from scanner.config import Config
+from scanner import pipeline
+from scanner.act import Policy
 from scanner.engine import Engine
-from scanner.errors import KeysweepError
-from scanner.findings import Location, finding_from_dict
-from scanner.keyservice import KeyServiceClient, KeyServiceError
+from scanner.errors import PermanentError, TransientError
+from scanner.findings import Finding, finding_from_dict
+from scanner.keyservice import KeyServiceClient
 from scanner.notify.dispatch import Notifier, NotifySettings
-from scanner.notify.message import alert_from_dict, alert_to_dict, alerts_from
-from scanner.resolve import resolve
-from scanner.scan import Collector, build_engine
-from scanner.sources.files import BufferFragment, is_binary
-from scanner.sources.git_history import PatchChunk
+from scanner.notify.message import alert_from_dict, alert_to_dict
+from scanner.pipeline import Context
+from scanner.scan import ScanOptions, ScanResult, build_engine, scan_source
+from scanner.sources.github import RepoSource, document_source
+from scanner.sources.remote import CloneError
 from workers import metrics, state
 from workers.app import MAX_COUNTDOWN, app
 from workers.github import GitHubUnavailable, RateLimited, github
@@ -57,18 +57,14 @@ def _child_gone(pid: int | None = None, **_: Any) -> None:
     metrics.process_exited(pid or os.getpid())
 
 
-ZERO = "0" * 40
-MAX_PAGES = 10  # 10 x 300 = GitHub's 3,000-file ceiling for one commit
-
-
 @cache
 def engine() -> Engine:
-    return build_engine(Config())
+    return build_engine(settings())
 
 
 @cache
 def keyservice() -> KeyServiceClient | None:
-    url, token = Config().keyservice()
+    url, token = settings().keyservice()
     return KeyServiceClient(url, token) if url and token else None
 
 
@@ -82,14 +78,11 @@ def countdown(task: Task, wait: float | None = None) -> float:
 
 
 class Retrying(Task):
-    """Transient failures (rate limits, 5xx, an unreachable key service) come back later."""
+    """Transient failures (rate limits, 5xx, an unreachable service) come back later;
+    a task that must hand on part of its work calls ``self.retry`` itself."""
 
     abstract = True
     max_retries = 12
-
-    def retry_later(self, exc: Exception) -> None:
-        wait = exc.wait if isinstance(exc, RateLimited) else None
-        raise self.retry(exc=exc, countdown=countdown(self, wait))
 
 
 # --- pollers -------------------------------------------------------------------------------
@@ -230,157 +223,66 @@ def poll_gists(self: Retrying) -> int:
         return queue_docs(docs)
 
 
-# --- fetch and scan --------------------------------------------------------------------------
+# --- fetch and scan: thin adapters over scanner.sources.github and scanner.scan -----------
 
 
-def _patch_text(files: list[dict[str, Any]], sha: str, author: dict[str, Any]) -> bytes:
-    """GitHub's per-file patches as one ``git diff -U0``-shaped text the locator reads."""
-    header = "\x1f".join(
-        [
-            sha,
-            str(author.get("name", "")),
-            str(author.get("email", "")),
-            str(author.get("date", "")),
-        ]
-    )
-    parts = [f"\n\x1e{header}\n"]
-    for f in files:
-        patch = f.get("patch")
-        if not patch:
-            continue
-        name = str(f.get("filename", "")).replace("\n", "?")
-        parts.append(f"\ndiff --git a/{name} b/{name}\n+++ b/{name}\n{patch}\n")
-    return "".join(parts).encode("utf-8", "surrogatepass")
+def _scan(source: Any) -> ScanResult:
+    return scan_source(source, engine(), settings(), ScanOptions(jobs=2))
 
 
-def scan_files(
-    repo: str, sha: str, author: dict[str, Any], files: list[dict[str, Any]], collector: Collector
-) -> None:
-    """Scan one commit's (or compare's) files: patches where GitHub gave them, raw otherwise."""
-    gh = github()
-    blobs = {str(f.get("filename")): f.get("blob_url") for f in files}
-    collector.decorate = lambda loc: Location(
-        kind="push",
-        path=loc.path,
-        line=loc.line,
-        repo=repo,
-        commit=loc.commit or sha,
-        author=loc.author or author.get("name"),
-        email=loc.email or author.get("email"),
-        date=loc.date or author.get("date"),
-        url=(f"{blobs.get(loc.path or '')}#L{loc.line}" if blobs.get(loc.path or "") else None),
-    )
-    collector.scan(PatchChunk(_patch_text(files, sha, author), repo, 0, None))
-    for f in files:
-        if f.get("patch") or f.get("status") == "removed" or not f.get("raw_url"):
-            continue
-        data = gh.get_bytes(str(f["raw_url"]), settings().max_gist_file)
-        if data is None:
-            state.count("files_skipped_large")
-            continue
-        if is_binary(data):
-            state.count("files_skipped_binary")
-            continue
-        collector.scan(BufferFragment(data, "push", str(f.get("filename")), repo))
-
-
-def fetch_push(collector: Collector, repo: str, before: str | None, head: str | None) -> None:
-    gh = github()
-    if not head:
-        return
-    if before and before != ZERO:
-        cmp = gh.get_json(f"/repos/{repo}/compare/{before}...{head}")
-        if cmp is None:
-            return
-        commits = cmp.get("commits") or []
-        author = ((commits[-1] if commits else {}).get("commit") or {}).get("author") or {}
-        files = cmp.get("files") or []
-        if len(files) < 300:
-            scan_files(repo, head, author, files, collector)
-        else:  # the compare is capped at 300 files: page each commit's own list
-            for c in commits:
-                _scan_commit(repo, str(c.get("sha")), collector)
-    else:  # a new branch: the head commit's own files
-        _scan_commit(repo, head, collector)
+def _record(kind: str, result: ScanResult) -> None:
+    state.count("documents_scanned")
+    metrics.DOCUMENTS.labels(kind).inc()
+    metrics.BYTES.inc(result.bytes_scanned)
+    sk = result.skipped
+    if sk.too_large:
+        state.count("files_skipped_large", sk.too_large)
+    if sk.binary:
+        state.count("files_skipped_binary", sk.binary)
+    for f in result.findings:
+        metrics.FINDINGS.labels(f.rule_id, f.owner).inc()
 
 
 @app.task(bind=True, base=Retrying, soft_time_limit=150, time_limit=200)
 def scan_batch(self: Retrying, docs: list[dict[str, Any]]) -> int:
-    """Fetch and scan a few pushes and gists; findings go on without their secrets."""
+    """Fetch and scan a few pushes and gists; findings go on without their secrets.
+
+    A transient error (rate limit, GitHub down) hands on what is done and retries the
+    rest; a permanent one (a refused or malformed document) is counted and skipped."""
     found: list[dict[str, Any]] = []
     for i, doc in enumerate(docs):
         fetched_at = time.time()
-        collector = Collector(engine(), [])
         try:
-            if doc["kind"] == "push":
-                fetch_push(collector, doc["repo"], doc.get("before"), doc.get("head"))
-            else:
-                fetch_gist(collector, doc["gist_id"], doc.get("updated_at"))
-        except (RateLimited, GitHubUnavailable) as exc:
+            result = _scan(document_source(github(), doc))
+        except TransientError as exc:
             _hand_on(found)
-            wait = exc.wait if isinstance(exc, RateLimited) else None
             # What is done stays done; the rest comes back later.
             raise self.retry(
-                exc=exc, kwargs={"docs": docs[i:]}, countdown=countdown(self, wait)
+                exc=exc, kwargs={"docs": docs[i:]}, countdown=countdown(self, exc.wait)
             ) from None
-        state.count("documents_scanned")
-        metrics.DOCUMENTS.labels(doc["kind"]).inc()
-        metrics.BYTES.inc(collector.bytes)
-        for f in collector.found.findings():
-            metrics.FINDINGS.labels(f.rule_id, f.owner).inc()
-            found.append({**f.to_dict(), "fetched_at": fetched_at})
+        except PermanentError as exc:
+            state.count("documents_failed")
+            metrics.GITHUB_ERRORS.labels("permanent").inc()
+            log.warning("document skipped kind=%s error=%s", doc.get("kind"), exc)
+            continue
+        _record(str(doc.get("kind")), result)
+        report_to_issuer(result.findings)  # third-party GitHub tokens, sealed, while we hold them
+        found.extend({**f.to_dict(), "fetched_at": fetched_at} for f in result.findings)
     _hand_on(found)
     return len(found)
+
+
+def report_to_issuer(findings: list[Any]) -> None:
+    """The hook: findings still holding their cleartext, inside the fetch process."""
+    from workers.credreport import hand_over
+
+    hand_over(findings)
 
 
 def _hand_on(found: list[dict[str, Any]]) -> None:
     from workers.submit import submit_findings
 
     submit_findings(found, {"source": "crawler"})
-
-
-def _scan_commit(repo: str, sha: str, collector: Collector) -> None:
-    gh = github()
-    for page in range(1, MAX_PAGES + 1):
-        body = gh.get_json(f"/repos/{repo}/commits/{sha}", params={"per_page": 300, "page": page})
-        if not body:
-            return
-        files = body.get("files") or []
-        author = (body.get("commit") or {}).get("author") or {}
-        scan_files(repo, sha, author, files, collector)
-        if len(files) < 300:
-            return
-
-
-def fetch_gist(collector: Collector, gist_id: str, updated_at: str | None) -> None:
-    gh = github()
-    gist = gh.get_json(f"/gists/{gist_id}")
-    if gist is None:
-        return
-    url = gist.get("html_url")
-    for name, f in (gist.get("files") or {}).items():
-        if int(f.get("size") or 0) > settings().max_gist_file:
-            state.count("files_skipped_large")
-            continue
-        content = f.get("content")
-        data = (
-            gh.get_bytes(str(f["raw_url"]), settings().max_gist_file)
-            if (f.get("truncated") or content is None) and f.get("raw_url")
-            else str(content or "").encode("utf-8", "surrogatepass")
-        )
-        if data is None or is_binary(data):
-            state.count("files_skipped")
-            continue
-        collector.decorate = lambda loc, n=name: Location(
-            kind="gist",
-            path=n,
-            line=loc.line,
-            repo=f"gist:{gist_id}",
-            commit=updated_at,
-            url=f"{url}#file-{n}" if url else None,
-            date=gist.get("updated_at"),
-        )
-        collector.scan(BufferFragment(data, "gist", name))
 
 
 @app.task(bind=True, base=Retrying, soft_time_limit=840, time_limit=900)
@@ -392,75 +294,91 @@ def scan_repo(
     event_id: str | None = None,
 ) -> int:
     """Full history of a clone: a repository just made public, or asked for by hand."""
-    from scanner.scan import ScanOptions, scan_git
-    from scanner.sources.remote import cloned, parse_remote
-
-    fetched_at = time.time()
-    if url is None:
-        try:
-            meta = github().get_json(f"/repos/{repo}")
-        except (RateLimited, GitHubUnavailable) as exc:
-            self.retry_later(exc)
-        if not meta or not meta.get("clone_url"):
-            return 0
-        url = str(meta["clone_url"])
     s = settings()
-    remote = parse_remote(url, [*s.clone_hosts, *s.clone_http_hosts], http_hosts=s.clone_http_hosts)
-    with cloned(remote) as path:
-        result = scan_git(path, engine(), Config(), ScanOptions(jobs=2), remote.display)
-    state.count("documents_scanned")
+    fetched_at = time.time()
+    source = RepoSource(
+        github(), repo, url, allowed_hosts=s.clone_hosts, http_hosts=s.clone_http_hosts
+    )
+    try:
+        result = _scan(source)
+    except (TransientError, CloneError) as exc:
+        raise self.retry(exc=exc, countdown=countdown(self, getattr(exc, "wait", None))) from None
+    except PermanentError as exc:
+        state.count("documents_failed")
+        log.warning("repository skipped reason=%s error=%s", reason, exc)
+        return 0
+    _record("repo", result)
+    report_to_issuer(result.findings)
     _hand_on([{**f.to_dict(), "fetched_at": fetched_at} for f in result.findings])
     return len(result.findings)
 
 
-# --- resolve, act, notify ---------------------------------------------------------------------
+# --- resolve, act, notify: thin adapters over scanner.pipeline ---------------------------------
 
 
-@app.task(bind=True, base=Retrying, soft_time_limit=60, time_limit=90)
-def resolve_and_act(self: Retrying, findings: list[dict[str, Any]], meta: dict[str, Any]) -> int:
+def context(*, notify: bool = False) -> Context:
+    """The one pipeline's context in the workers: Redis caches and dedup, confident alerts."""
+    s = settings()
+    notifier = None
+    if notify:
+        channels = NotifySettings.from_settings(s).channels()
+        if channels:
+            notifier = Notifier(channels, state.RedisDedup(), audit=keyservice())
+    return Context(
+        keyservice=keyservice(),
+        policy=Policy(*s.policy()),
+        negative_cache=state.RedisNegativeCache(),
+        notifier=notifier,
+        alert_confidence="high",
+    )
+
+
+TRANSIENT = {
+    "autoretry_for": (TransientError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": MAX_COUNTDOWN,
+    "retry_jitter": True,
+}
+
+
+@app.task(bind=True, soft_time_limit=60, time_limit=90, max_retries=None, **TRANSIENT)
+def resolve_and_act(self: Task, findings: list[dict[str, Any]], meta: dict[str, Any]) -> int:
     found = [finding_from_dict(d) for d in findings]
-    fetched = {d["fingerprint"]: float(d.get("fetched_at") or time.time()) for d in findings}
-    outcomes: dict[str, Any] = {}
-    ours = [f for f in found if f.owner == "keyservice"]
-    client = keyservice()
-    if ours and client is not None:
-        live, test = Config().policy()
-        started = time.perf_counter()
-        try:
-            metrics.LOOKUPS.inc(len({f.secret_sha256 for f in ours}))
-            owned = resolve(ours, client, state.RedisNegativeCache())
-            results = act(owned, client, Policy(live, test))
-            metrics.KEYSERVICE_SECONDS.observe(time.perf_counter() - started)
-        except KeyServiceError as exc:
-            self.retry_later(exc)
-        failed = [o for o in results if o.action == "failed"]
-        if failed:  # retry the whole batch: every step is idempotent
-            self.retry_later(KeysweepError(f"{len(failed)} key(s) not revoked: {failed[0].error}"))
-        outcomes = {o.fingerprint: o for o in results}
-        now = time.time()
-        published = {f.fingerprint: _epoch(f.location.date) for f in ours}
-        for o in results:
-            state.count(f"outcome_{o.action}")
-            metrics.REVOCATIONS.labels(o.action).inc()
-            if o.action == "revoked":
-                state.record_latency(now - fetched.get(o.fingerprint, now))
-                metrics.FETCH_TO_REVOKE.observe(now - fetched.get(o.fingerprint, now))
-                if published.get(o.fingerprint):
-                    metrics.PUSH_TO_REVOKE.observe(max(0.0, now - published[o.fingerprint]))
-    alerts = alerts_from(found, outcomes)
-    if alerts:
-        send_alerts.delay(alerts=[alert_to_dict(a) for a in alerts])
+    ctx = context()
+    started = time.perf_counter()
+    if ctx.keyservice is not None and any(f.owner == "keyservice" for f in found):
+        metrics.LOOKUPS.inc(len({f.secret_sha256 for f in found if f.owner == "keyservice"}))
+    outcomes = pipeline.act(found, ctx)  # an unavailable key service retries the whole batch
+    metrics.KEYSERVICE_SECONDS.observe(time.perf_counter() - started)
+    _observe(found, findings, outcomes)
+    retry = [o for o in outcomes.values() if o.action == "failed" and o.retry]
+    if retry:  # every step is idempotent: the retry redoes only what is not done
+        raise TransientError(f"{len(retry)} key(s) not revoked yet: {retry[0].error}")
+    batch = pipeline.alerts(found, outcomes, ctx)
+    if batch:
+        send_alerts.delay(alerts=[alert_to_dict(a) for a in batch])
     return len(outcomes)
 
 
-@app.task(bind=True, base=Retrying, soft_time_limit=90, time_limit=120)
-def send_alerts(self: Retrying, alerts: list[dict[str, Any]]) -> int:
-    channels = NotifySettings.from_env(Config().notify).channels()
-    if not channels:
+def _observe(found: list[Finding], raw: list[dict[str, Any]], outcomes: dict[str, Any]) -> None:
+    fetched = {d["fingerprint"]: float(d.get("fetched_at") or time.time()) for d in raw}
+    published = {f.fingerprint: _epoch(f.location.date) for f in found}
+    now = time.time()
+    for o in outcomes.values():
+        state.count(f"outcome_{o.action}")
+        metrics.REVOCATIONS.labels(o.action).inc()
+        if o.action == "revoked":
+            state.record_latency(now - fetched.get(o.fingerprint, now))
+            metrics.FETCH_TO_REVOKE.observe(now - fetched.get(o.fingerprint, now))
+            if published.get(o.fingerprint):
+                metrics.PUSH_TO_REVOKE.observe(max(0.0, now - published[o.fingerprint]))
+
+
+@app.task(bind=True, soft_time_limit=90, time_limit=120, max_retries=None, **TRANSIENT)
+def send_alerts(self: Task, alerts: list[dict[str, Any]]) -> int:
+    report = pipeline.notify([alert_from_dict(a) for a in alerts], context(notify=True))
+    if report is None:
         return 0
-    report = Notifier(channels, state.RedisDedup(), audit=keyservice()).notify(
-        [alert_from_dict(a) for a in alerts]
-    )
     for label, n in report.sent.items():
         state.count(f"alerts_sent_{label.replace(':', '_')}", n)
         metrics.ALERTS.labels(label.split(":")[0], "sent").inc(n)
@@ -468,7 +386,7 @@ def send_alerts(self: Retrying, alerts: list[dict[str, Any]]) -> int:
         state.count(f"alerts_failed_{label.replace(':', '_')}", n)
         metrics.ALERTS.labels(label.split(":")[0], "failed").inc(n)
     if report.errors:  # undelivered claims were released: a retry sends only those
-        self.retry_later(KeysweepError("; ".join(report.errors)))
+        raise TransientError("; ".join(report.errors))
     return sum(report.sent.values())
 
 

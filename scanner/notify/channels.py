@@ -58,6 +58,9 @@ class Channel(Protocol):
 def _post(
     client: httpx.Client, url: str, content: bytes, headers: dict[str, str], what: str
 ) -> None:
+    parts = urlsplit(url)
+    # Name the channel and the host (never the path: a Slack URL's path is its secret).
+    what = f"{what} ({parts.hostname}{f':{parts.port}' if parts.port else ''})"
     try:
         resp = client.post(url, content=content, headers=headers)
     except httpx.TransportError as exc:
@@ -211,9 +214,11 @@ class EmailChannel:
                 smtp.send_message(self.message(delivery))
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(
-                f"email: login refused ({exc.smtp_code})", retryable=False
+                f"email ({s.host}:{s.port}): login refused ({exc.smtp_code})", retryable=False
             ) from None
         except smtplib.SMTPRecipientsRefused:
-            raise DeliveryError("email: recipient refused", retryable=False) from None
+            raise DeliveryError(
+                f"email ({s.host}:{s.port}): recipient refused", retryable=False
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"email: {type(exc).__name__}") from None
+            raise DeliveryError(f"email ({s.host}:{s.port}): {type(exc).__name__}") from None

@@ -39,10 +39,10 @@ class MemoryDedup:
             self.keys.discard(key)
 
 
-def default_state_dir() -> Path:
-    explicit = os.environ.get("KEYSWEEP_STATE_DIR")
-    if explicit:
-        return Path(explicit)
+def default_state_dir(explicit: Path | None = None) -> Path:
+    """``KEYSWEEP_STATE_DIR`` (the settings' ``state_dir``), else the XDG state home."""
+    if explicit is not None:
+        return explicit
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"
     )

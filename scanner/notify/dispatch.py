@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scanner import __version__
 from scanner.errors import KeysweepError
@@ -38,7 +37,10 @@ from scanner.notify.dedup import DedupStore
 from scanner.notify.message import SUMMARY_THRESHOLD, Alert, now_iso
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from scanner.keyservice import KeyServiceClient
+    from scanner.settings import Settings
 
 log = logging.getLogger("keysweep.notify")
 
@@ -52,19 +54,18 @@ class NotifySettings:
     from_addr: str = "keysweep <keysweep@localhost>"
 
     @classmethod
-    def from_env(cls, file_values: dict[str, Any] | None = None) -> NotifySettings:
-        """Environment first, then the config file's [notify] table."""
-        f = file_values or {}
+    def from_settings(cls, s: Settings) -> NotifySettings:
+        """The channels the settings name (environment, --config or the operator's file)."""
 
-        def pick(env: str, key: str) -> str | None:
-            return os.environ.get(env) or f.get(key) or None
+        def secret(v: SecretStr | None) -> str | None:
+            return v.get_secret_value() if v is not None else None
 
         return cls(
-            webhook_url=pick("KEYSWEEP_NOTIFY_WEBHOOK_URL", "webhook_url"),
-            webhook_secret=pick("KEYSWEEP_NOTIFY_WEBHOOK_SECRET", "webhook_secret"),
-            slack_url=pick("KEYSWEEP_NOTIFY_SLACK_URL", "slack_url"),
-            smtp_url=pick("KEYSWEEP_SMTP_URL", "smtp_url"),
-            from_addr=pick("KEYSWEEP_NOTIFY_FROM", "from") or cls.from_addr,
+            webhook_url=s.notify_webhook_url,
+            webhook_secret=secret(s.notify_webhook_secret),
+            slack_url=s.notify_slack_url,
+            smtp_url=secret(s.smtp_url),
+            from_addr=s.notify_from,
         )
 
     def channels(self) -> dict[str, Channel]:
@@ -185,7 +186,7 @@ class Notifier:
             except DeliveryError as exc:
                 broken.add(name)
                 report.failed[label] += 1
-                report.errors.append(f"{name}: {exc}")
+                report.errors.append(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
                 for c in claims:
                     self.dedup.release(c)  # not said: the next run says it
                 log.warning(

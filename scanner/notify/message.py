@@ -20,6 +20,7 @@ DONE = {
     "failed": "NOT revoked: the key service call failed",
     "unknown": "Not one of our issued keys",
     "reported": "Reported (third-party key: revoke it with its issuer)",
+    "not_checked": "Not checked with the key service (none configured)",
 }
 
 
@@ -308,16 +309,25 @@ def slack_summary(alerts: list[Alert]) -> dict[str, Any]:
     }
 
 
-def alerts_from(findings: list[Finding], outcomes: dict[str, Outcome]) -> list[Alert]:
+def alerts_from(
+    findings: list[Finding], outcomes: dict[str, Outcome], resolved: bool = True
+) -> list[Alert]:
     """The alerts a batch deserves: third-party keys, and our keys that were acted on
-    (an unknown or ignored key is nobody's to hear about)."""
+    (an unknown or ignored key is nobody's to hear about). ``resolved=False``: no key
+    service was asked, so our keys are reported to the security team as found
+    ("not checked with the key service")."""
     out = []
     for f in findings:
         outcome = outcomes.get(f.fingerprint)
-        if f.owner == "third_party" or (
-            outcome is not None and outcome.action not in ("unknown", "ignored")
+        if (
+            f.owner == "third_party"
+            or (outcome is not None and outcome.action not in ("unknown", "ignored"))
+            or (not resolved and outcome is None)
         ):
-            out.append(alert_for(f, outcome))
+            alert = alert_for(f, outcome)
+            if f.owner == "keyservice" and outcome is None:
+                alert = replace(alert, action="not_checked")
+            out.append(alert)
     return out
 
 

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from scanner.findings import Finding
+from scanner.report.safe_text import json_safe
 
 Outcomes = Mapping[str, dict[str, Any]]  # fingerprint -> what was done (Outcome.as_dict())
 
@@ -16,7 +17,7 @@ def write_json(
     outcomes: Outcomes | None = None,
 ) -> None:
     outcomes = outcomes or {}
-    docs = [f.to_dict(show_secrets, outcomes.get(f.fingerprint)) for f in findings]
+    docs = [json_safe(f.to_dict(show_secrets, outcomes.get(f.fingerprint))) for f in findings]
     json.dump(docs, out, indent=2, ensure_ascii=False)
     out.write("\n")
 
@@ -29,5 +30,5 @@ def write_jsonl(
 ) -> None:
     outcomes = outcomes or {}
     for f in findings:
-        doc = f.to_dict(show_secrets, outcomes.get(f.fingerprint))
+        doc = json_safe(f.to_dict(show_secrets, outcomes.get(f.fingerprint)))
         out.write(json.dumps(doc, ensure_ascii=False) + "\n")

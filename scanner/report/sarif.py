@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from scanner import __version__
 from scanner.findings import Finding
 from scanner.report.advice import ALLOW_HINT, next_step
+from scanner.report.safe_text import json_safe
 from scanner.rules import Rule
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -32,11 +33,15 @@ def _rule(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _result(f: Finding, index: int, outcome: dict[str, Any] | None) -> dict[str, Any]:
+def _result(
+    f: Finding, index: int, outcome: dict[str, Any] | None, rule: Rule | None = None
+) -> dict[str, Any]:
     loc = f.location
     physical: dict[str, Any] = {"artifactLocation": {"uri": loc.path or "stdin"}}
     if loc.line:
         physical["region"] = {"startLine": loc.line}
+        if loc.column:
+            physical["region"]["startColumn"] = loc.column
     props: dict[str, Any] = {
         "secret_sha256": f.secret_sha256,
         "redacted": f.redacted,
@@ -45,7 +50,7 @@ def _result(f: Finding, index: int, outcome: dict[str, Any] | None) -> dict[str,
     }
     if outcome is not None:
         props["keyservice"] = outcome
-    for k in ("commit", "author", "date", "repo"):
+    for k in ("commit", "author", "date", "repo", "subject", "url"):
         if getattr(loc, k):
             props[k] = getattr(loc, k)
     where = f" in commit {loc.commit[:12]}" if loc.commit else ""
@@ -53,7 +58,7 @@ def _result(f: Finding, index: int, outcome: dict[str, Any] | None) -> dict[str,
         "ruleId": f.rule_id,
         "ruleIndex": index,
         "level": LEVEL[f.severity],
-        "message": {"text": f"{f.description}: {f.redacted}{where}. {next_step(f)}"},
+        "message": {"text": f"{f.description}: {f.redacted}{where}. {next_step(f, rule, outcome)}"},
         "locations": [{"physicalLocation": physical}],
         "partialFingerprints": {"keysweep/v1": f.fingerprint},
         "properties": props,
@@ -66,6 +71,7 @@ def sarif_document(
     outcomes: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     index = {r.id: i for i, r in enumerate(rules)}
+    by_id = {r.id: r for r in rules}
     outcomes = outcomes or {}
     return {
         "$schema": SCHEMA,
@@ -81,7 +87,12 @@ def sarif_document(
                     }
                 },
                 "results": [
-                    _result(f, index.get(f.rule_id, 0), outcomes.get(f.fingerprint))
+                    _result(
+                        f,
+                        index.get(f.rule_id, 0),
+                        outcomes.get(f.fingerprint),
+                        by_id.get(f.rule_id),
+                    )
                     for f in findings
                 ],
             }
@@ -95,5 +106,6 @@ def write_sarif(
     out: TextIO,
     outcomes: Mapping[str, dict[str, Any]] | None = None,
 ) -> None:
-    json.dump(sarif_document(findings, rules, outcomes), out, indent=2, ensure_ascii=False)
+    doc = json_safe(sarif_document(findings, rules, outcomes))
+    json.dump(doc, out, indent=2, ensure_ascii=False)
     out.write("\n")

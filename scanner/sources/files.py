@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.findings import Location
+from scanner.report.safe_text import valid_utf8
 from scanner.sources import LineCounter
 
 BINARY_SNIFF = 8192
@@ -52,10 +53,10 @@ class BufferFragment:
 
     def locate(self, offset: int) -> tuple[Location, Any]:
         line = self._lines.line_of(offset)
-        return Location(kind=self.kind, path=self.path, line=line, repo=self.repo), (
-            self.path or "",
-            line,
-        )
+        start = self.data.rfind(b"\n", 0, offset) + 1
+        column = len(self.data[start:offset].decode("utf-8", "replace")) + 1
+        loc = Location(kind=self.kind, path=self.path, line=line, repo=self.repo, column=column)
+        return loc, (self.path or "", line)
 
 
 def excluded(rel: str, patterns: list[str]) -> bool:
@@ -71,13 +72,15 @@ def iter_files(
     exclude: list[str] | None = None,
     include_binary: bool = False,
     skips: SkipCounts | None = None,
+    repo: str | None = None,
 ) -> Iterator[BufferFragment]:
-    """Every regular file under ``root`` (or ``root`` itself) as a fragment."""
+    """Every regular file under ``root`` (or ``root`` itself) as a fragment; ``repo`` names
+    where they are (an absolute path) in each finding."""
     skips = skips if skips is not None else SkipCounts()
     exclude = exclude or []
     root = root.resolve() if root.is_dir() else root
     if not root.is_dir():
-        yield from _one_file(root, root.name, max_size, include_binary, skips)
+        yield from _one_file(root, root.name, max_size, include_binary, skips, repo)
         return
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         reldir = os.path.relpath(dirpath, root)
@@ -95,11 +98,16 @@ def iter_files(
             if excluded(rel, exclude):
                 skips.excluded += 1
                 continue
-            yield from _one_file(Path(dirpath, name), rel, max_size, include_binary, skips)
+            yield from _one_file(Path(dirpath, name), rel, max_size, include_binary, skips, repo)
 
 
 def _one_file(
-    path: Path, rel: str, max_size: int, include_binary: bool, skips: SkipCounts
+    path: Path,
+    rel: str,
+    max_size: int,
+    include_binary: bool,
+    skips: SkipCounts,
+    repo: str | None = None,
 ) -> Iterator[BufferFragment]:
     try:
         st = os.lstat(path)
@@ -115,13 +123,67 @@ def _one_file(
             data = fh.read()
     except OSError as exc:
         skips.unreadable += 1
-        skips.errors.append(f"{rel}: {exc.strerror or exc}")
+        skips.errors.append(f"{valid_utf8(rel)}: {exc.strerror or exc}")
         return
     if not include_binary and is_binary(data):
         skips.binary += 1
         return
-    yield BufferFragment(data, "file", rel)
+    # A file name that is not UTF-8 is shown with its odd bytes as \xNN: every report
+    # stays well-formed.
+    yield BufferFragment(data, "file", valid_utf8(rel), repo)
 
 
 def read_stdin(stream: Any) -> BufferFragment:
     return BufferFragment(stream.read(), "stdin", None)
+
+
+class FileSource:
+    """A file or a directory tree, as it is on disk."""
+
+    mode = "files"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_size: int = DEFAULT_MAX_FILE_SIZE,
+        exclude: list[str] | None = None,
+        include_binary: bool = False,
+    ) -> None:
+        self.root = root
+        self.target = str(root)
+        self.max_size, self.exclude, self.include_binary = max_size, exclude, include_binary
+        self.skipped = SkipCounts()
+        self.units = 0
+
+    @property
+    def errors(self) -> list[str]:
+        return self.skipped.errors
+
+    def feed(self, sink: Any) -> None:
+        for fragment in iter_files(
+            self.root,
+            max_size=self.max_size,
+            exclude=self.exclude,
+            include_binary=self.include_binary,
+            skips=self.skipped,
+        ):
+            self.units += 1
+            sink(fragment)
+
+
+class StdinSource:
+    """Whatever is piped in."""
+
+    mode = "stdin"
+    target = "<stdin>"
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.skipped = SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+
+    def feed(self, sink: Any) -> None:
+        self.units = 1
+        sink(read_stdin(self.stream))

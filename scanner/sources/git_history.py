@@ -25,7 +25,7 @@ from scanner.errors import KeysweepError
 from scanner.findings import Location
 
 RS, US = b"\x1e", b"\x1f"
-COMMIT_FORMAT = "--format=%x1e%H%x1f%an%x1f%ae%x1f%aI"
+COMMIT_FORMAT = "--format=%x1e%H%x1f%an%x1f%ae%x1f%aI%x1f%s"
 READ_BLOCK = 1024 * 1024
 MAX_CHUNK = 8 * 1024 * 1024  # a commit larger than this is cut between files or lines
 HUNK = re.compile(rb"@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
@@ -48,7 +48,7 @@ class Carry:
 def unquote_path(raw: bytes) -> str:
     """Undo git's C-style quoting of unusual paths."""
     if not raw.startswith(b'"'):
-        return raw.decode("utf-8", "replace")
+        return raw.decode("utf-8", "backslashreplace")
     body = raw[1:-1] if raw.endswith(b'"') else raw[1:]
     out = bytearray()
     i = 0
@@ -76,7 +76,14 @@ def unquote_path(raw: bytes) -> str:
             continue
         out.append(c)
         i += 1
-    return out.decode("utf-8", "replace")
+    return out.decode("utf-8", "backslashreplace")
+
+
+def new_lines(data: bytes, lo: int, hi: int) -> int:
+    """Lines of the new file that start in ``data[lo:hi]`` inside one hunk: added lines
+    and context lines (GitHub's patches carry three of them; ``-U0`` none), not removed
+    lines nor git's "\\ No newline at end of file"."""
+    return data.count(b"\n", lo, hi) - data.count(b"\n-", lo, hi) - data.count(b"\n\\", lo, hi)
 
 
 class PatchChunk:
@@ -126,13 +133,13 @@ class PatchChunk:
         if h == -1:
             if c != -1 or self.carry is None or self.carry.next_line is None:
                 return None
-            line = self.carry.next_line + data.count(b"\n+", 0, ls - 1)
+            line = self.carry.next_line + new_lines(data, 0, ls - 1)
             return header, index, self.carry.path, line
         hunk_end = data.find(b"\n", h + 1)
         m = HUNK.match(data, h + 1, hunk_end)
         if m is None:
             return None
-        line = int(m.group(1)) + data.count(b"\n+", hunk_end, ls - 1)
+        line = int(m.group(1)) + new_lines(data, hunk_end, ls - 1)
         if d != -1:
             path = self._path(d, h + 1)
         elif c == -1 and self.carry is not None:
@@ -151,10 +158,10 @@ class PatchChunk:
         if state is None:
             return None
         header, index, path, line = state
-        sha = name = email = date = None
+        sha = name = email = date = subject = None
         if header:
             parts = header.decode("utf-8", "replace").split("\x1f")
-            sha, name, email, date = (parts + [None] * 4)[:4]
+            sha, name, email, date, subject = (parts + [None] * 5)[:5]
         loc = Location(
             kind="git",
             path=path,
@@ -164,6 +171,8 @@ class PatchChunk:
             author=name,
             email=email,
             date=date,
+            column=len(self.data[ls + 1 : offset].decode("utf-8", "replace")) + 1,
+            subject=subject,
         )
         return loc, -index  # rev-list lists newest first: the oldest has the lowest key
 
@@ -182,12 +191,20 @@ class PatchChunk:
         if h == -1:
             nxt = carry.next_line if carry and c == -1 else None
             if nxt is not None:
-                nxt += data.count(b"\n+", 0, end)
+                nxt += new_lines(data, 0, end)
             return Carry(header, path, nxt)
         hunk_end = data.find(b"\n", h + 1)
         m = HUNK.match(data, h + 1, hunk_end)
-        nxt = int(m.group(1)) + data.count(b"\n+", hunk_end, end) if m else None
+        nxt = int(m.group(1)) + new_lines(data, hunk_end, end) if m else None
         return Carry(header, path, nxt)
+
+
+def _subcommand(args: tuple[str, ...]) -> str:
+    """The git command's name in ``args`` (past ``-c name=value`` options)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in ("-c", "-C") else 1
+    return args[i] if i < len(args) else "command"
 
 
 def run_git(repo: Path, *args: str) -> bytes:
@@ -202,7 +219,7 @@ def run_git(repo: Path, *args: str) -> bytes:
         raise GitError("git is not installed or not on PATH") from None
     if out.returncode != 0:
         msg = out.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git {args[0]} failed: {msg[-1] if msg else out.returncode}")
+        raise GitError(f"git {_subcommand(args)} failed: {msg[-1] if msg else out.returncode}")
     return out.stdout
 
 
@@ -227,12 +244,15 @@ def revision_args(since: str | None) -> list[str]:
     return ["--all", f"^{since}"]
 
 
-def list_commits(repo: Path, revs: list[str]) -> bytes:
-    """Every commit to scan, newest first, one hex id and a newline each."""
+def list_commits(repo: Path, revs: list[str], paths: list[str] | None = None) -> bytes:
+    """Every commit to scan, newest first, one hex id and a newline each. With ``paths``,
+    only commits that touch them, as ``git log --full-history -- PATH`` lists them."""
+    if paths:
+        return run_git(repo, "rev-list", "--full-history", *revs, "--", *paths)
     return run_git(repo, "rev-list", *revs)
 
 
-def _pipeline(repo: Path, shas: bytes) -> Any:
+def _pipeline(repo: Path, shas: bytes, paths: list[str] | None = None) -> Any:
     """``git diff-tree --stdin`` fed ``shas`` from a writer thread."""
     env = {**os.environ, **GIT_ENV}
     diff = subprocess.Popen(
@@ -262,6 +282,7 @@ def _pipeline(repo: Path, shas: bytes) -> Any:
             "--no-textconv",
             "--ignore-submodules",
             COMMIT_FORMAT,
+            *(["--", *paths] if paths else []),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -296,9 +317,10 @@ def iter_slice_chunks(
     shas: bytes,
     skip: int,
     errors: list[str],
+    paths: list[str] | None = None,
 ) -> Iterator[PatchChunk]:
     """Chunks of the patches of ``shas``, whose first is commit number ``skip``."""
-    diff = _pipeline(repo, shas)
+    diff = _pipeline(repo, shas, paths)
     stderr_lines: list[bytes] = []
     drain = threading.Thread(target=lambda: stderr_lines.extend(diff.stderr), daemon=True)
     drain.start()
@@ -363,15 +385,17 @@ def scan_history(
     jobs: int = 2,
     errors: list[str] | None = None,
     on_total: Callable[[int], None] | None = None,
+    paths: list[str] | None = None,
 ) -> int:
     """Feed every chunk of history to ``on_chunk`` from ``jobs`` threads; returns the commit count.
 
     The commits are ``git rev-list --all`` (``^since`` excluded), or ``rev_args``
-    when given (the pre-push hook's ranges). ``on_chunk`` is called concurrently
+    when given (the pre-push hook's ranges), limited to ``paths`` (relative to the top of
+    the work tree) when given. ``on_chunk`` is called concurrently
     and must be thread-safe.
     """
     errors = errors if errors is not None else []
-    revs = list_commits(repo, rev_args if rev_args is not None else revision_args(since))
+    revs = list_commits(repo, rev_args if rev_args is not None else revision_args(since), paths)
     width = revs.find(b"\n") + 1  # every id has the same length (SHA-1 or SHA-256)
     total = len(revs) // width if width else 0
     if on_total:
@@ -388,7 +412,7 @@ def scan_history(
                 skip, count = slices.pop(0)
             try:
                 shas = revs[skip * width : (skip + count) * width]
-                for chunk in iter_slice_chunks(repo, repo_name, shas, skip, errors):
+                for chunk in iter_slice_chunks(repo, repo_name, shas, skip, errors, paths):
                     on_chunk(chunk)
             except BaseException as exc:  # surfaced in the caller's thread
                 with lock:
@@ -403,3 +427,64 @@ def scan_history(
     if failures:
         raise failures[0]
     return total
+
+
+class GitHistorySource:
+    """Every commit's added lines (``--since`` or ``rev_args`` narrow it), fed from
+    ``jobs`` parallel pipelines; ``progress(commits_done, commits_total)``."""
+
+    mode = "git"
+
+    def __init__(
+        self,
+        repo: Path,
+        display: str | None = None,
+        *,
+        since: str | None = None,
+        rev_args: list[str] | None = None,
+        jobs: int = 2,
+        progress: Callable[[int, int], None] | None = None,
+        paths: list[str] | None = None,
+        relocate: Callable[[Location], Location] | None = None,
+    ) -> None:
+        from scanner.sources.files import SkipCounts
+
+        self.repo = repo
+        self.target = display or str(repo)
+        self.since, self.rev_args, self.jobs, self.progress = since, rev_args, jobs, progress
+        self.paths = paths  # pathspec relative to the top: `git log --full-history -- PATH`
+        self.relocate = relocate  # e.g. add the link a person can open
+        self.skipped = SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+
+    def feed(self, sink: Callable[[PatchChunk], None]) -> None:
+        totals = {"total": 0, "done": 0}
+        lock = threading.Lock()
+
+        def on_total(n: int) -> None:
+            totals["total"] = n
+
+        def on_chunk(chunk: PatchChunk) -> None:
+            if self.relocate is not None:
+                from scanner.sources import Relocated
+
+                sink(Relocated(chunk, self.relocate))  # type: ignore[arg-type]
+            else:
+                sink(chunk)
+            if self.progress is not None:
+                with lock:
+                    totals["done"] += chunk.data.count(b"\n" + RS)
+                    self.progress(totals["done"], totals["total"])
+
+        self.units = scan_history(
+            self.repo,
+            self.target,
+            on_chunk,
+            since=self.since,
+            rev_args=self.rev_args,
+            jobs=self.jobs,
+            errors=self.errors,
+            on_total=on_total,
+            paths=self.paths,
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,15 +100,27 @@ def parse_remote(
     return RemoteURL(url=url, host=host, display=display)
 
 
+def clone_reason(stderr: bytes, remote: RemoteURL) -> str:
+    """git's own reason, credentials removed: its ``fatal:`` lines (the last of them
+    says what went wrong), else its last line."""
+    from scanner.links import scrub
+    from scanner.report.safe_text import printable
+
+    lines = [x.strip() for x in stderr.decode("utf-8", "replace").splitlines() if x.strip()]
+    fatal = [x.removeprefix("fatal: ") for x in lines if x.startswith(("fatal:", "error:"))]
+    reason = (
+        "; ".join(fatal[-2:]) if fatal else (lines[-1] if lines else "git exited with an error")
+    )
+    return printable(scrub(reason, remote.url))
+
+
 @contextmanager
 def cloned(remote: RemoteURL, timeout: float = 1800) -> Iterator[Path]:
     """A bare clone with every ref, removed afterwards whatever happens."""
-    import git  # GitPython
-
     tmp = Path(tempfile.mkdtemp(prefix="keysweep-clone-"))
     dest = tmp / "repo.git"
-    # Safety settings go through GIT_CONFIG_* (GitPython rightly refuses -c/--config
-    # options): no hooks, only https/ssh transports, no fsmonitor command.
+    # Safety settings go through GIT_CONFIG_* (environment, never an argument a URL
+    # could reach): no hooks, only https/ssh transports, no fsmonitor command.
     settings = {
         "core.hooksPath": os.devnull,
         "protocol.allow": "never",
@@ -129,19 +142,23 @@ def cloned(remote: RemoteURL, timeout: float = 1800) -> Iterator[Path]:
         env[f"GIT_CONFIG_VALUE_{i}"] = value
     try:
         try:
-            git.Repo.clone_from(
-                remote.url,
-                dest,
-                multi_options=["--bare"],
+            # Plain git (no GitPython here): its own message is what the person needs.
+            proc = subprocess.run(
+                ["git", "clone", "--bare", "--quiet", "--", remote.url, str(dest)],
+                capture_output=True,
+                check=False,
+                timeout=timeout,
                 env={**os.environ, **env},
-                allow_unsafe_protocols=False,
-                allow_unsafe_options=False,
-                kill_after_timeout=timeout,
+                stdin=subprocess.DEVNULL,
             )
-        except git.GitCommandError as exc:
-            detail = (exc.stderr or "").strip().splitlines()
-            reason = (detail[-1] if detail else str(exc.status)).replace(remote.url, remote.display)
-            raise CloneError(f"cannot clone {remote.display}: {reason}") from None
+        except subprocess.TimeoutExpired:
+            raise CloneError(
+                f"cannot clone {remote.display}: timed out after {timeout:.0f}s"
+            ) from None
+        except FileNotFoundError:
+            raise CloneError("git is not installed or not on PATH") from None
+        if proc.returncode != 0:
+            raise CloneError(f"cannot clone {remote.display}: {clone_reason(proc.stderr, remote)}")
         yield dest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -97,6 +97,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gist-clone-bytes", type=int, default=d.gist_clone_bytes)
     p.add_argument("--retain-docs", type=int, default=d.retain_docs)
     p.add_argument("--html-base", default="https://github.com", help="base of html_url links")
+    p.add_argument(
+        "--partner-url", help="send secret scanning partner alerts for planted mg_ keys here"
+    )
+    p.add_argument(
+        "--partner-delay", type=float, default=0.0, help="seconds from a push to its alert"
+    )
     return p
 
 
@@ -136,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         keyservice_url=args.keyservice_url,
         keyservice_token=args.keyservice_token,
     )
+    sim.partner.config.url = args.partner_url
+    sim.partner.config.delay = args.partner_delay
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(sim),

@@ -35,6 +35,7 @@ from tests.sim.content import Words
 from tests.sim.gitrepo import GitCommit, create_bare_repo
 from tests.sim.limits import Fault, Faults, RateLimiter, Stats, token_label
 from tests.sim.model import Batch, Commit, Urls, parse_iso
+from tests.sim.partner import Partner
 from tests.sim.store import EVENTS_CAP, GISTS_CAP, Store, dumps
 
 log = logging.getLogger("github-sim")
@@ -134,6 +135,7 @@ class Sim:
         self.http: httpx.AsyncClient | None = None
         self.background: asyncio.Task[None] | None = None
         self.plant_counter = 0
+        self.partner = Partner(urls.html)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -141,8 +143,10 @@ class Sim:
         self.gen_lock = asyncio.Lock()
         self.http = httpx.AsyncClient(timeout=10.0)
         self.background = asyncio.create_task(self.run_background())
+        await self.partner.start()
 
     async def shutdown(self) -> None:
+        await self.partner.stop()
         if self.background is not None:
             self.background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,10 +195,12 @@ class Sim:
             spec.gist_truncate_bytes = self.config.gist_truncate_bytes
             spec.gist_clone_bytes = self.config.gist_clone_bytes
             spec.new_branch_ratio = self.config.new_branch_ratio
+            self.builder.planter.third_party_rules = list(self.config.third_party_rules)
             batch = await anyio.to_thread.run_sync(self.builder.build, spec)
             if epoch == self.epoch:  # a reset in between drops the batch
                 self.store.publish(batch)
                 self.stats.generated_docs += batch.documents
+                self.partner.on_published(batch.planted)
             return batch
 
     async def run_background(self) -> None:
@@ -791,6 +797,7 @@ class Sim:
         self.faults.clear()
         if not data.get("stats_only"):
             self.epoch += 1
+            self.partner.reset()
             self.store.reset()
             self.config.rate = float(data.get("rate", 0.0))
         return JSONResponse({"ok": True, "rate": self.config.rate})
@@ -808,6 +815,134 @@ class Sim:
         out = self.config.json()
         out["keyservice"] = bool(self.keyservice_url)
         out["base_url"] = self.urls.api
+        return JSONResponse(out)
+
+    # -- partner program, credential revocation, GitLab ------------------
+
+    def h_meta_keys(self, request: Request) -> ApiResult:
+        return ApiResult(200, dumps(self.partner.keys_json()))
+
+    async def credentials_revoke(self, request: Request) -> Response:
+        self.stats.requests["credentials_revoke"] += 1
+        ip = request.client.host if request.client else "127.0.0.1"
+        body = await json_body(request)
+        status, answer = self.partner.revoke_credentials(
+            ip, request.headers.get("authorization"), body
+        )
+        self.stats.statuses["credentials_revoke"][status] += 1
+        return JSONResponse(answer, status, headers=self.common_headers(None))
+
+    async def c_partner_config(self, request: Request) -> Response:
+        cfg = self.partner.config
+        if request.method == "POST":
+            data = await json_body(request)
+            if not isinstance(data, dict) or set(data) - set(vars(cfg)):
+                return JSONResponse({"error": f"settings are {sorted(vars(cfg))}"}, 400)
+            for k, v in data.items():
+                setattr(cfg, k, v)
+        return JSONResponse(dict(vars(cfg)))
+
+    async def c_partner_keys(self, request: Request) -> Response:
+        if request.method == "POST":
+            data = await json_body(request) or {}
+            return JSONResponse(self.partner.rotate(bool(data.get("keep_old", True))))
+        return JSONResponse(self.partner.keys_json())
+
+    async def c_partner_send(self, request: Request) -> Response:
+        data = await json_body(request) or {}
+        try:
+            result = await self.partner.send_once(
+                list(data["items"]), str(data.get("mode", "valid"))
+            )
+        except (KeyError, TypeError, httpx.HTTPError) as exc:
+            return JSONResponse({"error": repr(exc)}, 400)
+        return JSONResponse(result)
+
+    async def c_partner_deliveries(self, request: Request) -> Response:
+        p = self.partner
+        if request.query_params.get("summary"):
+            return JSONResponse(
+                {
+                    "sent": sum(d["tokens"] for d in p.deliveries if d["attempt"] == 1),
+                    "pending": len(p.pending),
+                    "inflight": len(p.inflight),
+                }
+            )
+        return JSONResponse(
+            {
+                "deliveries": p.deliveries,
+                "first_sent": p.first_sent,
+                "reported": p.reported,
+                "pending": len(p.pending),
+                "inflight": len(p.inflight),
+            }
+        )
+
+    async def c_partner_stream(self, request: Request) -> Response:
+        """Mint ``rate * seconds / real_every`` keys, mix them with unissued tokens of our
+        format, and deliver them all at ``rate`` tokens per second."""
+        data = await json_body(request) or {}
+        rate, seconds = float(data.get("rate", 100)), float(data.get("seconds", 10))
+        real_every = max(1, int(data.get("real_every", 10)))
+        total = int(rate * seconds)
+        kinds = [k for k in ("live", "test") if k in (data.get("kinds") or ["live", "test"])]
+        if not self.keyservice_url:
+            return JSONResponse({"error": "no key service: cannot mint"}, 400)
+        minted = await self.materials([kinds[i % len(kinds)] for i in range(total // real_every)])
+        real = [
+            {
+                "kind": kind,
+                "key": m["key"],
+                "sha256": hashlib.sha256(m["key"].encode()).hexdigest(),
+                "key_id": m["key_id"],
+                "display_prefix": m["display_prefix"],
+            }
+            for kind, m in minted
+            if m is not None
+        ]
+        tokens: list[dict[str, Any]] = []
+        it = iter(real)
+        for i in range(total):
+            r = next(it, None) if i % real_every == 0 else None
+            kind = r["kind"] if r else kinds[i % len(kinds)]
+            token = r["key"] if r else self.partner.filler(kind)
+            tokens.append(
+                {
+                    "token": token,
+                    "type": f"mg_{kind}",
+                    "url": f"{self.urls.html}/bench/intake/blob/{i:040x}/conf/{i}.env",
+                    "source": "commit",
+                }
+            )
+        dup = self.partner.config.duplicate_ratio
+        for tok in [t for t in tokens if random.random() < dup]:  # reported again, later
+            tokens.insert(random.randrange(len(tokens) // 2, len(tokens) + 1), tok)
+        self.partner.stream_task = asyncio.create_task(self.partner.stream(rate, seconds, tokens))
+        return JSONResponse({"tokens": len(tokens), "real": real})
+
+    async def c_credentials(self, request: Request) -> Response:
+        p = self.partner
+        if request.method == "POST":
+            data = await json_body(request) or {}
+            p.cred_per_hour = int(data.get("per_hour", p.cred_per_hour))
+            p.cred_max = int(data.get("max", p.cred_max))
+        return JSONResponse(
+            {
+                "requests": p.credentials,
+                "revoked": p.revoked,
+                "per_hour": p.cred_per_hour,
+                "max": p.cred_max,
+            }
+        )
+
+    async def c_gitlab_revoke(self, request: Request) -> Response:
+        data = await json_body(request) or {}
+        try:
+            out = await self.partner.gitlab_revoke(
+                str(data["url"]), str(data["token"]), list(data["keys"])
+            )
+        except (KeyError, TypeError, httpx.HTTPError) as exc:
+            return JSONResponse({"error": repr(exc)}, 400)
         return JSONResponse(out)
 
 
@@ -864,6 +999,18 @@ def create_app(sim: Sim) -> Starlette:
             api("gist_raw", sim.h_gist_raw, rate_limited=False),
         ),
         Route("/git/{owner}/{name}.git/{path:path}", git_file),
+        Route(
+            "/meta/public_keys/secret_scanning",
+            api("meta_keys", sim.h_meta_keys, charge=True),
+        ),
+        Route("/credentials/revoke", sim.credentials_revoke, methods=["POST"]),
+        Route("/_sim/partner/config", sim.c_partner_config, methods=["GET", "POST"]),
+        Route("/_sim/partner/keys", sim.c_partner_keys, methods=["GET", "POST"]),
+        Route("/_sim/partner/send", sim.c_partner_send, methods=["POST"]),
+        Route("/_sim/partner/deliveries", sim.c_partner_deliveries),
+        Route("/_sim/partner/stream", sim.c_partner_stream, methods=["POST"]),
+        Route("/_sim/credentials", sim.c_credentials, methods=["GET", "POST"]),
+        Route("/_sim/gitlab/revoke", sim.c_gitlab_revoke, methods=["POST"]),
         Route("/_sim/healthz", healthz),
         Route("/_sim/generate", sim.c_generate, methods=["POST"]),
         Route("/_sim/rate", sim.c_rate, methods=["POST"]),

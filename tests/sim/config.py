@@ -37,6 +37,7 @@ class SimConfig:
     gist_ratio: float = 0.3
     noise_ratio: float = 0.25  # noise events per document
     public_repo_ratio: float = 0.0  # PublicEvents per document
+    third_party_rules: list[str] = field(default_factory=list)  # third-party rules to plant
     new_branch_ratio: float = 0.15
     # memory
     retain_docs: int = 20_000
@@ -57,6 +58,9 @@ class SimConfig:
                     not isinstance(value, list) or not all(isinstance(v, str) for v in value)
                 ):
                     raise ValueError("valid_tokens must be null or a list of strings")
+            elif name == "third_party_rules":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError("third_party_rules must be a list of rule ids")
             elif name == "plant_kinds":
                 if not isinstance(value, list) or not value or set(value) - set(KINDS):
                     raise ValueError(f"plant_kinds must be a non-empty list of {KINDS}")

@@ -144,6 +144,47 @@ class GitHubSim(ServiceProcess):
     def reset(self, *, stats_only: bool = False, rate: float = 0.0) -> None:
         self.control("POST", "reset", {"stats_only": stats_only, "rate": rate})
 
+    # -- partner program, credential revocation, GitLab ---------------------
+
+    def partner_config(self, **settings: Any) -> dict[str, Any]:
+        """Read or change where and how alerts go: url, delay, batch, duplicate_ratio,
+        retry_ratio, max_attempts, kinds."""
+        if settings:
+            return dict(self.control("POST", "partner/config", settings))
+        return dict(self.control("GET", "partner/config"))
+
+    def partner_keys(self) -> dict[str, Any]:
+        return dict(self.control("GET", "partner/keys"))
+
+    def rotate_partner_key(self, keep_old: bool = True) -> dict[str, Any]:
+        return dict(self.control("POST", "partner/keys", {"keep_old": keep_old}))
+
+    def partner_send(self, items: list[dict[str, Any]], mode: str = "valid") -> dict[str, Any]:
+        """One signed alert now; mode: valid | bad_signature | wrong_key | unknown_key |
+        no_headers | tamper | replay. Returns the partner's ``status`` and ``body``."""
+        return dict(self.control("POST", "partner/send", {"items": items, "mode": mode}))
+
+    def deliveries(self, summary: bool = False) -> dict[str, Any]:
+        """Every delivery (time, tokens, attempt, status, seconds, label counts), and per
+        token hash when it was first sent and how often; ``summary``: counts only."""
+        if summary:
+            return dict(self.control("GET", "partner/deliveries", summary=1))
+        return dict(self.control("GET", "partner/deliveries"))
+
+    def partner_stream(self, rate: float, seconds: float, real_every: int) -> dict[str, Any]:
+        body = {"rate": rate, "seconds": seconds, "real_every": real_every}
+        return dict(self.control("POST", "partner/stream", body))
+
+    def credentials(self, **limits: int) -> dict[str, Any]:
+        """What ``/credentials/revoke`` received; ``per_hour=``/``max=`` change its limits."""
+        if limits:
+            return dict(self.control("POST", "credentials", limits))
+        return dict(self.control("GET", "credentials"))
+
+    def gitlab_revoke(self, url: str, token: str, keys: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {"url": url, "token": token, "keys": keys}
+        return dict(self.control("POST", "gitlab/revoke", body))
+
     # -- process -----------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from scanner.engine import Engine
 from scanner.examples import expand
-from scanner.rules import Rule, load_rules
+from scanner.rules import Rule, at_confidence, load_rules
 from tests.sim.content import KEY_LINES, THIRD_PARTY_LINES
 
 KINDS = ("live", "test", "third_party", "near_miss")
@@ -89,7 +89,8 @@ class Planter:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.rules: list[Rule] = load_rules()
+        # What the workers look for: providers' keys (high confidence), not generic secrets.
+        self.rules: list[Rule] = at_confidence(load_rules(), "high")
         self.by_id = {r.id: r for r in self.rules}
         self.engine = Engine(self.rules)
         self.third_party = [
@@ -101,6 +102,7 @@ class Planter:
             r for r in self.rules if any(map(_usable, r.negative)) and r.context_text is None
         ]
         self.mg_negatives = [r for r in self.negatives if r.id in MG_RULES.values()]
+        self.third_party_rules: list[str] = []  # plant only these third-party rules (empty: any)
 
     # -- materials ---------------------------------------------------------
 
@@ -140,7 +142,9 @@ class Planter:
             line = self.rng.choice(KEY_LINES[family]).replace("{k}", material.key)
             return self._checked_positive(material, [line])
         if kind == "third_party":
-            rule, template = self._pick_template(self.third_party, True)
+            only = set(self.third_party_rules)
+            pool = [r for r in self.third_party if r.id in only] if only else self.third_party
+            rule, template = self._pick_template(pool or self.third_party, True)
             text = expand(template, rule.checksum)
             lines = self._embed(text, THIRD_PARTY_LINES[family])
             material = KeyMaterial(kind, "", rule.id, template=template)

@@ -1,0 +1,97 @@
+"""`keysweep scan --notify`: alerts without a key service, to real receivers on loopback;
+the README's way to make a webhook secret works; a failed delivery names its channel
+and host."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from tests.conftest import KEYSWEEP, ROOT
+from tests.helpers import GIT_ENV, Repo, github_token, mg_live
+from tests.notify_receivers import http_inbox
+
+
+def readme_secret_command() -> str:
+    """The command the README gives for making a whsec_ secret."""
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"^(python3? -c .*whsec_.*)$", text, re.M)
+    assert m, "the README shows how to make a whsec_ secret"
+    return m.group(1)
+
+
+def scan(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")}
+    return subprocess.run(
+        [KEYSWEEP, "scan", str(repo), *args],
+        capture_output=True,
+        env={**clean, **GIT_ENV, **env},
+        timeout=120,
+    )
+
+
+def test_notify_without_a_key_service(tmp_path: Path) -> None:
+    secret = subprocess.run(
+        ["sh", "-c", readme_secret_command()], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert secret.startswith("whsec_")
+    r = Repo(tmp_path / "r")
+    live, gh = mg_live(), github_token()
+    r.write("a.py", f"K = '{live}'\nT = '{gh}'\n")
+    r.commit("keys")
+    with http_inbox(secret) as hook:
+        env = {
+            "KEYSWEEP_NOTIFY_WEBHOOK_URL": hook.url,
+            "KEYSWEEP_NOTIFY_WEBHOOK_SECRET": secret,
+            "KEYSWEEP_STATE_DIR": str(tmp_path / "state"),
+        }
+        # Without --notify nothing is sent (and no key service is needed either way).
+        assert scan(r.path, env).returncode == 1 and hook.requests == []
+        p = scan(r.path, env, "--notify")
+        assert p.returncode == 1, p.stderr.decode()
+        assert "alerts sent: webhook:alert 2" in p.stderr.decode()
+        assert len(hook.requests) == 2 and hook.verified == 2
+        bodies = [json.loads(x["body"]) for x in hook.requests]
+        families = {b["data"]["key"]["rule_id"]: b["data"] for b in bodies}
+        assert families["mg-live-key"]["action"]["result"] == "not_checked"
+        assert families["github-classic-token"]["location"]["path"] == "a.py"
+        assert live not in json.dumps(bodies) and gh not in json.dumps(bodies)
+        # A second run says nothing new.
+        again = scan(r.path, env, "--notify")
+        assert len(hook.requests) == 2 and "already sent before: 2" in again.stderr.decode()
+
+
+def test_failed_delivery_names_channel_and_host(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "r")
+    r.write("a.py", f"T = '{github_token()}'\n")
+    r.commit("token")
+    with http_inbox() as slack:
+        slack.always_fail = True
+        env = {
+            "KEYSWEEP_NOTIFY_SLACK_URL": slack.url + "/T000/B000/secretpath",
+            "KEYSWEEP_STATE_DIR": str(tmp_path / "state"),
+        }
+        p = scan(r.path, env, "--notify")
+    err = p.stderr.decode()
+    host = slack.url.split("/")[2]
+    assert p.returncode == 2
+    assert f"alert not delivered: slack ({host}): HTTP 500" in err
+    assert "secretpath" not in err
+    nothing = scan(r.path, {"KEYSWEEP_STATE_DIR": str(tmp_path / "s2")}, "--notify")
+    assert nothing.returncode == 2 and "no alert channel is configured" in nothing.stderr.decode()
+
+
+def test_notify_settings_from_a_config_file(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "r")
+    r.write("a.py", f"T = '{github_token()}'\n")
+    r.commit("token")
+    with http_inbox() as slack:
+        conf = tmp_path / "keysweep.toml"
+        conf.write_text(f'[notify]\nslack_url = "{slack.url}"\n')
+        env = {"KEYSWEEP_STATE_DIR": str(tmp_path / "state")}
+        p = scan(r.path, env, "--notify", "--config", str(conf))
+        assert p.returncode == 1, p.stderr.decode()
+        assert len(slack.requests) == 1 and "alerts sent: slack:alert 1" in p.stderr.decode()
