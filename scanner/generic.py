@@ -411,6 +411,8 @@ def _joined_words(words: list[str]) -> set[str]:
 
 @lru_cache(maxsize=4096)  # names repeat in code (self.password, cache_key): judge each once
 def name_is_not_secret(name: str) -> bool:
+    if name.startswith("::"):
+        return True
     bare = name.lstrip("$@:").strip("'\"")
     last = re.split(r"[.\->:]+", bare)[-1] or bare
     if NOT_SECRET_NAMES.match(last):
@@ -667,6 +669,8 @@ def judge(
     else:
         start, end = name_span(data, match.start(), value_start)
     name = data[start:end].decode("latin-1")
+    if data[max(0, start - 2) : start] == b"::":
+        name = "::" + name  # AWS::SecretsManager::Secret: a type's path, not a variable
     between = data[end:value_start]
     quoted = data[value_start - 1 : value_start] in (b'"', b"'", b"`")
     last = re.split(r"[.:>-]+", name)[-1]
