@@ -22,9 +22,11 @@ def load_config(explicit: Path | None, root: Path | None) -> Settings:
     come along (scanner.gitleaks_compat): a team keeps its gitleaks tuning."""
     settings = load_settings(explicit, root)
     if explicit is None and root is not None:
-        from scanner.gitleaks_compat import load as load_gitleaks
+        base = root if root.is_dir() else root.parent
+        if (base / ".gitleaks.toml").is_file() or (base / ".gitleaksignore").is_file():
+            from scanner.gitleaks_compat import load as load_gitleaks
 
-        settings._gitleaks = load_gitleaks(root if root.is_dir() else root.parent)
+            settings._gitleaks = load_gitleaks(base)
     return settings
 
 
