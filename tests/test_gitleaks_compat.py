@@ -271,3 +271,18 @@ def test_the_hook_honours_the_team_tuning(tmp_path: Path) -> None:
     subprocess.run(["git", "-C", str(r.path), "add", "-A"], check=True)
     p = subprocess.run(hook, cwd=r.path, capture_output=True, timeout=60)
     assert p.returncode == 1 and b"acme-internal-token" in p.stderr
+
+
+def test_the_hook_cache_is_keyed_by_the_gitleaks_config_and_every_pack_file(
+    tmp_path: Path,
+) -> None:
+    from scanner import hook_cache
+
+    before = hook_cache.cache_key(str(tmp_path), "v")
+    (tmp_path / ".gitleaks.toml").write_text(ACME_RULE)
+    after = hook_cache.cache_key(str(tmp_path), "v")
+    assert before != after  # a new literal (acme_) must not be missed by a stale database
+    pack = Path(hook_cache.__file__).parent / "rules"
+    assert len(list(pack.glob("*.toml"))) >= 8
+    (tmp_path / ".gitleaks.toml").write_text(ACME_RULE)
+    assert hook_cache.cache_key(str(tmp_path), "v") == after
