@@ -21,6 +21,18 @@ from scanner import RELEASE_COMMIT, __version__
 from scanner.errors import KeysweepError
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+
+CONFIDENCE_LEVELS = ("high", "medium", "low")
+# Scans and hooks report generic secrets by default: a hard-coded password is exactly
+# what a person auditing a repository (or stopping a commit) wants to see, gitleaks and
+# detect-secrets report them by default too, and the value filters keep false positives
+# down (bench/corpora.py). The workers scan public content at "high" only.
+DEFAULT_CONFIDENCE = "medium"
+CONFIDENCE_HELP = (
+    "what to report: high = providers' keys only (prefix, checksum or format); medium = "
+    "also generic secrets, a secret-ish name assigned a secret-looking value (password = "
+    f"..., api_key: ...); low = also tokens whose checksum fails (default: {DEFAULT_CONFIDENCE})"
+)
 log = logging.getLogger("keysweep")
 
 SCAN_EPILOG = """\
@@ -174,9 +186,15 @@ def _add_scan_args(p: argparse.ArgumentParser) -> None:
         help="parallel git processes for history scans (default: CPU count)",
     )
     p.add_argument(
+        "--confidence",
+        choices=CONFIDENCE_LEVELS,
+        default=DEFAULT_CONFIDENCE,
+        help=CONFIDENCE_HELP,
+    )
+    p.add_argument(
         "--low-confidence",
         action="store_true",
-        help="also report tokens whose checksum does not verify, as low confidence",
+        help="the same as --confidence low",
     )
     p.add_argument("--include-binary", action="store_true", help="scan binary files too")
     p.add_argument(
@@ -197,6 +215,36 @@ def _redact_percent(text: str) -> int:
     if not 0 <= n <= 100:
         raise argparse.ArgumentTypeError(f"{n} is not a number from 0 to 100")
     return n
+
+
+def _add_rule_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--filter",
+        metavar="TEXT",
+        help="only rules whose id, provider, description, tags or pack file contain TEXT "
+        "(case-insensitive)",
+    )
+    p.add_argument("--tag", metavar="TAG", help="only rules with this tag (cloud, vcs, ai, …)")
+    p.add_argument("--owner", choices=("keyservice", "third_party"))
+    p.add_argument("--confidence", choices=CONFIDENCE_LEVELS, help="only rules of this confidence")
+
+
+def select_rules(rules: list, args: argparse.Namespace) -> list:  # type: ignore[type-arg]
+    """The rules ``rules list/test`` show, per --filter, --tag, --owner, --confidence."""
+    text = (args.filter or "").lower()
+    out = []
+    for r in rules:
+        hay = " ".join((r.id, r.provider, r.description, " ".join(r.tags), r.origin)).lower()
+        if text and text not in hay:
+            continue
+        if args.tag and args.tag not in r.tags:
+            continue
+        if args.owner and r.owner != args.owner:
+            continue
+        if args.confidence and r.confidence != args.confidence:
+            continue
+        out.append(r)
+    return out
 
 
 def build_parser() -> Parser:
@@ -282,14 +330,21 @@ def build_parser() -> Parser:
     )
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     rl = rules_sub.add_parser(
-        "list", parents=[common], help="show every rule: id, owner, severity, prefixes"
+        "list",
+        parents=[common],
+        help="show the rules (id, owner, severity, literals) and how many there are",
+        description="Show the rule pack (every scanner/rules/*.toml file) plus your own "
+        "rules, with the count. Filters combine: keysweep rules list --filter aws "
+        "--confidence high",
     )
     rl.add_argument("--format", choices=("text", "json"), default="text")
     rl.add_argument("--config", type=Path, metavar="FILE")
+    _add_rule_filters(rl)
     rt = rules_sub.add_parser(
         "test", parents=[common], help="run every rule's positive and negative examples"
     )
     rt.add_argument("--config", type=Path, metavar="FILE")
+    _add_rule_filters(rt)
 
     base = sub.add_parser(
         "baseline",
@@ -339,6 +394,9 @@ def build_parser() -> Parser:
         type=Path,
         metavar="FILE",
         help="default: .keysweep-baseline.json at the top of the repository, if any",
+    )
+    hook.add_argument(
+        "--confidence", choices=CONFIDENCE_LEVELS, default=DEFAULT_CONFIDENCE, help=CONFIDENCE_HELP
     )
 
     keys = sub.add_parser(
@@ -453,7 +511,14 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     from scanner import target as targets
     from scanner.config import load_config, resolve_baseline
     from scanner.links import browse_url, repository_name
-    from scanner.scan import Collector, ScanOptions, build_engine, scan_index, scan_source
+    from scanner.scan import (
+        Collector,
+        ScanOptions,
+        build_engine,
+        gitleaks_keep,
+        scan_index,
+        scan_source,
+    )
     from scanner.sources.files import FileSource
     from scanner.sources.git_history import GitHistorySource
     from scanner.sources.remote import DEFAULT_ALLOWED_HOSTS, cloned, looks_like_url, parse_remote
@@ -470,7 +535,8 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         print(f"keysweep: warning: {warning}", file=sys.stderr)
     if config.origin:
         log.info("config: %s", config.origin)
-    engine = build_engine(config, args.low_confidence)
+    confidence = "low" if args.low_confidence else args.confidence
+    engine = build_engine(config, confidence=confidence)
     baseline = (
         None
         if getattr(args, "no_baseline", False)
@@ -487,7 +553,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         history=not args.no_history,
         since=args.since,
         jobs=max(1, args.jobs),
-        low_confidence=args.low_confidence,
+        low_confidence=confidence == "low",
         baseline=baseline,
         include_binary=args.include_binary,
     )
@@ -499,7 +565,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         return ScanRun(result, engine.rules, config, stdin.scope)
 
     progress = _progress(not args.no_progress)
-    collector = Collector(engine, config.exclude_paths)
+    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
 
     def link(loc):  # type: ignore[no-untyped-def]
         return (
@@ -806,10 +872,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
     import json
 
     from scanner.config import load_config
-    from scanner.rules import load_rules
+    from scanner.scan import rules_for
 
     config = load_config(args.config, Path.cwd())
-    rules = load_rules(extra=config.rules, disabled=config.disabled_rules)
+    every = rules_for(config)
+    rules = select_rules(every, args)
+    count = f"{len(rules)} of {len(every)} rules" if len(rules) != len(every) else (
+        f"{len(every)} rules"
+    )
     if args.rules_command == "list":
         if args.format == "json":
             print(
@@ -817,36 +887,39 @@ def cmd_rules(args: argparse.Namespace) -> int:
                     [
                         {
                             "id": r.id,
+                            "provider": r.provider,
                             "description": r.description,
                             "owner": r.owner,
                             "severity": r.severity,
+                            "confidence": r.confidence,
+                            "tags": list(r.tags),
                             "prefixes": list(r.prefixes),
                             "checksum": r.checksum,
+                            "validator": r.validator,
                             "pattern": r.source,
                             "remediation": r.remediation,
                             "rotate_url": r.rotate_url,
+                            "file": r.origin,
                         }
                         for r in rules
                     ],
                     indent=2,
                 )
             )
+            print(f"keysweep: {count}", file=sys.stderr)
             return EXIT_CLEAN
         from scanner.report.rules_table import print_rules
 
-        print_rules(rules, sys.stdout)
+        print_rules(rules, sys.stdout, count=count)
         return EXIT_CLEAN
     from scanner.engine import Engine
     from scanner.ruletest import run_rule_examples
 
-    results = run_rule_examples(rules, Engine(rules))
+    results = run_rule_examples(rules, Engine(every))
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"FAIL {r.rule_id} {r.kind} {r.template!r}: {r.detail}")
-    print(
-        f"rules test: {len(results) - len(failed)} passed, {len(failed)} failed "
-        f"({len(rules)} rules)"
-    )
+    print(f"rules test: {len(results) - len(failed)} passed, {len(failed)} failed ({count})")
     return EXIT_FOUND if failed else EXIT_CLEAN
 
 
@@ -894,11 +967,11 @@ def cmd_hook(args: argparse.Namespace) -> int:
     from scanner import hook
 
     if args.hook_name == "pre-commit":
-        return hook.run_pre_commit(args.config, args.baseline)
+        return hook.run_pre_commit(args.config, args.baseline, args.confidence)
     if args.hook_name == "files":
-        return hook.run_files(args.hook_args, args.config, args.baseline)
+        return hook.run_files(args.hook_args, args.config, args.baseline, args.confidence)
     remote = args.hook_args[0] if args.hook_args else None
-    return hook.run_pre_push(remote, args.config, args.baseline)
+    return hook.run_pre_push(remote, args.config, args.baseline, args.confidence)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -17,8 +17,17 @@ __all__ = ["DEFAULT_BASELINE", "Config", "ConfigError", "load_config", "resolve_
 
 def load_config(explicit: Path | None, root: Path | None) -> Settings:
     """``explicit`` (--config) wins over the repository's own ``.keysweep.toml`` or
-    ``[tool.keysweep]``; the operator's file and the environment apply either way."""
-    return load_settings(explicit, root)
+    ``[tool.keysweep]``; the operator's file and the environment apply either way.
+    Without --config, the repository's own ``.gitleaks.toml`` / ``.gitleaksignore``
+    come along (scanner.gitleaks_compat): a team keeps its gitleaks tuning."""
+    settings = load_settings(explicit, root)
+    if explicit is None and root is not None:
+        base = root if root.is_dir() else root.parent
+        if (base / ".gitleaks.toml").is_file() or (base / ".gitleaksignore").is_file():
+            from scanner.gitleaks_compat import load as load_gitleaks
+
+            settings._gitleaks = load_gitleaks(base)
+    return settings
 
 
 DEFAULT_BASELINE = ".keysweep-baseline.json"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from scanner.checksums import SCHEMES
 from scanner.prefilter import LOOKAHEAD_MARGIN, Prefilter, make_prefilter
 from scanner.rules import Rule
-from scanner.validators import decode_jwt, looks_like_placeholder, shannon_entropy
+from scanner.validators import looks_like_placeholder, run_validator, shannon_entropy
 
 if TYPE_CHECKING:
     import regex
@@ -37,6 +37,7 @@ ALLOW_MARKERS: tuple[bytes, ...] = (
     b"nosec: keysweep",
 )
 ALLOW_CONTEXT = 4096  # how far along a line to look for an allow marker
+ANCHORED_NO_TIMEOUT = 2048  # bytes: a shipped anchored rule's window this short needs no timeout
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,10 @@ class Match:
     start: int  # offsets of the secret in the scanned buffer
     end: int
     secret: bytes
-    confidence: str = "high"  # "low" when a checksum failed and low confidence was asked for
+    confidence: str = "high"  # the rule's; "low" when a checksum failed and low was asked for
     expires_at: int | None = None
     companion: bytes | None = None
+    entropy: float | None = None  # bits per character, where the rule measured it
 
 
 @dataclass
@@ -126,11 +128,24 @@ class Engine:
                 self.stats.regions += 1
                 out.extend(self._confirm(rule, data, lo, hi))
         out.sort(key=lambda m: (m.start, m.rule.id))
-        return out
+        return out if len(out) < 2 else _settle(out)
 
     def _confirm(self, rule: Rule, data: bytes, lo: int, hi: int) -> Iterable[Match]:
         try:
-            found = list(rule.pattern.finditer(data, lo, hi, timeout=self.regex_timeout))
+            if rule.anchored:  # one try where the literal starts (see Rule.anchored)
+                # A shipped anchored rule reads a window of a few hundred bytes from one
+                # start, and tests/test_rules.py proves each pattern linear on hostile
+                # input; the regex module's timeout costs ~4 us a call, more than the
+                # match itself, so it guards only long windows and user rules.
+                timeout = (
+                    None
+                    if hi - lo <= ANCHORED_NO_TIMEOUT and rule.origin.startswith("scanner/rules/")
+                    else self.regex_timeout
+                )
+                one = rule.pattern.match(data, lo, hi, timeout=timeout)
+                found = [one] if one is not None else []
+            else:
+                found = list(rule.pattern.finditer(data, lo, hi, timeout=self.regex_timeout))
         except TimeoutError:
             self.stats.regex_timeouts += 1
             return
@@ -158,22 +173,33 @@ class Engine:
         if not secret:
             return None
         start, end = m.span(g)
-        confidence = "high"
+        confidence = rule.confidence
         if rule.checksum is not None and not SCHEMES[rule.checksum][0](secret.decode("latin-1")):
             if not self.low_confidence:
                 return None
             confidence = "low"
-        if rule.min_entropy is not None and shannon_entropy(secret) < rule.min_entropy:
-            return None
-        if looks_like_placeholder(secret):
+        entropy = None
+        if rule.min_entropy is not None:
+            entropy = shannon_entropy(secret)
+            if entropy < rule.min_entropy:
+                return None
+        if (
+            rule.validator != "generic"
+            and looks_like_placeholder(secret)
+            and looks_like_placeholder(
+                # the format's own literal may be a run (Twitter's A…A): judge what follows it
+                next((secret[len(p) :] for p in rule.literal_bytes if secret.startswith(p)), secret)
+            )
+        ):
             self.stats.placeholders += 1
             return None
         expires_at = None
-        if rule.validator == "jwt":
-            info = decode_jwt(secret)
-            if info is None:
+        if rule.validator is not None:
+            verdict = run_validator(rule.validator, secret, data, m)
+            if verdict is None:
                 return None
-            expires_at = info.expires_at
+            expires_at = verdict.expires_at
+            entropy = verdict.entropy if verdict.entropy is not None else entropy
         if rule.context is not None:
             w = rule.context_window
             if rule.context.search(data, max(0, start - w), min(len(data), end + w)) is None:
@@ -196,8 +222,38 @@ class Engine:
             )
             if best is not None:
                 companion = best.group(1 if best.re.groups else 0)
-        return Match(rule, start, end, secret, confidence, expires_at, companion)
+        return Match(rule, start, end, secret, confidence, expires_at, companion, entropy)
 
     def is_expired(self, match: Match) -> bool:
         now = self.now if self.now is not None else time.time()
         return match.expires_at is not None and match.expires_at < now
+
+
+def _settle(matches: list[Match]) -> list[Match]:
+    """One match per (rule, span): an anchored rule may reach the same value from two
+    keywords (client_SECRET, secret_TOKEN). A secret already reported as another match's
+    companion is not reported again. And a match gives way to a better-ranked match of
+    another rule over the same bytes: the provider's rule says more about the secret
+    (GITHUB_TOKEN=ghp_… is a GitHub token; https://u:ghp_…@github.com too)."""
+    seen: set[tuple[str, int, int]] = set()
+    ranked = [(m.start, m.end, _rank(m)) for m in matches]
+    paired = {m.companion for m in matches if m.companion is not None}
+    kept: list[Match] = []
+    for m in matches:
+        key = (m.rule.id, m.start, m.end)
+        if key in seen or m.secret in paired:  # already reported with its id (AWS)
+            continue
+        seen.add(key)
+        rank = _rank(m)
+        if rank and any(r < rank and s < m.end and m.start < e for s, e, r in ranked):
+            continue
+        kept.append(m)
+    return kept
+
+
+def _rank(m: Match) -> int:
+    """0: a provider's own format; 1: a format that carries others (a URL, a connection
+    string, a config file); 2: generic."""
+    if m.rule.confidence != "high":
+        return 2
+    return 1 if "container" in m.rule.tags else 0

@@ -190,7 +190,9 @@ class FindingSet:
                 companion_sha256=sha256_hex(match.companion) if match.companion else None,
                 locations=[location],
                 tags=list(rule.tags),
-                entropy=shannon_entropy(match.secret) if rule.min_entropy is not None else None,
+                entropy=match.entropy
+                if match.entropy is not None
+                else (shannon_entropy(match.secret) if rule.min_entropy is not None else None),
                 secret=match.secret,
             )
             self._by_key[key] = (order, finding)

@@ -37,31 +37,41 @@ def repo_root() -> Path:
     return Path(run_git(cwd, "rev-parse", "--show-toplevel").decode().strip())
 
 
-_LOADED: dict[tuple[Path, Path | None], tuple[object, object]] = {}
+_LOADED: dict[tuple[Path, Path | None, str], tuple[object, object]] = {}
 
 
-def _engine_and_config(root: Path, config_path: Path | None):  # type: ignore[no-untyped-def]
+# As `keysweep scan`: generic secrets too (a hard-coded password is what a hook must stop).
+DEFAULT_CONFIDENCE = "medium"
+
+
+def _engine_and_config(  # type: ignore[no-untyped-def]
+    root: Path, config_path: Path | None, confidence: str = DEFAULT_CONFIDENCE
+):
     """The engine and settings for this hook run (built once: the block message needs
     the rules again, and the settings' warnings are said once)."""
-    key = (root, config_path)
+    key = (root, config_path, confidence)
     if key not in _LOADED:
-        _LOADED[key] = _build_engine_and_config(root, config_path)
+        _LOADED[key] = _build_engine_and_config(root, config_path, confidence)
     return _LOADED[key]
 
 
-def _build_engine_and_config(root: Path, config_path: Path | None):  # type: ignore[no-untyped-def]
+def _build_engine_and_config(  # type: ignore[no-untyped-def]
+    root: Path, config_path: Path | None, confidence: str
+):
     from scanner.engine import Allowlist, Engine
-    from scanner.rules import load_rules
+    from scanner.rules import at_confidence
+    from scanner.scan import rules_for
 
     config = load_config(config_path, root)
     for warning in config.warnings:
         print(f"keysweep: warning: {warning}", file=sys.stderr)
-    rules = load_rules(extra=config.rules, disabled=config.disabled_rules, validate_pack=False)
+    rules = rules_for(config, validate_pack=False)
     engine = Engine(
-        rules,
+        at_confidence(rules, confidence),
         allowlist=Allowlist.from_strings(config.allowlist_regexes)
         if config.allowlist_regexes
         else None,
+        low_confidence=confidence == "low",
         prefilter=config.prefilter,
     )
     return engine, config
@@ -77,9 +87,10 @@ def _drop_baselined(findings: list[Finding], baseline: Path | None) -> list[Find
 
 
 def _save_fast_path(root: Path, engine) -> None:  # type: ignore[no-untyped-def]
-    """Keep the compiled prefilter so the next clean commit needs nothing else."""
+    """Keep the compiled prefilter so the next clean commit needs nothing else. Not when
+    a rule has no literal (an imported rule): then "no literal hit" proves nothing."""
     db = getattr(engine.prefilter, "db", None)
-    if db is None:
+    if db is None or any(not r.prefixes for r in engine.rules):
         return
     import hyperscan
 
@@ -94,18 +105,21 @@ def staged_patch(root: Path) -> bytes:
 
 
 def scan_staged(
-    root: Path, config_path: Path | None = None, baseline: Path | None = None
+    root: Path,
+    config_path: Path | None = None,
+    baseline: Path | None = None,
+    confidence: str = DEFAULT_CONFIDENCE,
 ) -> list[Finding]:
     patch = staged_patch(root)
     if not patch:
         return []
-    from scanner.scan import Collector
+    from scanner.scan import Collector, gitleaks_keep
     from scanner.sources.git_history import PatchChunk
 
-    engine, config = _engine_and_config(root, config_path)
-    if config_path is None:
-        _save_fast_path(root, engine)
-    collector = Collector(engine, config.exclude_paths)
+    engine, config = _engine_and_config(root, config_path, confidence)
+    if config_path is None and confidence == DEFAULT_CONFIDENCE:
+        _save_fast_path(root, engine)  # the fast path serves the option-less hook only
+    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
     collector.scan(PatchChunk(b"\n" + patch, str(root), 0, None))
     return _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
 
@@ -163,6 +177,7 @@ def scan_push(
     config_path: Path | None = None,
     baseline: Path | None = None,
     rev_args: list[str] | None = None,
+    confidence: str = DEFAULT_CONFIDENCE,
 ) -> tuple[list[Finding], int]:
     """The commits a push publishes (``lines`` as git gives them on stdin), or the
     commits ``rev_args`` select."""
@@ -173,7 +188,7 @@ def scan_push(
         args = _known_commits(root, args)
     from scanner.scan import ScanOptions, scan_git
 
-    engine, config = _engine_and_config(root, config_path)
+    engine, config = _engine_and_config(root, config_path, confidence)
     opts = ScanOptions(
         jobs=min(2, os.cpu_count() or 1), baseline=resolve_baseline(baseline, config, root)
     )
@@ -313,12 +328,14 @@ def _rules_by_id(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return {r.id: r for r in engine.rules}
 
 
-def run_pre_commit(config_path: Path | None, baseline: Path | None) -> int:
+def run_pre_commit(
+    config_path: Path | None, baseline: Path | None, confidence: str = DEFAULT_CONFIDENCE
+) -> int:
     root = repo_root()
-    findings = scan_staged(root, config_path, baseline)
+    findings = scan_staged(root, config_path, baseline, confidence)
     if not findings:
         return EXIT_PASS
-    engine, _ = _engine_and_config(root, config_path)
+    engine, _ = _engine_and_config(root, config_path, confidence)
     print(
         block_message(
             findings,
@@ -332,7 +349,12 @@ def run_pre_commit(config_path: Path | None, baseline: Path | None) -> int:
     return EXIT_BLOCK
 
 
-def run_pre_push(remote: str | None, config_path: Path | None, baseline: Path | None) -> int:
+def run_pre_push(
+    remote: str | None,
+    config_path: Path | None,
+    baseline: Path | None,
+    confidence: str = DEFAULT_CONFIDENCE,
+) -> int:
     root = repo_root()
     remote = remote or os.environ.get("PRE_COMMIT_REMOTE_NAME")
     lines = pre_commit_framework_push_lines()
@@ -343,10 +365,12 @@ def run_pre_push(remote: str | None, config_path: Path | None, baseline: Path | 
             # Not told what is pushed (pre-commit on a first push, or run by hand): scan
             # every commit that could be, never pass blind.
             rev_args = unknown_push_args(root, remote)
-    findings, _ = scan_push(root, lines, remote, config_path, baseline, rev_args=rev_args)
+    findings, _ = scan_push(
+        root, lines, remote, config_path, baseline, rev_args=rev_args, confidence=confidence
+    )
     if not findings:
         return EXIT_PASS
-    engine, _ = _engine_and_config(root, config_path)
+    engine, _ = _engine_and_config(root, config_path, confidence)
     print(
         block_message(
             findings,
@@ -360,15 +384,20 @@ def run_pre_push(remote: str | None, config_path: Path | None, baseline: Path | 
     return EXIT_BLOCK
 
 
-def run_files(files: list[str], config_path: Path | None, baseline: Path | None) -> int:
+def run_files(
+    files: list[str],
+    config_path: Path | None,
+    baseline: Path | None,
+    confidence: str = DEFAULT_CONFIDENCE,
+) -> int:
     """``keysweep hook files FILE...`` (pre-commit's ``keysweep-files`` hook): the named
     files as they are, for CI (``pre-commit run keysweep-files --all-files``)."""
     root = repo_root()
-    from scanner.scan import Collector
+    from scanner.scan import Collector, gitleaks_keep
     from scanner.sources.files import SkipCounts, iter_files
 
-    engine, config = _engine_and_config(root, config_path)
-    collector = Collector(engine, config.exclude_paths)
+    engine, config = _engine_and_config(root, config_path, confidence)
+    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
     skips = SkipCounts()
     for name in files:
         path = Path(name)

@@ -7,8 +7,9 @@ This module does exactly that check with the hyperscan database that the full
 path compiled and saved earlier, importing nothing but the standard library's
 smallest modules, so a clean commit costs one git call and one scan.
 
-The cache is keyed by everything that decides the literal set: the rule pack's
-bytes, the repository's ``.keysweep.toml`` and ``pyproject.toml`` bytes, the
+The cache is keyed by everything that decides the literal set: the bytes of
+every rule-pack file (``scanner/rules/*.toml``), the repository's
+``.keysweep.toml``, ``pyproject.toml`` and ``.gitleaks.toml`` bytes, the
 hyperscan version and this file format. It is written atomically (private
 directory, temporary file, rename) and any problem reading it just means the
 full path runs. A hit, or anything unusual, returns None: the full path
@@ -21,7 +22,7 @@ import contextlib
 import os
 import sys
 
-FORMAT = b"keysweep-hs-cache-v1\n"
+FORMAT = b"keysweep-hs-cache-v2\n"
 
 # What is staged, added lines only: the pre-commit hook's one git call (shared with
 # scanner.hook, which lives behind heavier imports).
@@ -60,13 +61,18 @@ def _read(path: str) -> bytes:
 def cache_key(root: str, hyperscan_version: str) -> str:
     from hashlib import sha256
 
-    pack = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules", "default.toml")
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules")
+    try:
+        pack = sorted(n for n in os.listdir(folder) if n.endswith(".toml"))
+    except OSError:
+        pack = []
     h = sha256(FORMAT)
     for part in (
         hyperscan_version.encode(),
-        _read(pack),
+        *(n.encode() + b"\0" + _read(os.path.join(folder, n)) for n in pack),
         _read(os.path.join(root, ".keysweep.toml")),
         _read(os.path.join(root, "pyproject.toml")),
+        _read(os.path.join(root, ".gitleaks.toml")),
     ):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)

@@ -5,13 +5,20 @@ turns those places into *regions*: for each rule, the merged byte ranges around
 its hits that stage 2 must look at. Text with no keys produces no regions and
 costs one pass.
 
+An *anchored* rule (a keyword rule, see ``Rule.anchored``) gets one unmerged
+region per hit that starts exactly at the literal, so stage 2 tries its pattern
+there only. A rule with no literal at all (an imported rule) gets the whole
+buffer as its region: correct, and as slow as it sounds (``bench/engine.py``
+counts such rules).
+
 Two implementations give the same answer:
 
 * ``HyperscanPrefilter``: Vectorscan/Hyperscan's literal compiler (PyPI
   ``hyperscan``), several GB/s per core.
-* ``PythonPrefilter``: ``bytes.find`` per distinct literal, correct everywhere,
-  used where no hyperscan wheel installs (or with ``KEYSWEEP_PREFILTER=python``,
-  the settings' ``prefilter``).
+* ``PythonPrefilter``: an Aho-Corasick automaton (``pyahocorasick``), or
+  ``bytes.find`` per literal without it; correct everywhere, used where no
+  hyperscan wheel installs (or with ``KEYSWEEP_PREFILTER=python``, the
+  settings' ``prefilter``).
 """
 
 from __future__ import annotations
@@ -50,16 +57,24 @@ def collect_literals(rules: Sequence[Rule]) -> list[Literal]:
 class _RegionBuilder:
     """Merges hits into per-rule windows as they arrive (bounded memory)."""
 
-    __slots__ = ("after", "before", "open", "regions", "size")
+    __slots__ = ("after", "anchored", "before", "open", "regions", "size")
 
     def __init__(self, rules: Sequence[Rule], size: int) -> None:
         self.before = [r.before for r in rules]
         self.after = [r.max_length + LOOKAHEAD_MARGIN for r in rules]
+        self.anchored = [r.anchored for r in rules]
         self.open: dict[int, list[int]] = {}
         self.regions: Regions = {}
         self.size = size
+        for i, r in enumerate(rules):
+            if not r.prefixes and size:
+                self.regions[i] = [(0, size)]  # no literal: stage 2 searches everything
 
     def add(self, rule: int, start: int) -> None:
+        if self.anchored[rule]:
+            hi = start + self.after[rule]
+            self.regions.setdefault(rule, []).append((start, hi if hi < self.size else self.size))
+            return
         lo = start - self.before[rule]
         lo = lo if lo > 0 else 0
         hi = start + self.after[rule]
@@ -81,27 +96,64 @@ class _RegionBuilder:
         for rule, (lo, hi) in self.open.items():
             self.regions.setdefault(rule, []).append((lo, hi))
         self.open = {}
+        for rule, spans in self.regions.items():
+            if self.anchored[rule] and len(spans) > 1:
+                # Hits arrive by end offset and overlapping literals ("token",
+                # "tokens") share a start: one try per start, in order.
+                self.regions[rule] = sorted(set(spans))
         return self.regions
 
 
 class PythonPrefilter:
+    """The fallback: an Aho-Corasick automaton (``pyahocorasick``, a C extension with
+    wheels where hyperscan has none) over the bytes read as latin-1, one pass for any
+    number of literals; without it, ``bytes.find`` per literal (correct, slow)."""
+
     name = "python"
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = rules
         self.literals = collect_literals(rules)
         self.any_caseless = any(lit.caseless for lit in self.literals)
+        self._automata: tuple[object, object] | None = None
+        try:
+            import ahocorasick
+        except ImportError:
+            return
+        exact, caseless = ahocorasick.Automaton(), ahocorasick.Automaton()
+        for i, lit in enumerate(self.literals):
+            (caseless if lit.caseless else exact).add_word(lit.text.decode("latin-1"), i)
+        for automaton in (exact, caseless):
+            if len(automaton):
+                automaton.make_automaton()
+        self._automata = (exact, caseless)
 
-    def regions(self, data: bytes) -> Regions:
+    def _hits(self, data: bytes) -> list[tuple[int, int]]:
         hits: list[tuple[int, int]] = []  # (start, rule)
+        literals = self.literals
+        if self._automata is not None:
+            text = data.decode("latin-1")
+            for automaton, hay in zip(
+                self._automata, (text, text.lower() if self.any_caseless else ""), strict=True
+            ):
+                if not len(automaton):  # type: ignore[arg-type]
+                    continue
+                for end, i in automaton.iter(hay):  # type: ignore[attr-defined]
+                    lit = literals[i]
+                    hits.extend((end + 1 - len(lit.text), r) for r in lit.rules)
+            return hits
         lowered = data.lower() if self.any_caseless else data
-        for lit in self.literals:
+        for lit in literals:
             hay = lowered if lit.caseless else data
             find = hay.find
             pos = find(lit.text)
             while pos != -1:
                 hits.extend((pos, r) for r in lit.rules)
                 pos = find(lit.text, pos + 1)
+        return hits
+
+    def regions(self, data: bytes) -> Regions:
+        hits = self._hits(data)
         hits.sort()
         builder = _RegionBuilder(self.rules, len(data))
         for start, rule in hits:
@@ -119,6 +171,10 @@ class HyperscanPrefilter:
         self.rules = rules
         self.literals = collect_literals(rules)
         self.lengths = [len(lit.text) for lit in self.literals]
+        self._local = threading.local()
+        self.db = None
+        if not self.literals:
+            return
         self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self.db.compile(
             expressions=[lit.text for lit in self.literals],
@@ -127,7 +183,6 @@ class HyperscanPrefilter:
             flags=[hyperscan.HS_FLAG_CASELESS if lit.caseless else 0 for lit in self.literals],
             literal=True,
         )
-        self._local = threading.local()
 
     def _scratch(self) -> object:
         scratch = getattr(self._local, "scratch", None)
@@ -139,6 +194,8 @@ class HyperscanPrefilter:
         if not data:
             return {}
         builder = _RegionBuilder(self.rules, len(data))
+        if self.db is None:
+            return builder.finish()
         lengths = self.lengths
         literals = self.literals
         add = builder.add

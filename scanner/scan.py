@@ -16,9 +16,9 @@ from pathlib import Path
 
 from scanner.baseline import load_baseline
 from scanner.config import Config
-from scanner.engine import Allowlist, Engine
+from scanner.engine import Allowlist, Engine, Match
 from scanner.findings import Finding, FindingSet, Location
-from scanner.rules import Rule, load_rules
+from scanner.rules import Rule, at_confidence, load_rules
 from scanner.sources import Fragment, Source
 from scanner.sources.files import FileSource, SkipCounts, excluded
 from scanner.sources.git_history import GitHistorySource
@@ -50,27 +50,57 @@ class ScanResult:
 
 
 def build_engine(
-    config: Config, low_confidence: bool = False, rules: list[Rule] | None = None
+    config: Config,
+    low_confidence: bool = False,
+    rules: list[Rule] | None = None,
+    confidence: str | None = None,
 ) -> Engine:
-    rules = (
-        rules
-        if rules is not None
-        else load_rules(extra=config.rules, disabled=config.disabled_rules)
-    )
+    """The engine for a scan at ``confidence`` (``high`` when not given, ``low`` with
+    ``low_confidence``): ``high`` runs the providers' rules, ``medium`` adds the
+    generic ones, ``low`` also keeps tokens whose checksum fails."""
+    level = confidence or ("low" if low_confidence else "high")
+    if rules is None:
+        rules = rules_for(config)
     return Engine(
-        rules,
+        at_confidence(rules, level),
         allowlist=Allowlist.from_strings(config.allowlist_regexes),
-        low_confidence=low_confidence,
+        low_confidence=level == "low",
         prefilter=config.prefilter,
     )
+
+
+def rules_for(config: Config, validate_pack: bool = True) -> list[Rule]:
+    """The pack, the config's own rules, and a team's .gitleaks.toml rules, minus the
+    rules either switches off."""
+    gitleaks = getattr(config, "_gitleaks", None)
+    imported = list(gitleaks.rules) if gitleaks is not None else []
+    disabled = list(config.disabled_rules)
+    if gitleaks is not None and gitleaks.disabled:
+        known = {r.id for r in load_rules(validate_pack=False)}
+        disabled += [d for d in gitleaks.pack_disabled(known) if d not in disabled]
+    return load_rules(
+        extra=config.rules, disabled=disabled, validate_pack=validate_pack, imported=imported
+    )
+
+
+def gitleaks_keep(config: Config):  # type: ignore[no-untyped-def]
+    """The .gitleaks.toml allowlists and .gitleaksignore, as a Collector filter."""
+    gitleaks = getattr(config, "_gitleaks", None)
+    return gitleaks.keep if gitleaks is not None else None
 
 
 class Collector:
     """Thread-safe: scans fragments and groups what they hold into findings."""
 
-    def __init__(self, engine: Engine, exclude: list[str]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        exclude: list[str],
+        keep: Callable[[Match, Location, bytes, int], bool] | None = None,
+    ) -> None:
         self.engine = engine
         self.exclude = exclude
+        self.keep = keep  # False: the scanned repository's own tuning allows it (gitleaks)
         self.found = FindingSet(expired_before=time.time())
         self.lock = threading.Lock()
         self.bytes = 0
@@ -89,6 +119,8 @@ class Collector:
                     m = replace(m, secret=clean)
                 if loc.path and self.exclude and excluded(loc.path, self.exclude):
                     continue
+                if self.keep is not None and not self.keep(m, loc, fragment.data, m.start):
+                    continue
                 self.found.add(m, loc, order)
 
 
@@ -103,7 +135,11 @@ def scan_source(
 
     ``collector``: pass one to gather several sources into the same findings."""
     started = time.perf_counter()
-    collector = collector if collector is not None else Collector(engine, config.exclude_paths)
+    collector = (
+        collector
+        if collector is not None
+        else Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
+    )
     result = ScanResult([], source.target, source.mode, skipped=source.skipped)
     source.feed(collector.scan)
     if source.mode == "git":

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     }
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _origin: str | None = PrivateAttr(default=None)
+    # A scanned repository's own .gitleaks.toml / .gitleaksignore (scanner.gitleaks_compat),
+    # attached by scanner.config.load_config: detection only, as a repository's config.
+    _gitleaks: Any = PrivateAttr(default=None)
 
     @classmethod
     def settings_customise_sources(

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from scanner.engine import Engine
-from scanner.rules import load_rules
+from scanner.rules import at_confidence, load_rules
 from tests.keyservice_fixture import KeyService, start_keyservice
 from tests.sim.fixture import GitHubSim, github_sim, start_sim  # noqa: F401
 
@@ -81,7 +81,8 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHubSim]:
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return Engine(load_rules())
+    # What the workers run: providers' keys (high confidence), not the generic rules.
+    return Engine(at_confidence(load_rules(), "high"))
 
 
 # -- helpers ----------------------------------------------------------------

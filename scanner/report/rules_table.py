@@ -28,7 +28,7 @@ def _rows(rules: list[Rule]) -> list[tuple[str, ...]]:
             r.id,
             r.owner,
             r.severity,
-            printable(" ".join(r.prefixes)),
+            printable(" ".join(r.prefixes[:6]) + (" …" if len(r.prefixes) > 6 else "")),
             _checks(r),
             printable(r.description),
         )
@@ -39,8 +39,13 @@ def _rows(rules: list[Rule]) -> list[tuple[str, ...]]:
 HEADER = ("id", "owner", "severity", "prefixes", "checks", "description")
 
 
-def print_rules(rules: list[Rule], out: TextIO) -> None:
+def print_rules(rules: list[Rule], out: TextIO, count: str | None = None) -> None:
+    """``count``: what to say under the rules ("12 of 221 rules"); default "N rules"."""
+    count = count or f"{len(rules)} rules"
     rows = _rows(rules)
+    if not rows:
+        print(f"no rule matches ({count})", file=out)
+        return
     fixed = sum(max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(HEADER[:3]))
     if out.isatty():
         from rich.console import Console
@@ -56,12 +61,12 @@ def print_rules(rules: list[Rule], out: TextIO) -> None:
             fixed = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
             rest = "  ".join(c for c in row[3:] if c)
             print(f"{fixed}  {rest}".rstrip(), file=out)
-        print(f"{len(rules)} rules", file=out)
+        print(count, file=out)
         return
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"{len(rules)} rules")
+    table = Table(title=count)
     for i, name in enumerate(HEADER):
         if i < 3:
             width = max(len(name), *(len(row[i]) for row in rows))

@@ -23,7 +23,7 @@ from typing import Any
 
 from scanner.engine import Engine
 from scanner.examples import expand
-from scanner.rules import Rule, load_rules
+from scanner.rules import Rule, at_confidence, load_rules
 from tests.sim.content import KEY_LINES, THIRD_PARTY_LINES
 
 KINDS = ("live", "test", "third_party", "near_miss")
@@ -89,7 +89,8 @@ class Planter:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.rules: list[Rule] = load_rules()
+        # What the workers look for: providers' keys (high confidence), not generic secrets.
+        self.rules: list[Rule] = at_confidence(load_rules(), "high")
         self.by_id = {r.id: r for r in self.rules}
         self.engine = Engine(self.rules)
         self.third_party = [
