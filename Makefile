@@ -25,7 +25,7 @@ lint: install
 	$(VENV)/bin/ruff check scanner workers tests bench
 
 test: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # Benchmarks run from a regular (non-editable) install, as users have it.
 BENCH_VENV := .venv-bench
