@@ -193,3 +193,41 @@ def test_a_batch_github_refuses_three_times_is_dropped(tmp_path: Path) -> None:
             assert dep.wait_for(lambda: dep.counts().get("credrevoke_dropped", 0) == 10, 60)
             assert [r["status"] for r in sim.credentials()["requests"]] == [422, 422, 422]
             assert sim.credentials()["revoked"] == []
+
+
+def test_github_failing_part_way_keeps_every_token_until_reported(tmp_path: Path) -> None:
+    """GitHub answers 503 twice: nothing is lost, nothing is reported twice, and the
+    sealed tokens are destroyed once GitHub took them."""
+    with start_sim(tmp_path / "sim") as sim:
+        sim.fault("/credentials/revoke", 503, count=2)
+        with deployment(tmp_path, sim.url, start=False, extra_env=report_env(tmp_path)) as dep:
+            tokens = {github_token() for _ in range(30)}
+            subprocess.run(
+                [sys.executable, "-c", HAND_OVER],
+                input="\n".join(tokens),
+                env=dep.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            dep.start("reporter", "report-credentials")
+            assert dep.wait_for(lambda: dep.counts().get("credrevoke_reported", 0) == 30, 60), (
+                dep.counts()
+            )
+            c = dep.counts()
+            assert c.get("credrevoke_status_503") == 2 and not c.get("credrevoke_dropped")
+            assert b"kept for later" in dep.log_text()
+            got = sim.credentials()
+            assert sorted(got["revoked"]) == sorted(tokens)  # each once
+            status = subprocess.run(
+                [KEYSWEEP, "report-credentials", "status"],
+                env=dep.env,
+                capture_output=True,
+                text=True,
+            )
+            assert "pending 0, reported 30, dropped 0" in status.stdout
+            # The sealed boxes are gone from Redis once reported.
+            r = dep.state()
+            prefix = dep.env["KEYSWEEP_REDIS_PREFIX"]
+            assert r.hlen(f"{prefix}:credrevoke:sealed") == 0
+            assert r.zcard(f"{prefix}:credrevoke:queue") == 0

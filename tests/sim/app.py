@@ -832,6 +832,16 @@ class Sim:
 
     async def credentials_revoke(self, request: Request) -> Response:
         self.stats.requests["credentials_revoke"] += 1
+        fault = self.faults.take(request.url.path)
+        if fault is not None:  # GitHub failing part-way: a 5xx, or slow
+            self.stats.fault_hits += 1
+            if fault.delay > 0:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                self.stats.statuses["credentials_revoke"][fault.status] += 1
+                return JSONResponse(
+                    {"message": "Server Error"}, fault.status, headers=self.common_headers(None)
+                )
         ip = request.client.host if request.client else "127.0.0.1"
         body = await json_body(request)
         status, answer = self.partner.revoke_credentials(
