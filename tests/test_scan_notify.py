@@ -10,6 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from scanner.rules import pack_rules
 from tests.conftest import KEYSWEEP, ROOT
 from tests.helpers import GIT_ENV, Repo, github_token, mg_live
 from tests.notify_receivers import http_inbox
@@ -58,6 +59,13 @@ def test_notify_without_a_key_service(tmp_path: Path) -> None:
         families = {b["data"]["key"]["rule_id"]: b["data"] for b in bodies}
         assert families["mg-live-key"]["action"]["result"] == "not_checked"
         assert families["github-classic-token"]["location"]["path"] == "a.py"
+        # A third-party key's next step is its issuer's own: where to revoke it.
+        gh_rule = next(r for r in pack_rules() if r.id == "github-classic-token")
+        assert gh_rule.remediation
+        assert families["github-classic-token"]["next_step"].startswith(
+            gh_rule.remediation.rstrip(".")
+        )
+        assert "check its logs for use since" in families["github-classic-token"]["next_step"]
         assert live not in json.dumps(bodies) and gh not in json.dumps(bodies)
         # A second run says nothing new.
         again = scan(r.path, env, "--notify")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from scanner.act import Outcome, source_url
@@ -63,6 +64,7 @@ class Alert:
     places: tuple[Place, ...] = ()  # every known location, the first one first
     extra_locations: int = 0
     facts: dict[str, Any] = field(default_factory=dict)
+    remediation: str | None = None  # a third-party rule's own "what to do, where"
 
     def at(self, place: Place) -> Alert:
         """The same alert, pointing at another of its places (for a follow-up)."""
@@ -90,9 +92,12 @@ class Alert:
                 f"audit log for use of {self.redacted.rstrip('…')} since "
                 f"{self.pushed_at or 'the push'}."
             )
+        since = self.pushed_at or "the push"
+        if self.remediation:
+            return f"{self.remediation.rstrip('.')}. Then check its logs for use since {since}."
         return (
             f"Revoke this {self.family} with its issuer now and check its logs for use "
-            f"since {self.pushed_at or 'the push'}."
+            f"since {since}."
         )
 
     @property
@@ -171,7 +176,27 @@ def alert_for(f: Finding, outcome: Outcome | None, found_at: str | None = None) 
             for x in f.locations
         ),
         extra_locations=max(0, f.occurrences - 1),
+        remediation=_remediation(f.rule_id) if f.owner == "third_party" else None,
     )
+
+
+@cache
+def _remediations() -> dict[str, str]:
+    """The shipped rules' remediation lines (with the issuer's page), by rule id."""
+    from scanner.rules import pack_rules
+
+    out = {}
+    for r in pack_rules():
+        if r.remediation:
+            text = r.remediation
+            if r.rotate_url and r.rotate_url not in text:
+                text = f"{text.rstrip('.')} ({r.rotate_url})"
+            out[r.id] = text
+    return out
+
+
+def _remediation(rule_id: str) -> str | None:
+    return _remediations().get(rule_id)
 
 
 # --- rendering -----------------------------------------------------------------------------
