@@ -5,8 +5,11 @@ stops every process it started."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,6 +18,8 @@ from pathlib import Path
 
 from tests import redis_env
 from tests.conftest import ROOT
+from tests.notify_receivers import http_inbox
+from tests.sim.fixture import start_sim
 from tests.workers_fixture import _free_port
 
 
@@ -125,62 +130,43 @@ def test_local_stack_for_a_person_watching(tmp_path: Path) -> None:
     finally:
         first.stop()
     revoked_before = len(re.findall(r"(?m)^revoked mg_", first.out))
-    # A second run says which lines are from before; the first run's logs are kept.
-    second = Run(env)
-    try:
-        out = second.wait_for(lambda o: "── this run ──" in o, 60)
-        m = re.search(r"── (\d+) key\(s\) revoked by earlier runs", out)
-        assert m, out[-3000:]
-        earlier = int(m.group(1))  # every one the first run revoked, shown or not before Ctrl-C
-        assert earlier >= revoked_before
-        before = re.findall(r"(?m)^before  revoked mg_", out)
-        assert len(before) == min(5, earlier)  # the last five, each marked
-        assert (run_dir / "logs.previous" / "worker-fetch.log").stat().st_size > 0
-    finally:
-        second.stop()
-
-
-def test_install_progress_and_log(tmp_path: Path) -> None:
-    log = tmp_path / "install.log"
-    fake_pip = (
-        "print('Collecting celery>=5.4'); print('  Downloading celery-5.4.0.whl');"
-        "print('Collecting redis'); print('Installing collected packages: redis, celery');"
-        "print('Successfully installed celery redis')"
-    )
-    p = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy/local/pip_progress.py"),
-            str(log),
-            "--",
-            sys.executable,
-            "-c",
-            fake_pip,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert p.returncode == 0
-    assert p.stdout.splitlines() == [
-        "install: [1] collecting celery>=5.4",
-        "install: [2] collecting redis",
-        "install: installing 2 packages",
-        f"install: done (2 packages looked at; log: {log})",
-    ]
-    assert "Successfully installed celery redis" in log.read_text()
-    failing = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy/local/pip_progress.py"),
-            str(log),
-            "--",
-            sys.executable,
-            "-c",
-            "print('ERROR: No matching distribution'); raise SystemExit(1)",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert failing.returncode == 1
-    assert "ERROR: No matching distribution" in failing.stderr
-    assert f"the whole output is in {log}" in failing.stderr
+    # "try next", the last two, as printed: start again with an alert channel, and against
+    # a GitHub of your own (a second simulator stands in for api.github.com).
+    tried = first.out.split("try next (Ctrl-C stops everything):")[1]
+    channel = tried.split("alerts: stop, then start again")[1].splitlines()[2].strip()
+    assert channel.startswith("(or KEYSWEEP_NOTIFY_WEBHOOK_URL with KEYSWEEP_NOTIFY_WEBHOOK_SECRET")
+    github_line = tried.split("real GitHub instead of the simulator")[1].splitlines()[1].strip()
+    assert github_line == "KEYSWEEP_GITHUB_TOKENS=<your token> make run"
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    token = "ghp_" + secrets.token_hex(18)
+    with start_sim(tmp_path / "github", poll_interval=1) as gh, http_inbox(secret) as hook:
+        env2 = {
+            **env,
+            "KEYSWEEP_NOTIFY_WEBHOOK_URL": hook.url,
+            "KEYSWEEP_NOTIFY_WEBHOOK_SECRET": secret,
+            github_line.split("=", 1)[0]: token,
+            "KEYSWEEP_GITHUB_API_URL": gh.url,
+        }
+        # A second run says which lines are from before; the first run's logs are kept.
+        second = Run(env2)
+        try:
+            out = second.wait_for(lambda o: "── this run ──" in o, 60)
+            m = re.search(r"── (\d+) key\(s\) revoked by earlier runs", out)
+            assert m, out[-3000:]
+            earlier = int(m.group(1))  # all the first run revoked, shown or not before Ctrl-C
+            assert earlier >= revoked_before
+            before = re.findall(r"(?m)^before  revoked mg_", out)
+            assert len(before) == min(5, earlier)  # the last five, each marked
+            assert (run_dir / "logs.previous" / "worker-fetch.log").stat().st_size > 0
+            assert "run: alerts        webhook" in out
+            assert f"run: GitHub        GitHub at {gh.url}" in out
+            # The workers read that GitHub with the token given, and the channel hears of
+            # the keys they found there, signed.
+            gh.generate(pushes=4, plant={"third_party": 3})
+            second.wait_for(lambda o: len(hook.requests) >= 3, 90)
+            assert gh.stats()["tokens"].get(gh.token_label(token), 0) > 0
+            assert hook.verified == len(hook.requests)
+            rules = {json.loads(r["body"])["data"]["key"]["rule_id"] for r in hook.requests}
+            assert rules <= {p["rule_id"] for p in gh.planted()}
+        finally:
+            second.stop()
