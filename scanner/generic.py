@@ -32,7 +32,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import regex
 
@@ -597,6 +597,36 @@ def lacks_secret_shape(value: str, entropy: float, password: bool = False) -> bo
     return entropy < 0.75 * ceiling
 
 
+@cache
+def provider_prefixes() -> tuple[str, ...]:
+    """The value prefixes of the shipped providers' formats (``xai-``, ``AKIA``,
+    ``glpat-``…), four characters or more. A generic value that starts with one and that
+    the provider's own rule did not report is that provider's near miss (a truncated or
+    mistyped key): the format's owner knows better than a name and an entropy."""
+    from scanner.rules import pack_rules
+
+    out = {
+        p
+        for r in pack_rules()
+        if r.confidence == "high" and not r.case_insensitive
+        for p in r.prefixes
+        if len(p) >= 4
+        and (VALUE_PREFIX.fullmatch(p) or re.fullmatch(r"[A-Z0-9]{4,}", p))
+        and re.sub(r"[^a-z]", "", p.lower()) not in PREFIX_WORDS
+    }
+    return tuple(sorted(out, key=len, reverse=True))
+
+
+# A provider's value prefix ends in a separator (xai-, glpat-, sk-proj-, ghp_) or is an
+# upper-case tag (AKIA); a keyword the rule anchors on (SECRET_KEY, machine) is not one.
+VALUE_PREFIX = re.compile(r"[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*[-_.]")
+PREFIX_WORDS = frozenset({"secret", "api", "pat", "key", "token", "auth", "password", "sig"})
+
+
+def is_provider_near_miss(value: str) -> bool:
+    return value.startswith(provider_prefixes())
+
+
 def value_filters(
     name: str,
     value: str,
@@ -615,6 +645,7 @@ def value_filters(
         ("path", lambda: is_path_or_plain_url(value)),
         ("identifier", lambda: is_identifier_like(value)),
         ("hash", lambda: is_hash(value, name)),
+        ("provider", lambda: is_provider_near_miss(value)),
         ("fixture", lambda: is_fixture(value, name, line)),
         ("shape", lambda: lacks_secret_shape(value, entropy, is_password_name(name))),
     )
@@ -634,6 +665,7 @@ FILTER_NAMES = (
     "path",
     "identifier",
     "hash",
+    "provider",
     "fixture",
     "shape",
 )

@@ -130,6 +130,12 @@ FILTER_CASES = {
         "auth_host = api.internal.example.com",
     ],
     "hash": ["integrity: sha512-{b64:86}==", 'token_digest = "sha256:{hex:32}{hex:32}"'],
+    # A provider's near miss: its prefix, but not its format (xAI keys are xai- + 80).
+    "provider": [
+        "xai_token = 'xai-{base62:41}'",
+        'GITLAB_TOKEN = "glpat-{base62:8}"',
+        "aws_key = AKIA{base62:9}",
+    ],
     "fixture": [
         'TEST_PASSWORD = "{s}"',
         'fake_token = "{s}"',
@@ -203,6 +209,7 @@ def test_filters_listed_for_the_bench_are_the_ones_applied() -> None:
         "path",
         "identifier",
         "hash",
+        "provider",
         "fixture",
         "shape",
     )
