@@ -125,6 +125,44 @@ def served_seconds(metrics: str, endpoint: str = "github") -> tuple[float, float
     return q(0.5), q(0.99)
 
 
+def key_service_floor(ks: Any, seconds: float = 3.0, clients: int = 8) -> float:
+    """Requests/s the key service alone answers to audit-event writes from ``clients``
+    threads: the floor under keysweep's revocation rate (each revoked key costs the key
+    service a lookup, a revocation and two or three audit writes)."""
+    import threading
+    import uuid
+
+    done = [0] * clients
+    stop = time.time() + seconds
+
+    def client(i: int) -> None:
+        with httpx.Client(
+            base_url=ks.url, headers={"Authorization": f"Bearer {ks.token}"}, timeout=30
+        ) as http:
+            while time.time() < stop:
+                r = http.post(
+                    "/v1/audit-events",
+                    json={
+                        "action": "api_key.leak_notified",
+                        "actor": "bench",
+                        "target": "mg_test_floor",
+                        "timestamp": "2026-01-01T00:00:00Z",
+                        "metadata": {},
+                    },
+                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                )
+                if r.status_code < 300:
+                    done[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.time() - t0)
+
+
 def intake(
     args: argparse.Namespace, sim: Any, ks: KeyService, serve: Any, procs: dict[str, int]
 ) -> dict[str, float]:
@@ -295,6 +333,13 @@ def run(args: argparse.Namespace) -> None:
                     "simulator": sim.proc.pid,
                     "act worker": dep.procs["act"].pid,
                 }
+                floor = key_service_floor(ks_proc)
+                print(
+                    f"floor: the key service alone answers {floor:.0f} audit writes/s (8 "
+                    f"clients); at 4 calls per revoked key that is at most {floor / 4:.0f} "
+                    f"keys/s, or {floor / 4 * args.real_every:.0f} tokens/s with one real key "
+                    f"per {args.real_every}"
+                )
                 result = intake(args, sim, ks, serve, procs)
                 print("end to end, planted push -> key revoked:")
                 sim.partner_config(url=serve.alerts_url)
