@@ -486,6 +486,13 @@ def test_allow_comments_decide_only_where_the_owner_scans(comment: str) -> None:
     assert [m.secret for m in found if m.rule.owner == "keyservice"] == [key.encode()]
 
 
+def test_the_operators_own_allowlist_still_applies_to_public_content() -> None:
+    key = mg_live()
+    engine = Engine(RULES, allowlist=Allowlist.from_strings([key[:20]]), honour_allow=False)
+    assert engine.scan(f"K = {key}  # gitleaks:allow\n".encode()) == []
+    assert engine.stats.allowed_config == 1 and engine.stats.allowed_inline == 0
+
+
 def test_keysweep_scan_still_honours_an_allow_comment() -> None:
     key = mg_live()
     p = cli("scan", "-", "--format", "json", stdin=f"K = '{key}'  # gitleaks:allow\n".encode())
