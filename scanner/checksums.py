@@ -17,6 +17,10 @@ ends a generated example (``{checksum}``) from what was generated before it.
   the CRC32 of the 40 random characters, in hex.
 * ``bech32``: age secret keys ``AGE-SECRET-KEY-1…``: a Bech32 string (BIP 173)
   whose six-character checksum covers the human-readable part and the data.
+
+Every ``verify`` in ``SCHEMES`` is total: any string (any length, any character,
+non-Latin-1 included) gets True or False, never an exception. ``compute`` is for
+generating examples and may raise ``ValueError`` on text it cannot complete.
 """
 
 from __future__ import annotations
@@ -187,11 +191,26 @@ def bech32_compute(text: str) -> str:
     return out.upper() if token.isupper() else out
 
 
+def total(verify: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``verify`` that answers False instead of raising (a token it cannot read does
+    not carry a valid checksum)."""
+
+    def checked(token: str) -> bool:
+        try:
+            return bool(verify(token))
+        except Exception:  # hostile input must not stop a scan
+            return False
+
+    checked.__name__ = checked.__qualname__ = verify.__name__
+    checked.__doc__ = verify.__doc__
+    return checked
+
+
 # name -> (verify(token) -> bool, compute(text_before_checksum) -> checksum)
 SCHEMES: dict[str, tuple[Callable[[str], bool], Callable[[str], str]]] = {
-    "crc32_base62": (crc32_base62_verify, crc32_base62_compute),
-    "gitlab_routable": (gitlab_routable_verify, gitlab_routable_compute),
-    "crc32_le_hex": (crc32_le_hex_verify, crc32_le_hex_compute),
-    "crc32_hex": (crc32_hex_verify, crc32_hex_compute),
-    "bech32": (bech32_verify, bech32_compute),
+    "crc32_base62": (total(crc32_base62_verify), crc32_base62_compute),
+    "gitlab_routable": (total(gitlab_routable_verify), gitlab_routable_compute),
+    "crc32_le_hex": (total(crc32_le_hex_verify), crc32_le_hex_compute),
+    "crc32_hex": (total(crc32_hex_verify), crc32_hex_compute),
+    "bech32": (total(bech32_verify), bech32_compute),
 }

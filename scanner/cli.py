@@ -565,7 +565,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         return ScanRun(result, engine.rules, config, stdin.scope)
 
     progress = _progress(not args.no_progress)
-    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
+    collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config, engine))
 
     def link(loc):  # type: ignore[no-untyped-def]
         return (

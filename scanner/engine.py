@@ -75,8 +75,20 @@ class Allowlist:
 
         return cls([regex.compile(p.encode()) for p in patterns])
 
-    def allows(self, secret: bytes) -> bool:
-        return any(p.search(secret) for p in self.regexes)
+    def allows(
+        self, secret: bytes, timeout: float | None = None, stats: EngineStats | None = None
+    ) -> bool:
+        """Whether a regex allows ``secret``. Each runs under ``timeout``: one that runs
+        out is counted (``stats.regex_timeouts``) and allows nothing, so a catastrophic
+        allowlist regex never hangs a scan nor hides the key it was tried on."""
+        for p in self.regexes:
+            try:
+                if p.search(secret, timeout=timeout) is not None:
+                    return True
+            except TimeoutError:
+                if stats is not None:
+                    stats.regex_timeouts += 1
+        return False
 
 
 def line_bounds(data: bytes, start: int, end: int) -> tuple[int, int]:
@@ -107,13 +119,21 @@ class Engine:
         prefilter: str | None = None,
         regex_timeout: float = 2.0,
         now: float | None = None,
+        honour_allow: bool = True,
     ) -> None:
+        """``honour_allow=False``: inline allow comments (``keysweep:allow``,
+        ``gitleaks:allow``, ...) decide nothing, and ``scanner.scan`` also leaves out the
+        scanned repository's own allowlists and any baseline. For public content (the
+        workers, partner alerts): a leaker's ``# gitleaks:allow`` must not protect a live
+        key. The operator's own ``allowlist`` (``allowlist_regexes`` from the environment
+        or the operator's config) still applies."""
         self.rules = list(rules)
         self.allowlist = allowlist or Allowlist()
         self.low_confidence = low_confidence
         self.prefilter: Prefilter = make_prefilter(self.rules, prefilter)
         self.regex_timeout = regex_timeout
         self.now = now
+        self.honour_allow = honour_allow
         self.stats = EngineStats()
 
     def scan(self, data: bytes) -> list[Match]:
@@ -200,29 +220,50 @@ class Engine:
                 return None
             expires_at = verdict.expires_at
             entropy = verdict.entropy if verdict.entropy is not None else entropy
-        if rule.context is not None:
-            w = rule.context_window
-            if rule.context.search(data, max(0, start - w), min(len(data), end + w)) is None:
-                return None
-        if has_allow_marker(data, start, end):
+        if rule.context is not None and not self._has_context(rule, data, start, end):
+            return None
+        if self.honour_allow and has_allow_marker(data, start, end):
             self.stats.allowed_inline += 1
             return None
-        if self.allowlist.allows(secret):
+        if self.allowlist.allows(secret, self.regex_timeout, self.stats):
             self.stats.allowed_config += 1
             return None
         companion = None
         if rule.companion is not None:
             w = rule.companion.window
-            near = rule.companion.pattern.finditer(
-                data, max(0, start - w), min(len(data), end + w), timeout=self.regex_timeout
-            )
-            # The nearest one: in a file with several profiles, the key's own secret.
-            best = min(
-                near, key=lambda c: min(abs(c.start() - end), abs(start - c.end())), default=None
-            )
+            try:
+                near = rule.companion.pattern.finditer(
+                    data, max(0, start - w), min(len(data), end + w), timeout=self.regex_timeout
+                )
+                # The nearest one: in a file with several profiles, the key's own secret.
+                best = min(
+                    near,
+                    key=lambda c: min(abs(c.start() - end), abs(start - c.end())),
+                    default=None,
+                )
+            except TimeoutError:  # the key is reported without its companion
+                self.stats.regex_timeouts += 1
+                best = None
             if best is not None:
                 companion = best.group(1 if best.re.groups else 0)
         return Match(rule, start, end, secret, confidence, expires_at, companion, entropy)
+
+    def _has_context(self, rule: Rule, data: bytes, start: int, end: int) -> bool:
+        """The rule's context regex near the secret, under the regex timeout. A context
+        that runs out of time counts as found (and as a timeout): a catastrophic context
+        regex in a custom rule must neither hang a scan nor drop a real key, so an
+        undecided context keeps the candidate, as the rule's other filters already
+        passed it."""
+        assert rule.context is not None
+        w = rule.context_window
+        try:
+            found = rule.context.search(
+                data, max(0, start - w), min(len(data), end + w), timeout=self.regex_timeout
+            )
+        except TimeoutError:
+            self.stats.regex_timeouts += 1
+            return True
+        return found is not None
 
     def is_expired(self, match: Match) -> bool:
         now = self.now if self.now is not None else time.time()

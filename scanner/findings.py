@@ -10,6 +10,7 @@ secret only (not on paths or line numbers), so baselines never churn.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,12 +64,21 @@ def sha256_hex(secret: bytes) -> str:
     return hashlib.sha256(secret).hexdigest()
 
 
+# A PEM armour line names the kind of key and nothing of it: "-----BEGIN RSA PRIVATE KEY-----".
+_ARMOUR = re.compile(r"-----BEGIN [A-Z0-9][A-Z0-9 ]{0,60}-----")
+
+
 def redact(secret: bytes, prefixes: tuple[str, ...], percent: int | None = None) -> str:
     """The known prefix plus at most 8 characters (fewer for short secrets). ``percent``
-    (``--redact=N``) hides at least N% of what follows the prefix: 100 shows the prefix only."""
+    (``--redact=N``) hides at least N% of what follows the prefix: 100 shows the prefix only.
+
+    A PEM block shows its armour line alone, however its lines are written: with real
+    newlines, or with ``\\n`` escapes inside a JSON string (a GCP service-account file),
+    where "the first line" would be the whole key."""
     text = secret.decode("utf-8", "replace")
     if text.startswith("-----BEGIN"):
-        return text.split("\n", 1)[0].rstrip("\r") + "…"  # the armour line names the kind only
+        armour = _ARMOUR.match(text)
+        return (armour.group(0) if armour else "-----BEGIN") + "…"
     prefix = next((p for p in prefixes if text.lower().startswith(p.lower())), "")
     body = text[len(prefix) :]
     shown = min(8, len(body) // 4)

@@ -38,7 +38,7 @@ from scanner.rules import Rule, RuleError, rule_from_dict
 if TYPE_CHECKING:
     import regex
 
-    from scanner.engine import Match
+    from scanner.engine import EngineStats, Match
     from scanner.findings import Location
 
 CONFIG_NAME = ".gitleaks.toml"
@@ -49,6 +49,7 @@ MAX_EXTEND_DEPTH = 3
 MAX_FILE = 4 * 1024 * 1024
 IMPORTED_BEFORE = 256  # bytes before a keyword hit the rule's regex may start
 IMPORTED_AFTER = 512  # bytes after it the regex may end
+REGEX_TIMEOUT = 2.0  # seconds, per allowlist regex: the engine's default (Engine.regex_timeout)
 
 # gitleaks' default rule ids (the names only) -> keysweep's rule for the same family,
 # for `disabledRules`, `targetRules`, per-rule allowlists and .gitleaksignore lines.
@@ -270,28 +271,67 @@ class Allowlist:
     condition: str = "OR"
     target: str = "secret"  # secret | match | line
     regexes: list[regex.Pattern[bytes]] = field(default_factory=list)
-    paths: list[re.Pattern[str]] = field(default_factory=list)
+    paths: list[regex.Pattern[str]] = field(default_factory=list)
     commits: set[str] = field(default_factory=set)
     stopwords: list[str] = field(default_factory=list)
     target_rules: set[str] | None = None  # keysweep ids; None: every rule
 
-    def allows(self, secret: bytes, match: bytes, line: bytes, path: str, commit: str) -> bool:
+    def allows(
+        self,
+        secret: bytes,
+        match: bytes,
+        line: bytes,
+        path: str,
+        commit: str,
+        timeout: float | None = REGEX_TIMEOUT,
+        stats: EngineStats | None = None,
+    ) -> bool:
         """gitleaks' semantics: with OR, any criterion given allows; with AND, every
-        criterion given must hold (stopwords and regexes still any-of inside)."""
+        criterion given must hold (stopwords and regexes still any-of inside). Each
+        regex runs under ``timeout``; one that runs out allows nothing (the key stays
+        reported) and is counted in ``stats.regex_timeouts``."""
         checks: list[bool] = []
         if self.commits:
             checks.append(bool(commit) and any(commit.startswith(c) for c in self.commits))
         if self.paths:
-            checks.append(bool(path) and any(p.search(path) for p in self.paths))
+            checks.append(bool(path) and _any_search(self.paths, path, timeout, stats, False))
         if self.regexes:
             hay = {"match": match, "line": line}.get(self.target, secret)
-            checks.append(any(r.search(hay) for r in self.regexes))
+            checks.append(_any_search(self.regexes, hay, timeout, stats, False))
         if self.stopwords:
             low = secret.decode("utf-8", "replace").lower()
             checks.append(any(w in low for w in self.stopwords))
         if not checks:
             return False
         return all(checks) if self.condition == "AND" else any(checks)
+
+
+def _any_search(
+    patterns: Iterable[Any],
+    hay: Any,
+    timeout: float | None,
+    stats: EngineStats | None,
+    on_timeout: bool,
+) -> bool:
+    """Whether any pattern is found in ``hay``; a pattern that runs out of time counts as
+    ``on_timeout`` (chosen by the caller so that the key stays reported)."""
+    for p in patterns:
+        try:
+            if p.search(hay, timeout=timeout) is not None:
+                return True
+        except TimeoutError:
+            if stats is not None:
+                stats.regex_timeouts += 1
+            if on_timeout:
+                return True
+    return False
+
+
+def _compile_path(text: str, rule_id: str) -> regex.Pattern[str]:
+    """A path regex, compiled by the ``regex`` module so that it runs under a timeout."""
+    import regex
+
+    return regex.compile(translate_regex(text, rule_id), regex.V0)
 
 
 def _strings(value: Any, what: str, origin: str) -> list[str]:
@@ -329,8 +369,8 @@ def _allowlist(d: Any, origin: str, rule_id: str = "") -> Allowlist:
     paths = []
     for text in _strings(d.get("paths"), "paths", where):
         try:
-            paths.append(re.compile(translate_regex(text, rule_id or "allowlist")))
-        except re.error as exc:
+            paths.append(_compile_path(text, rule_id or "allowlist"))
+        except regex.error as exc:
             raise GitleaksError(f"{where}: path {text!r} does not compile: {exc}") from None
     targets = d.get("targetRules")
     return Allowlist(
@@ -381,12 +421,23 @@ class GitleaksPolicy:
     disabled: set[str] = field(default_factory=set)
     rule_allowlists: dict[str, list[Allowlist]] = field(default_factory=dict)
     allowlists: list[Allowlist] = field(default_factory=list)
-    path_filters: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    path_filters: dict[str, regex.Pattern[str]] = field(default_factory=dict)
     ignored: set[tuple[str | None, str, str, int]] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
 
-    def keep(self, match: Match, loc: Location, data: bytes, start: int) -> bool:
-        """False when the gitleaks tuning allows this match at this location."""
+    def keep(
+        self,
+        match: Match,
+        loc: Location,
+        data: bytes,
+        start: int,
+        *,
+        timeout: float | None = REGEX_TIMEOUT,
+        stats: EngineStats | None = None,
+    ) -> bool:
+        """False when the gitleaks tuning allows this match at this location. Every
+        regex runs under ``timeout`` (``scanner.scan.gitleaks_keep`` passes the engine's,
+        and its ``stats``); one that runs out never allows: the match is kept."""
         rule_id = match.rule.id
         path = loc.path or ""
         commit = loc.commit or ""
@@ -396,7 +447,7 @@ class GitleaksPolicy:
         ):
             return False
         flt = self.path_filters.get(rule_id)
-        if flt is not None and not flt.search(path):
+        if flt is not None and not _any_search([flt], path, timeout, stats, True):
             return False
         lists = [a for a in self.allowlists if a.target_rules is None or rule_id in a.target_rules]
         lists += self.rule_allowlists.get(rule_id, [])
@@ -405,9 +456,16 @@ class GitleaksPolicy:
         lo = data.rfind(b"\n", 0, start) + 1
         hi = data.find(b"\n", start)
         line = data[lo : hi if hi != -1 else len(data)]
-        whole = match.rule.pattern.search(line)
+        try:
+            whole = match.rule.pattern.search(line, timeout=timeout)
+        except TimeoutError:
+            if stats is not None:
+                stats.regex_timeouts += 1
+            whole = None
         full = whole.group(0) if whole is not None else match.secret
-        return not any(a.allows(match.secret, full, line, path, commit) for a in lists)
+        return not any(
+            a.allows(match.secret, full, line, path, commit, timeout, stats) for a in lists
+        )
 
     def pack_disabled(self, known: Iterable[str]) -> list[str]:
         return sorted(self.disabled & set(known))
@@ -477,9 +535,11 @@ def _import_rule(d: Any, origin: str, policy: GitleaksPolicy) -> None:
             "(slow; add keywords)"
         )
     if "path" in d:
+        import regex
+
         try:
-            policy.path_filters[rule.id] = re.compile(translate_regex(str(d["path"]), gid))
-        except re.error as exc:
+            policy.path_filters[rule.id] = _compile_path(str(d["path"]), gid)
+        except regex.error as exc:
             raise GitleaksError(f"{origin}: rule {gid!r} path does not compile: {exc}") from None
     policy.rules = [r for r in policy.rules if r.id != rule.id] + [rule]
     if lists:

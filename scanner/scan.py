@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from scanner.baseline import load_baseline
@@ -54,10 +55,13 @@ def build_engine(
     low_confidence: bool = False,
     rules: list[Rule] | None = None,
     confidence: str | None = None,
+    honour_allow: bool = True,
 ) -> Engine:
     """The engine for a scan at ``confidence`` (``high`` when not given, ``low`` with
     ``low_confidence``): ``high`` runs the providers' rules, ``medium`` adds the
-    generic ones, ``low`` also keeps tokens whose checksum fails."""
+    generic ones, ``low`` also keeps tokens whose checksum fails. ``honour_allow=False``
+    for public content (the workers, partner alerts): allow comments, the scanned
+    repository's allowlists and baselines decide nothing (see ``Engine``)."""
     level = confidence or ("low" if low_confidence else "high")
     if rules is None:
         rules = rules_for(config)
@@ -66,6 +70,7 @@ def build_engine(
         allowlist=Allowlist.from_strings(config.allowlist_regexes),
         low_confidence=level == "low",
         prefilter=config.prefilter,
+        honour_allow=honour_allow,
     )
 
 
@@ -83,10 +88,19 @@ def rules_for(config: Config, validate_pack: bool = True) -> list[Rule]:
     )
 
 
-def gitleaks_keep(config: Config):  # type: ignore[no-untyped-def]
-    """The .gitleaks.toml allowlists and .gitleaksignore, as a Collector filter."""
+def gitleaks_keep(config: Config, engine: Engine | None = None):  # type: ignore[no-untyped-def]
+    """The .gitleaks.toml allowlists and .gitleaksignore, as a Collector filter. With
+    ``engine``: its regex timeout and timeout count, and nothing at all when the engine
+    does not honour allow markers (public content: a repository's own allowlists do not
+    decide for it)."""
     gitleaks = getattr(config, "_gitleaks", None)
-    return gitleaks.keep if gitleaks is not None else None
+    if gitleaks is None:
+        return None
+    if engine is None:
+        return gitleaks.keep
+    if not engine.honour_allow:
+        return None
+    return partial(gitleaks.keep, timeout=engine.regex_timeout, stats=engine.stats)
 
 
 class Collector:
@@ -138,7 +152,7 @@ def scan_source(
     collector = (
         collector
         if collector is not None
-        else Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
+        else Collector(engine, config.exclude_paths, keep=gitleaks_keep(config, engine))
     )
     result = ScanResult([], source.target, source.mode, skipped=source.skipped)
     source.feed(collector.scan)
@@ -148,7 +162,7 @@ def scan_source(
         result.files = source.units
     result.errors.extend(getattr(source, "errors", []))
     findings = collector.found.findings()
-    if opts.baseline is not None:
+    if opts.baseline is not None and engine.honour_allow:  # public content: no baseline
         known = load_baseline(opts.baseline)
         kept = [f for f in findings if f.fingerprint not in known]
         result.baselined = len(findings) - len(kept)

@@ -1,7 +1,14 @@
 """Stage-2 filters that confirm a candidate: entropy, placeholders, and the
 structure a token format carries (JWT, PyPI macaroon, base64 JSON bodies,
 ``user:password`` pairs), decoded offline. ``run_validator`` is the one entry
-the engine calls for a rule's ``validator``."""
+the engine calls for a rule's ``validator``.
+
+Every function here is total: whatever bytes a leak holds (a JWT whose ``exp`` is
+``NaN`` or ``1e999``, JSON nested a million deep, a varint that never ends), it
+answers and never raises. One bad candidate must not stop a scan and lose every
+other key in its input. ``run_validator`` also guards the validators it calls:
+should one of them raise anyway, the candidate is kept (``Verdict()``), because a
+validator that cannot judge a candidate has not shown it is not a key."""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ if TYPE_CHECKING:
     import regex
 
 
-def shannon_entropy(data: bytes) -> float:
+def shannon_entropy(data: bytes | str) -> float:
     """Bits per character."""
     if not data:
         return 0.0
@@ -35,6 +42,8 @@ def looks_like_placeholder(secret: bytes) -> bool:
     """Documentation examples and fillers that no issuer would hand out
     (EXAMPLE, xxxxxxxx, YOUR_..., <...>, one character ten times in a row, or a run
     of the alphabet, the digits or the keyboard)."""
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8", "surrogatepass")
     return PLACEHOLDER.search(secret) is not None
 
 
@@ -44,9 +53,26 @@ class JwtInfo:
     issuer: str | None
 
 
+# What a JSON number can be as a date: datetime's own range (years 1 to 9999).
+MIN_TIMESTAMP = -62_135_596_800
+MAX_TIMESTAMP = 253_402_300_799
+
+
 def _b64url_json(part: bytes) -> object:
     pad = b"=" * (-len(part) % 4)
     return json.loads(base64.urlsafe_b64decode(part + pad))
+
+
+def as_timestamp(value: object) -> int | None:
+    """A claim's number of seconds as an int, or None for anything that is not a date
+    (a string, a bool, ``NaN``, ``1e999``, a year past 9999)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+        return None
+    return int(value)
 
 
 def decode_jwt(token: bytes) -> JwtInfo | None:
@@ -57,17 +83,18 @@ def decode_jwt(token: bytes) -> JwtInfo | None:
     try:
         header = _b64url_json(parts[0])
         claims = _b64url_json(parts[1])
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError, MemoryError):
         return None
     if not isinstance(header, dict) or "alg" not in header or not isinstance(claims, dict):
         return None
-    if str(header.get("alg", "")).lower() == "none":
+    alg = header.get("alg")
+    if isinstance(alg, str) and alg.lower() == "none":
         return None  # an unsigned token authenticates nothing
-    exp = claims.get("exp")
     iss = claims.get("iss")
     return JwtInfo(
-        expires_at=int(exp) if isinstance(exp, int | float) else None,
-        issuer=str(iss)[:200] if isinstance(iss, str) else None,
+        # A non-finite or absurd exp is no expiry at all: the token is reported as live.
+        expires_at=as_timestamp(claims.get("exp")),
+        issuer=iss[:200] if isinstance(iss, str) else None,
     )
 
 
@@ -157,7 +184,7 @@ def _pypi_macaroon(secret: bytes) -> Verdict | None:
     try:
         raw = base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4))
         mac = parse_macaroon_v2(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, IndexError):
         return None
     if mac["location"] not in (b"pypi.org", b"test.pypi.org"):
         return None
@@ -179,7 +206,7 @@ def _base64_json(secret: bytes) -> Verdict | None:
             continue
         try:
             obj = json.loads(_b64_any(part))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError, MemoryError):
             continue
         if isinstance(obj, dict) and obj:
             return Verdict()
@@ -256,12 +283,17 @@ def _generic(secret: bytes, data: bytes, m: regex.Match[bytes]) -> Verdict | Non
 def run_validator(
     name: str, secret: bytes, data: bytes, m: regex.Match[bytes]
 ) -> Verdict | None:
-    """The rule's validator on a candidate: a Verdict to keep it, None to drop it."""
-    if name == "generic":
-        return _generic(secret, data, m)
-    if name == "url_password":
-        return _url_password(secret, m)
-    return _SIMPLE[name](secret)
+    """The rule's validator on a candidate: a Verdict to keep it, None to drop it.
+    Total: a validator that raises keeps the candidate (it could not show it is not a
+    key), so one odd token never stops a scan or hides the keys beside it."""
+    try:
+        if name == "generic":
+            return _generic(secret, data, m)
+        if name == "url_password":
+            return _url_password(secret, m)
+        return _SIMPLE[name](secret)
+    except Exception:  # a validator's bug must not cost the scan
+        return Verdict()
 
 
 _SIMPLE = {

@@ -86,7 +86,9 @@ def serve(argv: list[str]) -> int:
     settings = serve_settings()
     import workers.tasks  # noqa: F401  (load the Celery app now, not on the first alert)
 
-    app = create_app(settings, submit=submit_findings, engine=build_engine(settings), ready=ready)
+    # Public content: a leaker's allow comment does not protect a live key.
+    engine = build_engine(settings, honour_allow=False)
+    app = create_app(settings, submit=submit_findings, engine=engine, ready=ready)
     where = args.host if args.host is not None else settings.serve_host
     sock = bind(where, args.port if args.port is not None else settings.serve_port)
     host, port = sock.getsockname()[:2]

@@ -62,7 +62,8 @@ def _child_gone(pid: int | None = None, **_: Any) -> None:
 
 @cache
 def engine() -> Engine:
-    return build_engine(settings())
+    # Public content: a leaker's allow comment does not protect a live key.
+    return build_engine(settings(), honour_allow=False)
 
 
 @cache

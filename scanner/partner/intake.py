@@ -18,6 +18,7 @@ before it goes anywhere (an audit event or alert must never hold a key).
 from __future__ import annotations
 
 import bisect
+import copy
 import hashlib
 import re
 import time
@@ -110,6 +111,10 @@ class Intake:
     """Turns reported tokens into findings of our own key rules (no I/O)."""
 
     def __init__(self, engine: Engine) -> None:
+        if engine.honour_allow:
+            # A reported token is public content: nothing in it may allow it.
+            engine = copy.copy(engine)
+            engine.honour_allow = False
         self.engine = engine
         self.ours = [r for r in engine.rules if r.owner == "keyservice"]
 

@@ -197,6 +197,7 @@ class Sim:
             spec.gist_clone_bytes = self.config.gist_clone_bytes
             spec.new_branch_ratio = self.config.new_branch_ratio
             self.builder.planter.third_party_rules = list(self.config.third_party_rules)
+            self.builder.planter.key_suffix = self.config.key_line_suffix
             batch = await anyio.to_thread.run_sync(self.builder.build, spec)
             if epoch == self.epoch:  # a reset in between drops the batch
                 self.store.publish(batch)

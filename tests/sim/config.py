@@ -38,6 +38,7 @@ class SimConfig:
     noise_ratio: float = 0.25  # noise events per document
     public_repo_ratio: float = 0.0  # PublicEvents per document
     third_party_rules: list[str] = field(default_factory=list)  # third-party rules to plant
+    key_line_suffix: str = ""  # appended to each planted mg_ key's line ("  # gitleaks:allow")
     new_branch_ratio: float = 0.15
     # memory
     retain_docs: int = 20_000
@@ -61,6 +62,9 @@ class SimConfig:
             elif name == "third_party_rules":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ValueError("third_party_rules must be a list of rule ids")
+            elif name == "key_line_suffix":
+                if not isinstance(value, str) or "\n" in value:
+                    raise ValueError("key_line_suffix must be a one-line string")
             elif name == "plant_kinds":
                 if not isinstance(value, list) or not value or set(value) - set(KINDS):
                     raise ValueError(f"plant_kinds must be a non-empty list of {KINDS}")

@@ -92,7 +92,8 @@ class Planter:
         # What the workers look for: providers' keys (high confidence), not generic secrets.
         self.rules: list[Rule] = at_confidence(load_rules(), "high")
         self.by_id = {r.id: r for r in self.rules}
-        self.engine = Engine(self.rules)
+        # As the workers scan public content: allow comments decide nothing.
+        self.engine = Engine(self.rules, honour_allow=False)
         self.third_party = [
             r for r in self.rules if r.owner == "third_party" and any(map(_usable, r.positive))
         ]
@@ -103,6 +104,7 @@ class Planter:
         ]
         self.mg_negatives = [r for r in self.negatives if r.id in MG_RULES.values()]
         self.third_party_rules: list[str] = []  # plant only these third-party rules (empty: any)
+        self.key_suffix = ""  # appended to each mg_ key's line (an allow comment, say)
 
     # -- materials ---------------------------------------------------------
 
@@ -140,7 +142,7 @@ class Planter:
                 raise PlantError(f"a {kind} key needs the key service's answer")
             material = self.ours(kind, minted)
             line = self.rng.choice(KEY_LINES[family]).replace("{k}", material.key)
-            return self._checked_positive(material, [line])
+            return self._checked_positive(material, [line + self.key_suffix])
         if kind == "third_party":
             only = set(self.third_party_rules)
             pool = [r for r in self.third_party if r.id in only] if only else self.third_party
@@ -179,6 +181,8 @@ class Planter:
     def _checked_positive(self, material: KeyMaterial, lines: list[str]) -> Snippet | None:
         data = "\n".join(lines).encode()
         matches = self.engine.scan(data)
+        if material.kind in OURS and self.key_suffix:  # the suffix may hold more (a JWT)
+            matches = [m for m in matches if m.rule.owner == "keyservice"]
         if len(matches) != 1 or matches[0].rule.id != material.rule_id:
             return None
         m = matches[0]
