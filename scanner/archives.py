@@ -38,19 +38,21 @@ members and unsupported compression methods are skipped and named as well.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
 import stat
 import struct
-import tarfile
-import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scanner.report.safe_text import printable
+
+if TYPE_CHECKING:
+    import tarfile
+
+# bz2, gzip, lzma, tarfile and zipfile are imported where an archive is opened: a scan
+# (or the pre-commit hook) that meets none pays nothing for them.
 
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -111,7 +113,8 @@ def _ratio(r: float) -> str:
 
 def _why(exc: BaseException) -> str:
     text = printable(str(exc))[:100]
-    return f"corrupt ({type(exc).__name__}: {text})" if text else f"corrupt ({type(exc).__name__})"
+    name = type(exc).__name__
+    return f"corrupt archive ({name}: {text})" if text else f"corrupt archive ({name})"
 
 
 def _base(path: str) -> str:
@@ -255,6 +258,10 @@ def _opened(
 def _stream(
     run: _Run, kind: str, path: str, data: bytes, depth: int, sure: bool
 ) -> Iterator[Member | Skipped]:
+    import bz2
+    import gzip
+    import lzma
+
     opener: Callable[[io.BytesIO], io.BufferedIOBase] = {
         "gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
         "bz2": lambda raw: bz2.BZ2File(raw, mode="rb"),
@@ -281,6 +288,8 @@ def _stream(
 
 
 def _tar_opens(data: bytes) -> bool:
+    import tarfile
+
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
             return tf.next() is not None
@@ -289,6 +298,8 @@ def _tar_opens(data: bytes) -> bool:
 
 
 def _tar(run: _Run, path: str, data: bytes, depth: int, sure: bool) -> Iterator[Member | Skipped]:
+    import tarfile
+
     try:
         tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:")  # noqa: SIM115 - closed below
     except Exception as exc:
@@ -331,6 +342,8 @@ def _tar_members(
 
 
 def _zip(run: _Run, path: str, data: bytes, depth: int, sure: bool) -> Iterator[Member | Skipped]:
+    import zipfile
+
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
