@@ -176,22 +176,28 @@ def _inner_name(path: str) -> str:
 
 
 class _Run:
-    """One top-level expansion: the limits and the bytes produced so far."""
+    """One top-level expansion: its limits, the bytes inflated so far (every byte a
+    decompressor produced, capped members included: the work done) and the bytes of
+    the leaves given (each file once, however deep: what the whole file expands to)."""
 
     def __init__(self, limits: Limits, top_len: int) -> None:
         self.limits = limits
         self.top_len = max(top_len, 1)
-        self.total = 0
+        self.inflated = 0
+        self.leaves = 0
         self.stopped = False
 
     def drain(
-        self, read: Callable[[int], bytes], compressed: int
+        self, read: Callable[[int], bytes], compressed: int, inflating: bool = True
     ) -> tuple[bytes, str | None, bool]:
         """Read a member to its end under the caps: (bytes, problem, capped). On a
-        cap the bytes are dropped; on damage what was read before it is kept."""
+        cap the bytes are dropped; on damage what was read before it is kept.
+        ``inflating``: False for bytes stored as they are (a tar member, a stored zip
+        member), which cost a copy, not a decompression."""
         lim = self.limits
         buf = bytearray()
         compressed = max(compressed, 1)
+        bomb = f"archive bomb: ratio > {_ratio(lim.max_ratio)}"
         while True:
             try:
                 chunk = read(CHUNK)
@@ -200,17 +206,20 @@ class _Run:
             if not chunk:
                 return bytes(buf), None, False
             buf += chunk
-            self.total += len(chunk)
             n = len(buf)
             if n > lim.max_member_bytes:
                 return b"", f"member > {_size(lim.max_member_bytes)}", True
-            if (n > RATIO_FLOOR and n > lim.max_ratio * compressed) or (
-                self.total > RATIO_FLOOR and self.total > lim.max_ratio * self.top_len
-            ):
-                return b"", f"archive bomb: ratio > {_ratio(lim.max_ratio)}", True
-            if self.total > lim.max_archive_bytes:
+            if n > RATIO_FLOOR and n > lim.max_ratio * compressed:
+                return b"", bomb, True
+            whole = self.leaves + n
+            if whole > RATIO_FLOOR and whole > lim.max_ratio * self.top_len:
                 self.stopped = True
-                return b"", f"archive > {_size(lim.max_archive_bytes)}: rest skipped", True
+                return b"", bomb + ": rest skipped", True
+            if inflating:
+                self.inflated += len(chunk)
+                if self.inflated > lim.max_archive_bytes:
+                    self.stopped = True
+                    return b"", f"archive > {_size(lim.max_archive_bytes)}: rest skipped", True
 
 
 def expand(name: str, data: bytes, limits: Limits = Limits()) -> Iterator[Member | Skipped]:
@@ -227,6 +236,7 @@ def _node(run: _Run, path: str, data: bytes, depth: int) -> Iterator[Member | Sk
     """``data`` found at ``path``, inside ``depth`` containers: a leaf or an archive."""
     found = _kind(path, data[:SNIFF])
     if found is None:
+        run.leaves += len(data)
         yield Member(path, data)
         return
     if depth >= run.limits.max_depth:
@@ -270,21 +280,22 @@ def _stream(
     with opener(io.BytesIO(data)) as fh:
         content, problem, capped = run.drain(fh.read, len(data))
     inner = f"{path}!{_inner_name(path)}"
-    if not sure and problem is not None and not content:
-        yield Member(path, data)  # only named like one: a plain file
-        return
     if capped:
         yield Skipped(path, problem or "capped")
+        return
+    if problem is not None and not content:
+        # Nothing came out: only named like one (a plain file), or damaged from the start.
+        yield Member(path, data) if not sure else Skipped(path, problem)
         return
     if _magic(content[:SNIFF]) == "tar" or (
         _inner_name(path).lower().endswith(".tar") and _tar_opens(content)
     ):
         # x.tar.gz is one container: its members are x.tar.gz!member
         yield from _tar(run, path, content, depth, True)
-        if problem is not None:
-            yield Skipped(path, problem)
-        return
-    yield from _opened(run, inner, content, depth, problem, False)
+    else:
+        yield from _node(run, inner, content, depth)
+    if problem is not None:  # cut short: what came before the damage was read
+        yield Skipped(path, problem)
 
 
 def _tar_opens(data: bytes) -> bool:
@@ -337,7 +348,7 @@ def _tar_members(
             continue
         if fh is None:
             continue
-        content, problem, capped = run.drain(fh.read, info.size)
+        content, problem, capped = run.drain(fh.read, info.size, inflating=False)
         yield from _opened(run, mpath, content, depth, problem, capped)
 
 
@@ -376,25 +387,39 @@ def _zip(run: _Run, path: str, data: bytes, depth: int, sure: bool) -> Iterator[
         except Exception as exc:
             yield Skipped(mpath, _why(exc))
             continue
-        content, problem, capped = run.drain(fh.read, info.compress_size)
+        stored = info.compress_type == zipfile.ZIP_STORED
+        content, problem, capped = run.drain(fh.read, info.compress_size, inflating=not stored)
         yield from _opened(run, mpath, content, depth, problem, capped)
 
 
 class _Inflater:
-    """``read(n)`` over a raw deflate stream, n bytes of output at a time."""
+    """``read(n)`` over a raw deflate stream starting at ``data[start]``, n bytes of
+    output at a time, fed 64 KiB of input at a time (no copy of the rest per call);
+    ``end`` is where the stream stopped."""
 
-    def __init__(self, data: bytes) -> None:
+    FEED = 64 * 1024
+
+    def __init__(self, data: bytes, start: int) -> None:
         self.obj = zlib.decompressobj(-15)
-        self.tail = data
+        self.view = memoryview(data)
+        self.pos = start
+        self.tail: bytes | memoryview = b""
 
     def read(self, n: int) -> bytes:
-        if self.obj.eof:
-            return b""
-        out = self.obj.decompress(self.tail, n)
-        self.tail = self.obj.unconsumed_tail
-        if not out and not self.tail and not self.obj.eof:
-            raise EOFError("deflate stream ends early")
+        out = b""
+        while not out and not self.obj.eof:
+            if not self.tail:
+                if self.pos >= len(self.view):
+                    raise EOFError("deflate stream ends early")
+                self.tail = self.view[self.pos : self.pos + self.FEED]
+                self.pos += len(self.tail)
+            out = self.obj.decompress(self.tail, n)
+            self.tail = self.obj.unconsumed_tail
         return out
+
+    @property
+    def end(self) -> int:
+        return self.pos - len(self.tail) - len(self.obj.unused_data)
 
 
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
@@ -411,6 +436,9 @@ def _zip_local(run: _Run, path: str, data: bytes, depth: int) -> Iterator[Member
         raw = data[at + _LOCAL.size : at + _LOCAL.size + nlen]
         name = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
         start = at + _LOCAL.size + nlen + xlen
+        pos = at + 4
+        if not nlen or start > len(data) or method not in (0, 8):
+            continue  # not a header (a signature inside data), or nothing we can read
         pos = start
         mpath = f"{path}!{printable(name)}"
         if name.endswith("/"):
@@ -418,15 +446,17 @@ def _zip_local(run: _Run, path: str, data: bytes, depth: int) -> Iterator[Member
         if flags & 0x1:
             yield Skipped(mpath, "encrypted")
             continue
+        inflater = None
         if method == 0:
             body = data[start : start + csize] if csize else data[start:]
             reader: Callable[[int], bytes] = io.BytesIO(body).read
             compressed = len(body)
-        elif method == 8:
-            reader = _Inflater(data[start:]).read
-            compressed = csize or len(data) - start
+            pos = start + csize
         else:
-            yield Skipped(mpath, f"unsupported compression method {method}")
-            continue
-        content, problem, capped = run.drain(reader, compressed)
+            inflater = _Inflater(data, start)
+            reader = inflater.read
+            compressed = csize or len(data) - start
+        content, problem, capped = run.drain(reader, compressed, inflating=method != 0)
+        if inflater is not None and inflater.obj.eof:
+            pos = inflater.end
         yield from _opened(run, mpath, content, depth, problem, capped)
