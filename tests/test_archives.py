@@ -474,3 +474,75 @@ def test_utf16_and_stray_nul_text_files_are_scanned_real_binaries_are_not(tmp_pa
     # stdin, UTF-16 included.
     p = run("scan", "-", "--format", "json", stdin=(d / "le.txt").read_bytes())
     assert _by_hash(p.stdout)[sha(keys["le.txt"])]["source"]["line"] == 3
+
+
+# --- the workers' fetched files ----------------------------------------------------------
+
+
+def test_archives_fetched_by_the_workers_scan_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gist file that is a .zip (its API `content` is mangled text: the raw file is
+    fetched) and a pushed .jar GitHub gives no patch for: found by the worker's own
+    scan task with the exact hash and the member's path; a bomb is counted."""
+    from tests.test_github_sources import FakeAPI, _commit
+    from workers import tasks
+
+    gist_key, push_key = mg_live(), mg_live()
+    sha40 = "c" * 40
+    gist_zip = zip_of({"conf/.env": f"A=1\nKEY={gist_key}\n".encode()})
+    jar = zip_of({"config/app.properties": f"x=1\ny=2\nkey={push_key}\n".encode()})
+    files = [
+        {
+            "filename": "dist/app.jar",
+            "status": "added",
+            "raw_url": "raw/jar",
+            "blob_url": "https://github.com/o/r/blob/c/dist/app.jar",
+        },
+        {"filename": "bomb.gz", "status": "added", "raw_url": "raw/bomb"},
+    ]
+    gist = {
+        "html_url": "https://gist.github.com/u/g1",
+        "updated_at": "2026-12-01T00:00:00Z",
+        "files": {
+            "keys.zip": {
+                "filename": "keys.zip",
+                "type": "application/zip",
+                "raw_url": "raw/gist-zip",
+                "size": len(gist_zip),
+                "truncated": False,
+                "content": gist_zip.decode("utf-8", "ignore"),
+            }
+        },
+    }
+    api = FakeAPI(
+        {f"/repos/o/r/commits/{sha40}": _commit(sha40, "build", files), "/gists/g1": gist},
+        {"raw/jar": jar, "raw/gist-zip": gist_zip, "raw/bomb": gzip_bomb()},
+    )
+    handed: list[dict] = []  # type: ignore[type-arg]
+    counted: dict[str, int] = {}
+    monkeypatch.setattr(tasks, "github", lambda: api)
+    monkeypatch.setattr(tasks, "_hand_on", handed.extend)
+    monkeypatch.setattr(tasks, "report_to_issuer", lambda findings: None)
+    monkeypatch.setattr(
+        tasks.state, "count", lambda name, n=1: counted.__setitem__(name, counted.get(name, 0) + n)
+    )
+    docs = [
+        {"kind": "push", "repo": "o/r", "before": None, "head": sha40},
+        {"kind": "gist", "gist_id": "g1", "updated_at": "2026-12-01T00:00:00Z"},
+    ]
+    assert tasks.scan_batch(docs) == 2
+    found = {f["secret_sha256"]: f for f in handed}
+    push = found[sha(push_key)]["source"]
+    assert (push["path"], push["line"], push["url"]) == (
+        "dist/app.jar!config/app.properties",
+        3,
+        "https://github.com/o/r/blob/c/dist/app.jar",
+    )
+    g = found[sha(gist_key)]["source"]
+    assert (g["kind"], g["path"], g["line"], g["url"]) == (
+        "gist",
+        "keys.zip!conf/.env",
+        2,
+        "https://gist.github.com/u/g1#file-keys.zip",
+    )
+    assert counted["archives_capped"] == 1
+    assert all(push_key not in json.dumps(f) and gist_key not in json.dumps(f) for f in handed)
