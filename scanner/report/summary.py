@@ -83,11 +83,12 @@ def sarif_invocation(skipped: SkipCounts, regex_timeouts: int = 0) -> dict[str, 
     for err in skipped.errors:
         note(f"skipped: {err}", "unreadable")
     for label, rule, n in (
-        ("binary files", "binary", skipped.binary),
-        ("files over the size limit", "too-large", skipped.too_large),
+        ("binary file", "binary", skipped.binary),
+        ("file over the size limit", "too-large", skipped.too_large),
     ):
         if n:
-            note(f"skipped: {n} {label}", rule)
+            plural = label.replace("file", "files") if n != 1 else label
+            note(f"skipped: {n} {plural}", rule)
     if regex_timeouts:
         note(f"{regex_timeouts} regex timeouts", "regex-timeout")
     return {"executionSuccessful": True, "toolExecutionNotifications": notes}
