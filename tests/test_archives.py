@@ -599,3 +599,23 @@ def test_regex_timeouts_reach_the_scan_result_and_every_summary() -> None:
     # More capped than named: the count stays whole.
     many = SkipCounts(archives_capped=25, capped=[f"x{i}.gz (depth > 3)" for i in range(20)])
     assert phrases(many)[0].endswith("x19.gz (depth > 3), and 5 more")
+
+
+def test_the_binary_sniff() -> None:
+    """Binary: more than 3% control bytes in the first 8 KiB, at least two of them
+    (compressed or random bytes run near 10%, executables and images far above)."""
+    from scanner.sources.files import as_text, is_binary
+
+    text = b"name = demo\n" * 700
+    assert not is_binary(text)
+    assert not is_binary(b"\0" + text)  # one stray NUL
+    assert not is_binary(b"\0x\n")  # however short
+    assert not is_binary(b"\x1b[31mred\x1b[0m\tand\ftabs\r\n" * 300)  # ESC, tab, form feed
+    assert not is_binary("héllo wörld\n".encode("utf-16"))  # UTF-16 is text ...
+    assert as_text("héllo\nwörld\n".encode("utf-16")) == "héllo\nwörld\n".encode()  # ... as UTF-8
+    assert (
+        as_text("héllo\n".encode("utf-16-be")[:0] + "ab\ncd\n".encode("utf-16-be")) == b"ab\ncd\n"
+    )
+    assert is_binary(random.Random(3).randbytes(8192))
+    assert is_binary(b"\x7fELF\x02\x01\x01" + b"\0" * 200 + text[:600])
+    assert is_binary(b"\0\1" + mg_live().encode())

@@ -15,7 +15,7 @@ A file is one of three things (``file_fragments``), decided by its first bytes:
 * **UTF-16 text** (a byte-order mark, or a NUL in every other byte as ASCII
   text in UTF-16 has): transcoded to UTF-8 and scanned, so its lines and
   columns are those a person sees;
-* otherwise **binary** when more than 5% of its first 8 KiB are control bytes
+* otherwise **binary** when more than 3% of its first 8 KiB are control bytes
   (``\x00``-``\x08``, ``\x0e``-``\x1a``, ``\x1c``-``\x1f``, DEL; tab, newlines,
   form feed and ESC are text) and at least two of them: images, executables,
   fonts, compiled files (random or compressed bytes run at about 10%). Binary
@@ -40,7 +40,7 @@ from scanner.report.safe_text import valid_utf8
 from scanner.sources import LineCounter
 
 BINARY_SNIFF = 8192
-BINARY_RATIO = 0.05  # control bytes in the first 8 KiB above which a file is binary
+BINARY_RATIO = 0.03  # control bytes in the first 8 KiB above which a file is binary
 CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
 DEFAULT_MAX_FILE_SIZE = 25 * 1024 * 1024
 DEFAULT_ARCHIVE_DEPTH = Limits().max_depth
