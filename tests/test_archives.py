@@ -619,3 +619,18 @@ def test_the_binary_sniff() -> None:
     assert is_binary(random.Random(3).randbytes(8192))
     assert is_binary(b"\x7fELF\x02\x01\x01" + b"\0" * 200 + text[:600])
     assert is_binary(b"\0\1" + mg_live().encode())
+
+
+def test_the_files_hook_names_a_member_of_an_archive(tmp_path: Path) -> None:
+    from tests.helpers import Repo
+
+    key = mg_live()
+    repo = Repo(tmp_path / "r")
+    repo.write("dist/app.jar", zip_of({"config/app.properties": f"a=1\nkey={key}\n".encode()}))
+    repo.commit("build")
+    p = subprocess.run(
+        [KEYSWEEP, "hook", "files", "dist/app.jar"], cwd=repo.path, capture_output=True, timeout=120
+    )
+    assert p.returncode == 1
+    assert "dist/app.jar!config/app.properties:2" in p.stderr.decode()
+    assert key not in p.stderr.decode()
