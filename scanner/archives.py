@@ -195,18 +195,18 @@ class _Run:
         ``inflating``: False for bytes stored as they are (a tar member, a stored zip
         member), which cost a copy, not a decompression."""
         lim = self.limits
-        buf = bytearray()
+        buf = io.BytesIO()  # getvalue() hands over its buffer: no second copy of a member
         compressed = max(compressed, 1)
         bomb = f"archive bomb: ratio > {_ratio(lim.max_ratio)}"
         while True:
             try:
                 chunk = read(CHUNK)
             except Exception as exc:
-                return bytes(buf), _why(exc), False
+                return buf.getvalue(), _why(exc), False
             if not chunk:
-                return bytes(buf), None, False
-            buf += chunk
-            n = len(buf)
+                return buf.getvalue(), None, False
+            buf.write(chunk)
+            n = buf.tell()
             if n > lim.max_member_bytes:
                 return b"", f"member > {_size(lim.max_member_bytes)}", True
             if n > RATIO_FLOOR and n > lim.max_ratio * compressed:
