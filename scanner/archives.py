@@ -138,7 +138,13 @@ def _magic(head: bytes) -> str | None:
     return None
 
 
+_ALL_SUFFIXES = (*ZIP_SUFFIXES, ".tar", *(suffix for suffix, _, _ in STREAM_SUFFIXES))
+
+
 def _by_name(name: str) -> str | None:
+    low = name[-12:].lower()  # the longest suffix is shorter: no need for the whole path
+    if not low.endswith(_ALL_SUFFIXES):
+        return None
     low = _base(name).lower()
     if low.endswith(ZIP_SUFFIXES):
         return "zip"

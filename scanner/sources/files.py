@@ -15,12 +15,13 @@ A file is one of three things (``file_fragments``), decided by its first bytes:
 * **UTF-16 text** (a byte-order mark, or a NUL in every other byte as ASCII
   text in UTF-16 has): transcoded to UTF-8 and scanned, so its lines and
   columns are those a person sees;
-* otherwise **binary** when more than 3% of its first 8 KiB are control bytes
-  (``\x00``-``\x08``, ``\x0e``-``\x1a``, ``\x1c``-``\x1f``, DEL; tab, newlines,
-  form feed and ESC are text) and at least two of them: images, executables,
-  fonts, compiled files (random or compressed bytes run at about 10%). Binary
-  files are skipped and counted (``--include-binary`` scans them too). A text
-  file with a stray NUL byte is text and is scanned.
+* otherwise **binary** when its first 8 KiB hold a NUL byte (as git decides)
+  *and* more than 3% of them are control bytes (``\x00``-``\x08``,
+  ``\x0e``-``\x1a``, ``\x1c``-``\x1f``, DEL; tab, newlines, form feed and ESC are
+  text), at least two: images, executables, fonts, compiled files (random or
+  compressed bytes run at about 10%). Binary files are skipped and counted
+  (``--include-binary`` scans them too). A text file with a stray NUL byte is
+  text and is scanned.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def utf16_codec(data: bytes) -> tuple[str, int] | None:
         return "utf-16-be", 2
     sample = data[: BINARY_SNIFF & ~1]
     pairs = len(sample) // 2
-    if pairs < 4:
+    if pairs < 4 or b"\0" not in sample:  # most files: one memchr and done
         return None
     even, odd = sample[0::2].count(0), sample[1::2].count(0)
     if odd >= 0.7 * pairs and even <= 0.05 * pairs:
@@ -95,9 +96,9 @@ def utf16_codec(data: bytes) -> tuple[str, int] | None:
 
 def is_binary(data: bytes) -> bool:
     """Not text: see the module's docstring (UTF-16 text and a stray NUL are text)."""
-    if utf16_codec(data) is not None:
-        return False
     sample = data[:BINARY_SNIFF]
+    if b"\0" not in sample or utf16_codec(data) is not None:
+        return False
     controls = len(sample) - len(sample.translate(None, CONTROL_BYTES))
     return controls >= 2 and controls > BINARY_RATIO * len(sample)
 
