@@ -252,6 +252,7 @@ def test_a_10_gib_gzip_bomb_is_capped_while_streaming() -> None:
 def test_zip_bombs_declared_and_undeclared() -> None:
     """A member of 50 MiB of zeros (ratio ~1000) is capped by ratio as it inflates; a
     zip64 member declaring 10 GiB is capped on its header; the other members stay."""
+    assert Limits() == Limits(3, 64 * MiB, 256 * MiB, 100.0)  # the README's figures
     key = f"K={mg_live()}\n".encode()
     flat = zip_of({"a.env": key, "zeros.bin": b"\0" * (50 * MiB), "z.env": key})
     assert len(flat) < 100_000
