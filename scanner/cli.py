@@ -560,7 +560,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     if tgt.kind == "stdin":
         from scanner.sources.patch import StdinPatchSource
 
-        stdin = StdinPatchSource(sys.stdin.buffer)
+        stdin = StdinPatchSource(sys.stdin.buffer, archive_depth=config.archive_depth)
         result = scan_source(stdin, engine, config, opts)
         return ScanRun(result, engine.rules, config, stdin.scope)
 
@@ -621,6 +621,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
             max_size=config.max_file_size,
             exclude=config.exclude_paths,
             include_binary=opts.include_binary,
+            archive_depth=config.archive_depth,
         )
         result = scan_source(files, engine, config, opts)
         where = tgt.path.resolve()
@@ -672,18 +673,9 @@ def _summary(run: ScanRun) -> str:
         f"{n} finding{'s' if n != 1 else ''}" if n else "no leaks found",
         f"{run.scope}, {mb:,.1f} MB in {result.seconds:.2f}s",
     ]
-    sk = result.skipped
-    skipped = [
-        f"{v} {k}"
-        for k, v in (
-            ("binary", sk.binary),
-            ("too large", sk.too_large),
-            ("unreadable", sk.unreadable),
-        )
-        if v
-    ]
-    if skipped:
-        parts.append("skipped: " + ", ".join(skipped))
+    from scanner.report.summary import phrases
+
+    parts += phrases(result.skipped, result.regex_timeouts)
     if result.baselined:
         parts.append(f"{result.baselined} in baseline")
     return "keysweep: " + "; ".join(parts)
@@ -831,7 +823,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         elif args.format == "sarif":
             from scanner.report.sarif import write_sarif
 
-            write_sarif(result.findings, rules, out, report_outcomes)
+            write_sarif(
+                result.findings, rules, out, report_outcomes, result.skipped, result.regex_timeouts
+            )
         else:
             from scanner.report.advice import allow_hint
             from scanner.report.text import write_text

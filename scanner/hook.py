@@ -402,7 +402,9 @@ def run_files(
     for name in files:
         path = Path(name)
         for frag in iter_files(path, max_size=config.max_file_size, skips=skips):
-            frag.path = name  # as pre-commit named it: relative to the top of the repository
+            # As pre-commit named it (relative to the top of the repository); an archive's
+            # members keep their "!member" after it.
+            frag.path = name + (frag.path or "")[len(path.name) :]
             collector.scan(frag)
     found = _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
     for err in skips.errors:

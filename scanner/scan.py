@@ -48,6 +48,7 @@ class ScanResult:
     skipped: SkipCounts = field(default_factory=SkipCounts)
     baselined: int = 0
     errors: list[str] = field(default_factory=list)
+    regex_timeouts: int = 0  # stage-2 regex runs cut off by the timeout during this scan
 
 
 def build_engine(
@@ -155,7 +156,9 @@ def scan_source(
         else Collector(engine, config.exclude_paths, keep=gitleaks_keep(config, engine))
     )
     result = ScanResult([], source.target, source.mode, skipped=source.skipped)
+    timeouts_before = collector.engine.stats.regex_timeouts
     source.feed(collector.scan)
+    result.regex_timeouts = collector.engine.stats.regex_timeouts - timeouts_before
     if source.mode == "git":
         result.commits = source.units
     else:
@@ -180,6 +183,7 @@ def scan_path(path: Path, engine: Engine, config: Config, opts: ScanOptions) -> 
         max_size=config.max_file_size,
         exclude=config.exclude_paths,
         include_binary=opts.include_binary,
+        archive_depth=config.archive_depth,
     )
     return scan_source(source, engine, config, opts)
 

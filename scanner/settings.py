@@ -32,6 +32,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import (
     BeforeValidator,
     Field,
+    NonNegativeInt,
     PositiveInt,
     PrivateAttr,
     SecretStr,
@@ -40,7 +41,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from scanner.errors import KeysweepError
-from scanner.sources.files import DEFAULT_MAX_FILE_SIZE
+from scanner.sources.files import DEFAULT_ARCHIVE_DEPTH, DEFAULT_MAX_FILE_SIZE
 
 ENV_PREFIX = "KEYSWEEP_"
 
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     exclude_paths: StrList = Field(default_factory=list)
     allowlist_regexes: StrList = Field(default_factory=list)
     max_file_size: PositiveInt = DEFAULT_MAX_FILE_SIZE
+    archive_depth: NonNegativeInt = DEFAULT_ARCHIVE_DEPTH
     baseline: str | None = None
     rules: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -106,6 +108,7 @@ class Settings(BaseSettings):
         ("exclude_paths",): ("exclude_paths", Trust.REPO),
         ("allowlist_regexes",): ("allowlist_regexes", Trust.REPO),
         ("max_file_size",): ("max_file_size", Trust.REPO),
+        ("archive_depth",): ("archive_depth", Trust.REPO),
         ("baseline",): ("baseline", Trust.REPO),
         ("rules",): ("rules", Trust.REPO),
         ("allowed_hosts",): ("allowed_hosts", Trust.OPERATOR),

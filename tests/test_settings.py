@@ -157,6 +157,20 @@ def _check_state_dir(s: Settings, root: Path) -> None:
     assert default_state_dir(s.state_dir) == Path("/tmp/ks-state-probe")
 
 
+def _check_archive_depth(s: Settings, root: Path) -> None:
+    import io
+    import zipfile
+
+    def zipped(name: str, data: bytes) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr(name, data)
+        return buf.getvalue()
+
+    (root / "nested.zip").write_bytes(zipped("inner.zip", zipped("k.env", b"K=1\n")))
+    assert _scan(s, root).skipped.capped == ["nested.zip!inner.zip (depth > 1)"]
+
+
 def _check_prefilter(s: Settings, root: Path) -> None:
     from scanner.scan import build_engine
 
@@ -180,6 +194,7 @@ PROBES: dict[str, Probe] = {
         "10",
         lambda s, r: _eq((_scan(s, r).findings, _scan(s, r).skipped.too_large >= 2), ([], True)),
     ),
+    "KEYSWEEP_ARCHIVE_DEPTH": Probe("1", "1", _check_archive_depth),
     "KEYSWEEP_BASELINE": Probe('"custom-baseline.json"', "custom-baseline.json", _check_baseline),
     "KEYSWEEP_RULES": Probe(
         "\n".join(f"{k} = {json.dumps(v)}" for k, v in ACME_RULE.items()),

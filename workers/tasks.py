@@ -112,6 +112,9 @@ def _record(kind: str, result: ScanResult) -> None:
         state.count("files_skipped_large", sk.too_large)
     if sk.binary:
         state.count("files_skipped_binary", sk.binary)
+    if sk.archives_capped:  # a bomb, an oversized member, nesting too deep: named in the log
+        state.count("archives_capped", sk.archives_capped)
+        log.warning("archive members skipped kind=%s capped=%s", kind, "; ".join(sk.capped))
     for f in result.findings:
         metrics.FINDINGS.labels(f.rule_id, f.owner).inc()
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from scanner import __version__
 from scanner.findings import Finding
+from scanner.report import summary
 from scanner.report.advice import ALLOW_HINT, next_step
 from scanner.report.safe_text import json_safe
 from scanner.rules import Rule
+
+if TYPE_CHECKING:
+    from scanner.sources.files import SkipCounts
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
@@ -69,15 +73,26 @@ def sarif_document(
     findings: list[Finding],
     rules: list[Rule],
     outcomes: Mapping[str, dict[str, Any]] | None = None,
+    skipped: SkipCounts | None = None,
+    regex_timeouts: int = 0,
 ) -> dict[str, Any]:
+    """``skipped`` and ``regex_timeouts``: what the scan passed over, in the run's
+    ``properties.keysweep`` and as ``invocations[0].toolExecutionNotifications``."""
     index = {r.id: i for i, r in enumerate(rules)}
     by_id = {r.id: r for r in rules}
     outcomes = outcomes or {}
+    extra: dict[str, Any] = {}
+    if skipped is not None:
+        extra = {
+            "invocations": [summary.sarif_invocation(skipped, regex_timeouts)],
+            "properties": {"keysweep": summary.as_dict(skipped, regex_timeouts)},
+        }
     return {
         "$schema": SCHEMA,
         "version": "2.1.0",
         "runs": [
             {
+                **extra,
                 "tool": {
                     "driver": {
                         "name": "keysweep",
@@ -105,7 +120,9 @@ def write_sarif(
     rules: list[Rule],
     out: TextIO,
     outcomes: Mapping[str, dict[str, Any]] | None = None,
+    skipped: SkipCounts | None = None,
+    regex_timeouts: int = 0,
 ) -> None:
-    doc = json_safe(sarif_document(findings, rules, outcomes))
+    doc = json_safe(sarif_document(findings, rules, outcomes, skipped, regex_timeouts))
     json.dump(doc, out, indent=2, ensure_ascii=False)
     out.write("\n")

@@ -1,8 +1,27 @@
 """Files, directories and stdin.
 
 Directories are walked without following symlinks (a link out of the tree is
-never read), ``.git`` is skipped, files over the size limit and binary files
-(a NUL byte in the first 8 KiB, as git decides) are skipped and counted.
+never read), ``.git`` is skipped, files over the size limit are skipped and
+counted.
+
+A file is one of three things (``file_fragments``), decided by its first bytes:
+
+* an **archive** or compressed file (``scanner.archives``: gzip, bzip2, xz, zip
+  and the zip-based ``.jar .whl .apk .docx .xlsx .nupkg``…, tar and compressed
+  tar): each member is scanned as a file of its own, named
+  ``dist/app.jar!config/app.properties``; members that hit a cap (bomb, size,
+  depth) are skipped, counted in ``archives_capped`` and named in ``capped``;
+  a damaged archive is counted unreadable and named in ``errors``;
+* **UTF-16 text** (a byte-order mark, or a NUL in every other byte as ASCII
+  text in UTF-16 has): transcoded to UTF-8 and scanned, so its lines and
+  columns are those a person sees;
+* otherwise **binary** when its first 8 KiB hold a NUL byte (as git decides)
+  *and* more than 3% of them are control bytes (``\x00``-``\x08``,
+  ``\x0e``-``\x1a``, ``\x1c``-``\x1f``, DEL; tab, newlines, form feed and ESC are
+  text), at least two: images, executables, fonts, compiled files (random or
+  compressed bytes run at about 10%). Binary files are skipped and counted
+  (``--include-binary`` scans them too). A text file with a stray NUL byte is
+  text and is scanned.
 """
 
 from __future__ import annotations
@@ -15,13 +34,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scanner.archives import SNIFF as ARCHIVE_SNIFF
+from scanner.archives import Limits, Skipped, expand, looks_like_archive
 from scanner.findings import Location
 from scanner.report.safe_text import valid_utf8
 from scanner.sources import LineCounter
 
 BINARY_SNIFF = 8192
+BINARY_RATIO = 0.03  # control bytes in the first 8 KiB above which a file is binary
+CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
 DEFAULT_MAX_FILE_SIZE = 25 * 1024 * 1024
+DEFAULT_ARCHIVE_DEPTH = Limits().max_depth
 SKIP_DIRS = {".git", ".hg", ".svn"}
+MAX_NAMED = 20  # capped archives named in a summary (the count is always whole)
+MAX_ERRORS = 100
 
 
 @dataclass
@@ -32,10 +58,97 @@ class SkipCounts:
     excluded: int = 0
     symlinks: int = 0
     errors: list[str] = field(default_factory=list)
+    archives_capped: int = 0  # archive members skipped by a cap (bomb, size, depth)
+    capped: list[str] = field(default_factory=list)  # "path (reason)", the first 20
+
+    def note(self, skipped: Skipped) -> None:
+        """Count what an archive did not give (``scanner.archives.Skipped``)."""
+        if skipped.capped:
+            self.archives_capped += 1
+            if len(self.capped) < MAX_NAMED:
+                self.capped.append(f"{skipped.path} ({skipped.reason})")
+        elif skipped.reason == "link":
+            self.symlinks += 1
+        else:
+            self.unreadable += 1
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append(f"{skipped.path}: {skipped.reason}")
+
+
+def utf16_codec(data: bytes) -> tuple[str, int] | None:
+    """(codec, bytes of byte-order mark) when ``data`` is UTF-16 text: a BOM, or NUL
+    bytes in (nearly) every other position and (nearly) none in the others."""
+    if data[:2] == b"\xff\xfe" and data[:4] != b"\xff\xfe\x00\x00":  # not UTF-32
+        return "utf-16-le", 2
+    if data[:2] == b"\xfe\xff":
+        return "utf-16-be", 2
+    sample = data[: BINARY_SNIFF & ~1]
+    pairs = len(sample) // 2
+    if pairs < 4 or b"\0" not in sample:  # most files: one memchr and done
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd >= 0.7 * pairs and even <= 0.05 * pairs:
+        return "utf-16-le", 0
+    if even >= 0.7 * pairs and odd <= 0.05 * pairs:
+        return "utf-16-be", 0
+    return None
 
 
 def is_binary(data: bytes) -> bool:
-    return b"\0" in data[:BINARY_SNIFF]
+    """Not text: see the module's docstring (UTF-16 text and a stray NUL are text)."""
+    sample = data[:BINARY_SNIFF]
+    if b"\0" not in sample or utf16_codec(data) is not None:
+        return False
+    controls = len(sample) - len(sample.translate(None, CONTROL_BYTES))
+    return controls >= 2 and controls > BINARY_RATIO * len(sample)
+
+
+def as_text(data: bytes) -> bytes:
+    """UTF-16 text as UTF-8 (what the engine reads); anything else as it is."""
+    codec = utf16_codec(data)
+    if codec is None:
+        return data
+    name, bom = codec
+    return data[bom:].decode(name, "replace").encode("utf-8")
+
+
+def file_fragments(
+    data: bytes,
+    kind: str,
+    path: str | None,
+    skips: SkipCounts,
+    *,
+    repo: str | None = None,
+    include_binary: bool = False,
+    limits: Limits | None = None,
+) -> Iterator[BufferFragment]:
+    """One file's bytes as fragments: itself, or each member of an archive (paths
+    ``path!member``; stdin's members are ``stdin!member``), text or skipped as binary."""
+    name = path if path is not None else kind
+    if looks_like_archive(name, data[:ARCHIVE_SNIFF]):
+        for item in expand(name, data, limits or Limits()):
+            if isinstance(item, Skipped):
+                skips.note(item)
+            elif item.path == name:  # named like an archive, but not one
+                yield from _plain(item.data, kind, path, repo, skips, include_binary)
+            else:
+                yield from _plain(item.data, kind, item.path, repo, skips, include_binary)
+        return
+    yield from _plain(data, kind, path, repo, skips, include_binary)
+
+
+def _plain(
+    data: bytes,
+    kind: str,
+    path: str | None,
+    repo: str | None,
+    skips: SkipCounts,
+    include_binary: bool,
+) -> Iterator[BufferFragment]:
+    if not include_binary and is_binary(data):
+        skips.binary += 1
+        return
+    yield BufferFragment(as_text(data), kind, path, repo)
 
 
 class BufferFragment:
@@ -73,14 +186,15 @@ def iter_files(
     include_binary: bool = False,
     skips: SkipCounts | None = None,
     repo: str | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[BufferFragment]:
-    """Every regular file under ``root`` (or ``root`` itself) as a fragment; ``repo`` names
-    where they are (an absolute path) in each finding."""
+    """Every regular file under ``root`` (or ``root`` itself) as fragments (an archive's
+    members each one); ``repo`` names where they are (an absolute path) in each finding."""
     skips = skips if skips is not None else SkipCounts()
     exclude = exclude or []
     root = root.resolve() if root.is_dir() else root
     if not root.is_dir():
-        yield from _one_file(root, root.name, max_size, include_binary, skips, repo)
+        yield from _one_file(root, root.name, max_size, include_binary, skips, repo, limits)
         return
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         reldir = os.path.relpath(dirpath, root)
@@ -98,7 +212,9 @@ def iter_files(
             if excluded(rel, exclude):
                 skips.excluded += 1
                 continue
-            yield from _one_file(Path(dirpath, name), rel, max_size, include_binary, skips, repo)
+            yield from _one_file(
+                Path(dirpath, name), rel, max_size, include_binary, skips, repo, limits
+            )
 
 
 def _one_file(
@@ -108,6 +224,7 @@ def _one_file(
     include_binary: bool,
     skips: SkipCounts,
     repo: str | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[BufferFragment]:
     try:
         st = os.lstat(path)
@@ -125,16 +242,17 @@ def _one_file(
         skips.unreadable += 1
         skips.errors.append(f"{valid_utf8(rel)}: {exc.strerror or exc}")
         return
-    if not include_binary and is_binary(data):
-        skips.binary += 1
-        return
     # A file name that is not UTF-8 is shown with its odd bytes as \xNN: every report
     # stays well-formed.
-    yield BufferFragment(data, "file", valid_utf8(rel), repo)
-
-
-def read_stdin(stream: Any) -> BufferFragment:
-    return BufferFragment(stream.read(), "stdin", None)
+    yield from file_fragments(
+        data,
+        "file",
+        valid_utf8(rel),
+        skips,
+        repo=repo,
+        include_binary=include_binary,
+        limits=limits,
+    )
 
 
 class FileSource:
@@ -149,10 +267,12 @@ class FileSource:
         max_size: int = DEFAULT_MAX_FILE_SIZE,
         exclude: list[str] | None = None,
         include_binary: bool = False,
+        archive_depth: int = DEFAULT_ARCHIVE_DEPTH,
     ) -> None:
         self.root = root
         self.target = str(root)
         self.max_size, self.exclude, self.include_binary = max_size, exclude, include_binary
+        self.limits = Limits(max_depth=archive_depth)
         self.skipped = SkipCounts()
         self.units = 0
 
@@ -167,6 +287,7 @@ class FileSource:
             exclude=self.exclude,
             include_binary=self.include_binary,
             skips=self.skipped,
+            limits=self.limits,
         ):
             self.units += 1
             sink(fragment)
@@ -178,12 +299,20 @@ class StdinSource:
     mode = "stdin"
     target = "<stdin>"
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, archive_depth: int = DEFAULT_ARCHIVE_DEPTH) -> None:
         self.stream = stream
         self.skipped = SkipCounts()
         self.units = 0
-        self.errors: list[str] = []
+        self.limits = Limits(max_depth=archive_depth)
+
+    @property
+    def errors(self) -> list[str]:
+        return self.skipped.errors
 
     def feed(self, sink: Any) -> None:
         self.units = 1
-        sink(read_stdin(self.stream))
+        data = self.stream.read()
+        for fragment in file_fragments(
+            data, "stdin", None, self.skipped, include_binary=True, limits=self.limits
+        ):
+            sink(fragment)

@@ -11,10 +11,14 @@ another. What GitHub serves is documented API shapes:
   is no ancestor) is the head commit's own ``GET /repos/{o}/{r}/commits/{sha}``,
   its files paged 300 at a time up to GitHub's 3,000; a compare with 300 files
   (its cap) is read commit by commit instead. A file without ``patch`` (too
-  large, binary) is fetched from ``raw_url``. Commit messages are scanned too.
+  large, binary) is fetched from ``raw_url``: an archive's members are each
+  scanned (``dist/app.jar!config/app.properties``, the link opens the archive's
+  blob), a UTF-16 file as its text. Commit messages are scanned too.
   A compare merges the push's commits file by file, so a finding in it names
   the pushed head (its link opens the head's blob at that line).
-* a gist is ``GET /gists/{id}``; a ``truncated`` file comes from ``raw_url``.
+* a gist is ``GET /gists/{id}``; a ``truncated`` file, or one whose name or type
+  says archive (its ``content`` is text, an archive's bytes are not), comes from
+  ``raw_url``.
 * a repository (made public, or asked for) is a bare clone, scanned whole.
 
 Errors have a shape: ``TransientError`` (``RateLimited``, ``GitHubUnavailable``)
@@ -27,15 +31,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from scanner.archives import looks_like_archive
 from scanner.errors import PermanentError, TransientError
 from scanner.findings import Location
-from scanner.sources import Fragment, Relocated, Sink
-from scanner.sources.files import BufferFragment, SkipCounts, is_binary
+from scanner.sources import Relocated, Sink
+from scanner.sources.files import BufferFragment, SkipCounts, file_fragments
 
 ZERO = "0" * 40
 FILES_PER_PAGE = 300  # compare and commit file lists are capped at 300 a page
 MAX_COMMIT_PAGES = 10  # 10 x 300 = GitHub's 3,000-file ceiling for one commit
 MAX_FILE = 10 * 1024 * 1024  # raw files and gist files larger than this are skipped, counted
+# A gist file of these types is fetched from raw_url (the API's `content` is text).
+ARCHIVE_TYPES = {
+    "application/zip",
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-tar",
+    "application/x-bzip2",
+    "application/x-xz",
+    "application/java-archive",
+    "application/octet-stream",
+}
 
 
 class RateLimited(TransientError):
@@ -94,11 +110,13 @@ class _Document:
         data = self.api.get_bytes(url, self.max_file)
         if data is None:
             self.skipped.too_large += 1
-            return None
-        if is_binary(data):
-            self.skipped.binary += 1
-            return None
         return data
+
+    def _fragments(
+        self, data: bytes, kind: str, name: str, repo: str | None = None
+    ) -> list[BufferFragment]:
+        """A fetched file as fragments: itself, or its members (an archive), as text."""
+        return list(file_fragments(data, kind, name, self.skipped, repo=repo))
 
 
 class PushSource(_Document):
@@ -190,7 +208,12 @@ class PushSource(_Document):
         blobs = {str(f.get("filename")): f.get("blob_url") for f in files}
 
         def move(loc: Location) -> Location:
-            blob = blobs.get(loc.path or "")
+            path = loc.path or ""
+            blob = blobs.get(path)
+            url = f"{blob}#L{loc.line}" if blob else None
+            if blob is None and "!" in path:  # a member of an archive: the archive's blob
+                outer = blobs.get(path.split("!", 1)[0])
+                url = str(outer) if outer else None
             return Location(
                 kind="push",
                 path=loc.path,
@@ -200,7 +223,7 @@ class PushSource(_Document):
                 author=loc.author or author.get("name"),
                 email=loc.email or author.get("email"),
                 date=loc.date or author.get("date"),
-                url=f"{blob}#L{loc.line}" if blob else None,
+                url=url,
                 column=loc.column,
                 decoded=loc.decoded,
             )
@@ -212,8 +235,8 @@ class PushSource(_Document):
             name = str(f.get("filename"))
             data = self._raw(str(f["raw_url"]), name)
             if data is not None:
-                raw: Fragment = BufferFragment(data, "push", name, self.repo)
-                sink(Relocated(raw, move))
+                for raw in self._fragments(data, "push", name, self.repo):
+                    sink(Relocated(raw, move))
 
 
 class GistSource(_Document):
@@ -244,18 +267,20 @@ class GistSource(_Document):
                 self.skipped.too_large += 1
                 continue
             content = f.get("content")
-            if (f.get("truncated") or content is None) and f.get("raw_url"):
+            archive = looks_like_archive(name, b"") or f.get("type") in ARCHIVE_TYPES
+            if (f.get("truncated") or content is None or archive) and f.get("raw_url"):
                 data = self._raw(str(f["raw_url"]), name)
             else:
                 data = str(content or "").encode("utf-8", "surrogatepass")
-                if is_binary(data):
-                    self.skipped.binary += 1
-                    data = None
             if data is None:
                 continue
-            sink(Relocated(BufferFragment(data, "gist", name), self._mover(name, url, gist)))
+            for fragment in self._fragments(data, "gist", name):
+                sink(Relocated(fragment, self._mover(fragment.path or name, url, gist)))
 
     def _mover(self, name: str, url: Any, gist: dict[str, Any]) -> Callable[[Location], Location]:
+        """``name``: the gist's file, or ``file!member`` inside an archive in it."""
+        anchor = name.split("!", 1)[0]
+
         def move(loc: Location) -> Location:
             return Location(
                 kind="gist",
@@ -263,7 +288,7 @@ class GistSource(_Document):
                 line=loc.line,
                 repo=f"gist:{self.gist_id}",
                 commit=self.updated_at,
-                url=f"{url}#file-{name}" if url else None,
+                url=f"{url}#file-{anchor}" if url else None,
                 date=gist.get("updated_at"),
                 column=loc.column,
                 decoded=loc.decoded,

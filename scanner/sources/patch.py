@@ -157,22 +157,30 @@ class StdinPatchSource:
     mode = "stdin"
     target = "<stdin>"
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, archive_depth: int | None = None) -> None:
         from scanner.sources.files import SkipCounts
 
         self.stream = stream
+        self.archive_depth = archive_depth
         self.skipped = SkipCounts()
         self.units = 0
         self.errors: list[str] = []
         self.scope = "stdin"
 
     def feed(self, sink: Any) -> None:
-        from scanner.sources.files import BufferFragment
+        from scanner.archives import Limits
+        from scanner.sources.files import file_fragments
 
         data = self.stream.read()
         self.units = 1
         if looks_like_patch(data):
             self.scope = "stdin (a patch)"
             sink(PatchFragment(data))
-        else:
-            sink(BufferFragment(data, "stdin", None))
+        else:  # a file, an archive (members "stdin!name"), UTF-16 text: as files are
+            depth = self.archive_depth
+            limits = Limits() if depth is None else Limits(max_depth=depth)
+            for fragment in file_fragments(
+                data, "stdin", None, self.skipped, include_binary=True, limits=limits
+            ):
+                sink(fragment)
+            self.errors.extend(self.skipped.errors)
