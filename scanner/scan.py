@@ -16,6 +16,7 @@ from pathlib import Path
 
 from scanner.baseline import load_baseline
 from scanner.config import Config
+from scanner.decode import decoder_for
 from scanner.engine import Allowlist, Engine, Match
 from scanner.findings import Finding, FindingSet, Location
 from scanner.rules import Rule, at_confidence, load_rules
@@ -99,6 +100,7 @@ class Collector:
         keep: Callable[[Match, Location, bytes, int], bool] | None = None,
     ) -> None:
         self.engine = engine
+        self.decoder = decoder_for(engine)
         self.exclude = exclude
         self.keep = keep  # False: the scanned repository's own tuning allows it (gitleaks)
         self.found = FindingSet(expired_before=time.time())
@@ -106,7 +108,9 @@ class Collector:
         self.bytes = 0
 
     def scan(self, fragment: Fragment) -> None:
-        matches = self.engine.scan(fragment.data)
+        # The engine, and what encoded forms of the rules' prefixes hide (scanner.decode)
+        # (a patch's added lines start with "+": its clean_secret drops it after a newline)
+        matches = self.decoder.scan(fragment.data, patch=fragment.clean_secret(b"\n+") == b"\n")
         with self.lock:
             self.bytes += len(fragment.data)
             for m in matches:
@@ -121,6 +125,8 @@ class Collector:
                     continue
                 if self.keep is not None and not self.keep(m, loc, fragment.data, m.start):
                     continue
+                if m.decoded is not None:
+                    loc = replace(loc, decoded=m.decoded)
                 self.found.add(m, loc, order)
 
 

@@ -1,0 +1,677 @@
+"""Encoded secrets: base64, percent-encoding, JSON/JS escapes, HTML entities, UTF-16.
+
+Pure (no I/O). ``Decoder`` wraps an ``Engine``: it runs the engine on the bytes as
+they are, and then looks for *encoded forms of the rules' prefix literals* (the
+"triggers") in one multi-literal pass. Only around a trigger does it decode: a
+bounded window, merged with its neighbours, decoded once, scanned by the same
+engine, and searched for triggers again, to ``max_depth`` layers
+(``percent>base64``: a base64 value inside a URL-encoded one). Text that holds no
+encoded prefix costs that one extra pass and nothing else.
+
+Triggers are derived from every rule's prefixes, automatically:
+
+* base64 (standard and URL-safe alphabets): the prefix's encoding at each of the
+  three byte alignments, keeping only the characters that depend on the prefix
+  alone (the "stable" part); a prefix whose stable part would be shorter than
+  ``MIN_B64`` characters at any alignment gets no base64 trigger (too common to be
+  selective). A stable part long enough to split is also entered as its two halves,
+  so a line wrap (PEM, ``base64`` at 76 columns, YAML block scalars) inside it
+  still triggers.
+* percent: the prefix with each non-alphanumeric byte written ``%XX``, and every
+  byte written ``%XX`` (hex digits in either case).
+* escape: the same two forms with ``\\uXXXX`` and ``\\xXX`` (JSON, JavaScript).
+* html: the same two forms with ``&#NN;`` and ``&#xHH;``.
+* utf16: the prefix with a NUL after each byte but the last (matches LE and BE,
+  with or without a BOM).
+
+A match found in decoded bytes carries ``decoded`` (the chain, outermost first)
+and offsets that point at the encoded text in the scanned buffer, so the line a
+report shows is the line a person sees; the secret itself is the decoded one (its
+SHA-256 and its redacted form are the key's).
+
+Costs are bounded: each trigger opens a window of at most ``WINDOW_BEFORE`` +
+``WINDOW_AFTER`` encoded bytes; windows merge but a merged region never exceeds
+``MAX_REGION`` bytes; every decoder is linear. 10 MB of base64 or of ``%25%25…``
+costs one pass (no trigger) or a linear number of bounded decodes (dense triggers).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scanner.engine import Engine, Match
+    from scanner.rules import Rule
+
+MIN_B64 = 4  # stable base64 characters a prefix must give at every alignment
+HALF_MIN = 5  # a half of a stable part, entered for line wraps, at least this long
+MAX_DEPTH = 2  # decoding layers (percent>base64 is two)
+WINDOW_BEFORE = 512  # encoded bytes looked at before a trigger
+WINDOW_AFTER = 2048  # and after it (a key's body, and what a rule reads after it)
+MAX_REGION = 256 * 1024  # merged windows are cut into regions no larger than this
+
+KINDS = ("base64", "percent", "escape", "html", "utf16")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    text: bytes
+    caseless: bool
+    kind: str
+    phase: int = 0  # base64: characters from the start of a 4-character quantum
+
+
+# ---------------------------------------------------------------------------
+# Trigger literals
+
+
+def _case_forms(prefix: str, caseless: bool) -> list[bytes]:
+    raw = prefix.encode("utf-8")
+    if not caseless:
+        return [raw]
+    forms = {raw, raw.lower(), raw.upper(), prefix.capitalize().encode("utf-8")}
+    return sorted(forms)
+
+
+def base64_stable(raw: bytes) -> list[tuple[str, int]] | None:
+    """The characters of ``raw``'s base64 form that depend on ``raw`` alone, at each of
+    the three alignments, with their phase (position in the 4-character quantum); None
+    when one alignment gives fewer than ``MIN_B64``."""
+    out: list[tuple[str, int]] = []
+    for a in range(3):
+        enc = base64.b64encode(b"\0" * a + raw + b"\0\0").decode()
+        first = -(-8 * a // 6)
+        last = (8 * (a + len(raw))) // 6
+        if last - first < MIN_B64:
+            return None
+        out.append((enc[first:last], first % 4))
+    return out
+
+
+def _b64_triggers(raw: bytes, halves: bool = True) -> Iterable[Trigger]:
+    stable = base64_stable(raw)
+    if stable is None:
+        return
+    for text, phase in stable:
+        pieces = [(text, phase)]
+        m = -(-len(text) // 2)
+        if halves and m >= HALF_MIN:
+            pieces += [(text[:m], phase), (text[len(text) - m :], (phase + len(text) - m) % 4)]
+        for piece, ph in pieces:
+            for alphabet in (piece, piece.replace("+", "-").replace("/", "_")):
+                yield Trigger(alphabet.encode(), False, "base64", ph)
+
+
+def _escaped_forms(raw: bytes) -> list[tuple[bytes, str, bool]]:
+    """The prefix's percent, escape and HTML forms: non-alphanumeric bytes written
+    escaped, and every byte written escaped."""
+
+    def every(fmt: Callable[[int], str], only_special: bool) -> bytes:
+        return "".join(
+            fmt(b) if (not only_special or not chr(b).isalnum()) else chr(b) for b in raw
+        ).encode()
+
+    fmts: list[tuple[str, Callable[[int], str]]] = [
+        ("percent", lambda b: f"%{b:02x}"),
+        ("escape", lambda b: f"\\u{b:04x}"),
+        ("escape", lambda b: f"\\x{b:02x}"),
+        ("html", lambda b: f"&#{b};"),
+        ("html", lambda b: f"&#x{b:x};"),
+    ]
+    out: list[tuple[bytes, str, bool]] = []
+    for kind, fmt in fmts:
+        out.append((every(fmt, False), kind, True))
+        out.append((every(fmt, True), kind, False))
+    return out
+
+
+def _stems(rules: Sequence[Rule]) -> list[tuple[bytes, bool]]:
+    """The prefixes worth an encoded trigger, (bytes, caseless): trailing punctuation
+    (``password=``, ``password:``, ...) dropped where at least 4 bytes remain, and a
+    prefix left out when a shorter one of the set already starts it."""
+    stems: set[tuple[bytes, bool]] = set()
+    for rule in rules:
+        for prefix in rule.prefixes:
+            if not prefix.isascii():
+                continue
+            stem = prefix.rstrip(" \t\r\n=:\"'`]>\\(_-")
+            if len(stem) < 4:
+                stem = prefix
+            raw = stem.lower().encode() if rule.case_insensitive else stem.encode()
+            stems.add((raw, rule.case_insensitive))
+    kept: list[tuple[bytes, bool]] = []
+    for raw, caseless in sorted(stems, key=lambda x: (len(x[0]), x)):
+        if any(c == caseless and len(k) >= 4 and raw.startswith(k) for k, c in kept):
+            continue
+        kept.append((raw, caseless))
+    return kept
+
+
+def trigger_literals(rules: Sequence[Rule]) -> list[Trigger]:
+    """Every encoded form of every rule's prefixes (deduplicated, see the module's
+    docstring). A keyword rule (case-insensitive) gets base64 triggers for its lower and
+    upper case forms, and the escaped forms only where its keyword holds punctuation."""
+    seen: dict[tuple[bytes, bool, str, int], Trigger] = {}
+
+    def add(t: Trigger) -> None:
+        seen.setdefault((t.text, t.caseless, t.kind, t.phase), t)
+
+    for raw, caseless in _stems(rules):
+        forms = sorted({raw.lower(), raw.upper()}) if caseless else [raw]
+        for form in forms:
+            for t in _b64_triggers(form, halves=not caseless):
+                add(t)
+        if len(raw) < 3:
+            continue
+        special = any(not chr(b).isalnum() for b in raw)
+        for text, kind, whole in _escaped_forms(raw):
+            if whole and caseless:
+                continue  # a keyword written wholly escaped: not worth a trigger
+            if not whole and not special:
+                continue
+            # hex digits in either case (the literal's own letters too: harmless, the
+            # engine confirms on the decoded bytes)
+            add(Trigger(text, True, kind))
+        add(Trigger(b"\0".join(raw[i : i + 1] for i in range(len(raw))), caseless, "utf16"))
+    return list(seen.values())
+
+
+# ---------------------------------------------------------------------------
+# The trigger pass (hyperscan, or Aho-Corasick, or bytes.find)
+
+
+class _TriggerScanner:
+    def __init__(self, triggers: list[Trigger], kind: str | None) -> None:
+        self.triggers = triggers
+        self.lengths = [len(t.text) for t in triggers]
+        self._local = threading.local()
+        self.db = None
+        self._automata: tuple[object, object] | None = None
+        self.name = "python"
+        if not triggers:
+            return
+        if kind != "python":
+            try:
+                import hyperscan
+            except ImportError:
+                if kind == "hyperscan":
+                    raise
+            else:
+                self._hs = hyperscan
+                self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+                # Written as \\xHH escapes in regex mode: the binding's literal mode stops
+                # at a NUL byte, and every UTF-16 trigger holds some.
+                self.db.compile(
+                    expressions=[b"".join(b"\\x%02x" % c for c in t.text) for t in triggers],
+                    ids=list(range(len(triggers))),
+                    elements=len(triggers),
+                    flags=[hyperscan.HS_FLAG_CASELESS if t.caseless else 0 for t in triggers],
+                )
+                self.name = "hyperscan"
+                return
+        try:
+            import ahocorasick
+        except ImportError:
+            return
+        exact, caseless = ahocorasick.Automaton(), ahocorasick.Automaton()
+        for i, t in enumerate(triggers):
+            (caseless if t.caseless else exact).add_word(
+                (t.text.lower() if t.caseless else t.text).decode("latin-1"), i
+            )
+        for automaton in (exact, caseless):
+            if len(automaton):
+                automaton.make_automaton()
+        self._automata = (exact, caseless)
+
+    def hits(self, data: bytes) -> list[tuple[int, int]]:
+        """(start, trigger index) of every trigger occurrence."""
+        out: list[tuple[int, int]] = []
+        if not data or not self.triggers:
+            return out
+        lengths = self.lengths
+        if self.db is not None:
+            scratch = getattr(self._local, "scratch", None)
+            if scratch is None:
+                scratch = self._local.scratch = self._hs.Scratch(self.db)
+
+            def on_match(i: int, _f: int, to: int, _fl: int, _c: object) -> None:
+                out.append((to - lengths[i], i))
+
+            self.db.scan(data, match_event_handler=on_match, scratch=scratch)
+            return out
+        if self._automata is not None:
+            text = data.decode("latin-1")
+            lowered = text.lower()
+            for automaton, hay in zip(self._automata, (text, lowered), strict=True):
+                if not len(automaton):  # type: ignore[arg-type]
+                    continue
+                for end, i in automaton.iter(hay):  # type: ignore[attr-defined]
+                    out.append((end + 1 - lengths[i], i))
+            return out
+        lowered_b = data.lower()
+        for i, t in enumerate(self.triggers):
+            hay = lowered_b if t.caseless else data
+            needle = t.text.lower() if t.caseless else t.text
+            pos = hay.find(needle)
+            while pos != -1:
+                out.append((pos, i))
+                pos = hay.find(needle, pos + 1)
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Decoders: each turns a region of the buffer into decoded bytes and a map from a
+# decoded offset back to an offset in the region's buffer.
+
+Mapper = Callable[[int], int]
+
+
+@dataclass
+class Decoded:
+    data: bytes
+    chain: str
+    to_outer: Mapper
+
+
+def _anchored_map(anchors_src: list[int], anchors_dst: list[int], lo: int) -> Mapper:
+    """Decoded offset -> buffer offset, given the (src, dst) offsets where each escape
+    starts (between anchors bytes map one to one)."""
+
+    def to_outer(d: int) -> int:
+        i = bisect.bisect_right(anchors_dst, d) - 1
+        if i < 0:
+            return lo + d
+        return lo + anchors_src[i] + (d - anchors_dst[i] if d > anchors_dst[i] else 0)
+
+    return to_outer
+
+
+_PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_ESC = re.compile(rb"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|\\([/\\\"'])")
+_HTML = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,6})|([0-9]{1,7}));?")
+_HTML_NAMED = {b"&quot;": b'"', b"&amp;": b"&", b"&lt;": b"<", b"&gt;": b">", b"&apos;": b"'"}
+_HTML_NAMED_RE = re.compile(rb"&(?:quot|amp|lt|gt|apos|lowbar|period|colon|equals|sol);")
+_HTML_NAMED.update(
+    {b"&lowbar;": b"_", b"&period;": b".", b"&colon;": b":", b"&equals;": b"=", b"&sol;": b"/"}
+)
+
+
+def _code_point_bytes(cp: int) -> bytes:
+    if cp < 0x80:
+        return bytes((cp,))
+    try:
+        return chr(cp).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return b"?"
+
+
+def _unescape(
+    seg: bytes,
+    lo: int,
+    pattern: re.Pattern[bytes],
+    repl: Callable[[re.Match[bytes]], bytes],
+    chain: str,
+) -> Decoded | None:
+    parts: list[bytes] = []
+    src: list[int] = []
+    dst: list[int] = []
+    pos = 0
+    out_len = 0
+    for m in pattern.finditer(seg):
+        s, e = m.span()
+        if s > pos:
+            parts.append(seg[pos:s])
+            out_len += s - pos
+        value = repl(m)
+        src.append(s)
+        dst.append(out_len)
+        parts.append(value)
+        out_len += len(value)
+        # bytes after the escape map one to one from its end
+        src.append(e)
+        dst.append(out_len)
+        pos = e
+    if not src:
+        return None
+    parts.append(seg[pos:])
+    # Within an escape's output everything maps to the escape's start.
+    mapper = _anchored_map(src, dst, lo)
+    return Decoded(b"".join(parts), chain, mapper)
+
+
+def _pct_repl(m: re.Match[bytes]) -> bytes:
+    return bytes((int(m.group(1), 16),))
+
+
+def _esc_repl(m: re.Match[bytes]) -> bytes:
+    if m.group(1) is not None:
+        return _code_point_bytes(int(m.group(1), 16))
+    if m.group(2) is not None:
+        return bytes((int(m.group(2), 16),))
+    return m.group(3)
+
+
+def _html_repl(m: re.Match[bytes]) -> bytes:
+    if m.group(0) in _HTML_NAMED:
+        return _HTML_NAMED[m.group(0)]
+    try:
+        cp = int(m.group(1), 16) if m.group(1) is not None else int(m.group(2))
+    except (TypeError, ValueError):
+        return m.group(0)
+    return _code_point_bytes(cp) if cp <= 0x10FFFF else b"?"
+
+
+_HTML_ALL = re.compile(_HTML.pattern + rb"|" + _HTML_NAMED_RE.pattern)
+
+
+def decode_percent(seg: bytes, lo: int = 0) -> Decoded | None:
+    return _unescape(seg, lo, _PCT, _pct_repl, "percent")
+
+
+def decode_escape(seg: bytes, lo: int = 0) -> Decoded | None:
+    return _unescape(seg, lo, _ESC, _esc_repl, "escape")
+
+
+def decode_html(seg: bytes, lo: int = 0) -> Decoded | None:
+    return _unescape(seg, lo, _HTML_ALL, _html_repl, "html")
+
+
+def decode_utf16(seg: bytes, lo: int = 0) -> Decoded | None:
+    """Every other byte, starting at ``seg[0]`` (the ASCII half of each code unit, LE
+    from a unit's start or BE from its second byte); a unit whose other byte is not
+    NUL becomes NUL (not text a key is made of). ``decoded[i]`` stands at ``2 * i``."""
+    lows, highs = seg[0::2], seg[1::2]
+    if len(highs) < len(lows):
+        highs += b"\0"
+    if highs.count(0) != len(highs):
+        # rare (non-ASCII text beside the key): mask those units out
+        lows = bytes(a if b == 0 else 0 for a, b in zip(lows, highs, strict=True))
+    return Decoded(lows, "utf16", lambda d: lo + 2 * d)
+
+
+# base64: characters of a token, and what may stand between them: the percent and
+# JSON-escaped forms of + / =, and a line wrap (in a patch, each line starts with +).
+_B64_CHARS = rb"[A-Za-z0-9+/_-]+|%2[BbFf]|%3[Dd]|\\/|\\u00(?:2[BbFf]|3[Dd])"
+_B64_CHARS_REV = rb"[A-Za-z0-9+/_-]+|[BbFf]2%|[Dd]3%|/\\|(?:[BbFf]2|[Dd]3)00u\\"
+_WRAP = {False: (rb"\r?\n[ \t]*", rb"[ \t]*\n\r?"), True: (rb"\r?\n\+[ \t]*", rb"[ \t]*\+\n\r?")}
+_B64_RIGHT = {
+    p: re.compile(rb"(?:" + _B64_CHARS + rb"|" + w + rb")*") for p, (w, _) in _WRAP.items()
+}
+_B64_LEFT_REV = {
+    p: re.compile(rb"(?:" + _B64_CHARS_REV + rb"|" + w + rb")*") for p, (_, w) in _WRAP.items()
+}
+_B64_NOISE = {
+    p: re.compile(w + rb"|%2[BbFf]|%3[Dd]|\\/|\\u00(?:2[BbFf]|3[Dd])")
+    for p, (w, _) in _WRAP.items()
+}
+_B64_NOISE_VALUE = {b"%2b": b"+", b"%2f": b"/", b"%3d": b"", b"\\/": b"/"}
+_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64_noise(m: re.Match[bytes]) -> bytes:
+    text = m.group(0).lower()
+    if text.startswith(b"\\u00"):
+        return {b"2b": b"+", b"2f": b"/"}.get(text[4:], b"")
+    return _B64_NOISE_VALUE.get(text, b"")
+
+
+def base64_token(data: bytes, hit: int, lo: int, hi: int, patch: bool = False) -> tuple[int, int]:
+    """The base64 token around ``hit``, clipped to [lo, hi): line wraps and the
+    percent/JSON-escaped forms of ``+ / =`` are part of it."""
+    left = _B64_LEFT_REV[patch].match(data[lo:hit][::-1])
+    right = _B64_RIGHT[patch].match(data, hit, hi)
+    start = hit - (left.end() if left else 0)
+    end = right.end() if right else hit
+    # a token does not begin or end with the whitespace of a wrap
+    while start < hit and data[start] in b" \t\r\n":
+        start += 1
+    while end > hit and data[end - 1] in b" \t\r\n+":
+        end -= 1
+    return start, end
+
+
+def decode_base64(
+    data: bytes, start: int, end: int, hits_phase: list[tuple[int, int]], patch: bool = False
+) -> list[Decoded]:
+    """The token data[start:end], decoded at each alignment its hits ask for
+    (``hits_phase``: (hit offset, phase))."""
+    seg = data[start:end]
+    chain = "base64"
+    src: list[int] = []  # compact index -> raw index, at each removed piece
+    dst: list[int] = []
+    noise = _B64_NOISE[patch]
+    if noise.search(seg) is not None:
+        parts: list[bytes] = []
+        pos = 0
+        n = 0
+        pct = esc = False
+        for m in noise.finditer(seg):
+            s, e = m.span()
+            parts.append(seg[pos:s])
+            n += s - pos
+            value = _b64_noise(m)
+            if m.group(0).startswith(b"%"):
+                pct = True
+            elif m.group(0).startswith(b"\\"):
+                esc = True
+            parts.append(value)
+            n += len(value)
+            src.append(e)
+            dst.append(n)
+            pos = e
+        parts.append(seg[pos:])
+        compact = b"".join(parts)
+        if pct:
+            chain = "percent>base64"
+        elif esc:
+            chain = "escape>base64"
+    else:
+        compact = seg
+    compact = compact.translate(_URL_TO_STD)
+
+    def raw_of(ci: int) -> int:  # compact index -> offset in data
+        i = bisect.bisect_right(dst, ci) - 1
+        return start + (ci if i < 0 else src[i] + (ci - dst[i]))
+
+    def compact_of(raw: int) -> int:  # offset in data -> compact index
+        r = raw - start
+        i = bisect.bisect_right(src, r) - 1
+        return r if i < 0 else dst[i] + (r - src[i])
+
+    out: list[Decoded] = []
+    done: set[int] = set()
+    for hit, phase in hits_phase:
+        if not start <= hit < end:
+            continue
+        first = (compact_of(hit) - phase) % 4
+        if first in done:
+            continue
+        done.add(first)
+        body = compact[first:]
+        tail = len(body) % 4  # an unpadded end: 2 or 3 characters still carry bytes
+        body = body[: len(body) - tail] + (body[len(body) - tail :] + b"==" if tail > 1 else b"")
+        if len(body) < 4:
+            continue
+        try:
+            decoded = binascii.a2b_base64(body)
+        except (binascii.Error, ValueError):
+            continue
+
+        def to_outer(d: int, first: int = first) -> int:
+            return raw_of(first + (d // 3) * 4 + (d % 3))
+
+        out.append(Decoded(decoded, chain, to_outer))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Regions: bounded windows around the hits of one kind, merged
+
+
+def _regions(
+    hits: list[int], size: int, before: int, after: int
+) -> list[tuple[int, int, int, int]]:
+    """(lo, hi, first hit index, end hit index) for sorted ``hits``: each hit's window
+    [hit - before, hit + after), merged while the region stays under MAX_REGION."""
+    out: list[tuple[int, int, int, int]] = []
+    i = 0
+    n = len(hits)
+    while i < n:
+        lo = max(0, hits[i] - before)
+        hi = min(size, hits[i] + after)
+        j = i + 1
+        while j < n and hits[j] - before <= hi and (min(size, hits[j] + after) - lo) <= MAX_REGION:
+            hi = max(hi, min(size, hits[j] + after))
+            j += 1
+        out.append((lo, hi, i, j))
+        i = j
+    return out
+
+
+# ---------------------------------------------------------------------------
+
+
+class Decoder:
+    """The engine, plus what encoded forms of its rules' prefixes hide."""
+
+    def __init__(
+        self, engine: Engine, max_depth: int = MAX_DEPTH, prefilter: str | None = None
+    ) -> None:
+        self.engine = engine
+        self.max_depth = max_depth
+        self.triggers = trigger_literals(engine.rules)
+        kind = prefilter if prefilter is not None else getattr(engine.prefilter, "name", None)
+        self._scanner = _TriggerScanner(self.triggers, kind)
+        longest = max((r.max_length + r.before for r in engine.rules), default=256)
+        self.after = min(WINDOW_AFTER, longest + 128)
+        self.decoded_bytes = 0  # how much decoding happened (bench, tests)
+        self.regions = 0
+
+    @property
+    def trigger_db(self) -> object | None:
+        return self._scanner.db
+
+    def scan(self, data: bytes, patch: bool = False) -> list[Match]:
+        """The engine's matches in ``data``, and those in its encoded parts. ``patch``:
+        ``data`` is a diff whose added lines start with ``+`` (a wrapped base64 blob
+        continues after it)."""
+        plain = self.engine.scan(data)
+        if not self.triggers or not data:
+            return plain
+        found = list(self._layer(data, 1, patch))
+        if not found:
+            return plain
+        seen = {(m.rule.id, m.start, m.secret) for m in plain}
+        seen_start = {(m.rule.id, m.start) for m in plain}
+        # A generic match over encoded text gives way to what decoding it found there
+        # (``token: <base64 of a key>`` is the key, not a generic secret).
+        spans = [(m.start, m.end) for m in found if m.rule.confidence == "high"]
+        out = [
+            m
+            for m in plain
+            if m.rule.confidence == "high" or not any(s < m.end and m.start < e for s, e in spans)
+        ]
+        for m in found:
+            key = (m.rule.id, m.start, m.secret)
+            if key in seen or (m.rule.id, m.start) in seen_start:
+                continue
+            seen.add(key)
+            out.append(m)
+        out.sort(key=lambda m: (m.start, m.rule.id))
+        return out
+
+    def _layer(self, data: bytes, depth: int, patch: bool = False) -> Iterable[Match]:
+        hits = self._scanner.hits(data)
+        if not hits:
+            return
+        by_kind: dict[str, list[tuple[int, int]]] = {}
+        triggers = self.triggers
+        for pos, i in hits:
+            by_kind.setdefault(triggers[i].kind, []).append((pos, triggers[i].phase))
+        for kind, kh in by_kind.items():
+            kh.sort()
+            for decoded in self._decode_kind(kind, data, kh, patch):
+                self.decoded_bytes += len(decoded.data)
+                yield from self._matches_in(decoded, depth)
+
+    def _decode_kind(
+        self, kind: str, data: bytes, kh: list[tuple[int, int]], patch: bool
+    ) -> Iterable[Decoded]:
+        positions = [p for p, _ in kh]
+        scale = {"base64": 2, "percent": 3, "escape": 6, "html": 6, "utf16": 2}[kind]
+        before = min(WINDOW_BEFORE * scale, 4096)
+        after = min(self.after * scale, 3 * WINDOW_AFTER)
+        for lo, hi, i, j in _regions(positions, len(data), before, after):
+            self.regions += 1
+            if kind == "base64":
+                # tokens inside the region, each decoded at the alignments its hits ask for
+                k = i
+                while k < j:
+                    start, end = base64_token(data, positions[k], lo, hi, patch)
+                    group = [kh[k]]
+                    k += 1
+                    while k < j and positions[k] < end:
+                        group.append(kh[k])
+                        k += 1
+                    yield from decode_base64(data, start, end, group, patch)
+                continue
+            if kind == "utf16":
+                # one decode per parity of the hits (LE from a unit's start, BE from its
+                # second byte: either way the ASCII bytes are at the hit's parity)
+                for parity in sorted({p % 2 for p in positions[i:j]}):
+                    a = lo + ((parity - lo) % 2)
+                    d = decode_utf16(data[a:hi], a)
+                    if d is not None:
+                        yield d
+                continue
+            seg = data[lo:hi]
+            decoder = {"percent": decode_percent, "escape": decode_escape, "html": decode_html}[
+                kind
+            ]
+            d = decoder(seg, lo)
+            if d is not None:
+                yield d
+
+    def _matches_in(self, decoded: Decoded, depth: int) -> Iterable[Match]:
+        to_outer = decoded.to_outer
+        for m in self.engine.scan(decoded.data):
+            yield replace(
+                m,
+                start=to_outer(m.start),
+                end=max(to_outer(m.start) + 1, to_outer(max(m.start, m.end - 1)) + 1),
+                decoded=decoded.chain,
+            )
+        if depth < self.max_depth:
+            for m in self._layer(decoded.data, depth + 1):
+                start = to_outer(m.start)
+                yield replace(
+                    m,
+                    start=start,
+                    end=max(start + 1, to_outer(max(m.start, m.end - 1)) + 1),
+                    decoded=f"{decoded.chain}>{m.decoded}",
+                )
+
+
+_DECODERS: dict[int, tuple[Engine, Decoder]] = {}
+_LOCK = threading.Lock()
+
+
+def decoder_for(engine: Engine) -> Decoder:
+    """The decoder of ``engine`` (built once per engine: compiling the triggers costs
+    about as much as compiling the engine's own prefilter)."""
+    cached = getattr(engine, "_keysweep_decoder", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    with _LOCK:
+        cached = getattr(engine, "_keysweep_decoder", None)
+        if cached is None:
+            cached = Decoder(engine)
+            engine._keysweep_decoder = cached  # type: ignore[attr-defined]
+    return cached  # type: ignore[no-any-return]
