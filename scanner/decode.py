@@ -187,6 +187,10 @@ def trigger_literals(rules: Sequence[Rule]) -> list[Trigger]:
 # The trigger pass (hyperscan, or Aho-Corasick, or bytes.find)
 
 
+def _hs_escape(text: bytes) -> bytes:
+    return b"".join(b"\\x%02x" % c for c in text)
+
+
 class _TriggerScanner:
     def __init__(self, triggers: list[Trigger], kind: str | None) -> None:
         self.triggers = triggers
@@ -209,7 +213,7 @@ class _TriggerScanner:
                 # Written as \\xHH escapes in regex mode: the binding's literal mode stops
                 # at a NUL byte, and every UTF-16 trigger holds some.
                 self.db.compile(
-                    expressions=[b"".join(b"\\x%02x" % c for c in t.text) for t in triggers],
+                    expressions=[_hs_escape(t.text) for t in triggers],
                     ids=list(range(len(triggers))),
                     elements=len(triggers),
                     flags=[hyperscan.HS_FLAG_CASELESS if t.caseless else 0 for t in triggers],
@@ -659,8 +663,27 @@ class Decoder:
                 )
 
 
-_DECODERS: dict[int, tuple[Engine, Decoder]] = {}
 _LOCK = threading.Lock()
+
+
+def fast_path_database(engine: Engine) -> bytes:
+    """One serialized hyperscan database of the engine's literals and their encoded
+    forms: the pre-commit hook's fast path (``scanner.hook_cache``) calls a change
+    clean only when none of them occurs."""
+    import hyperscan
+
+    from scanner.prefilter import collect_literals
+
+    pieces = [(lit.text, lit.caseless) for lit in collect_literals(engine.rules)]
+    pieces += [(t.text, t.caseless) for t in decoder_for(engine).triggers]
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(
+        expressions=[_hs_escape(text) for text, _ in pieces],
+        ids=list(range(len(pieces))),
+        elements=len(pieces),
+        flags=[hyperscan.HS_FLAG_CASELESS if c else 0 for _, c in pieces],
+    )
+    return hyperscan.dumpb(db)  # type: ignore[no-any-return]
 
 
 def decoder_for(engine: Engine) -> Decoder:
