@@ -132,6 +132,11 @@ def _escaped_forms(raw: bytes) -> list[tuple[bytes, str, bool]]:
     return out
 
 
+def _utf16(raw: bytes) -> bytes:
+    """A NUL after each byte but the last: the ASCII text in UTF-16, LE or BE."""
+    return b"\0".join(raw[i : i + 1] for i in range(len(raw)))
+
+
 def _stems(rules: Sequence[Rule]) -> list[tuple[bytes, bool]]:
     """The prefixes worth an encoded trigger, (bytes, caseless): trailing punctuation
     (``password=``, ``password:``, ...) dropped where at least 4 bytes remain, and a
@@ -168,6 +173,10 @@ def trigger_literals(rules: Sequence[Rule]) -> list[Trigger]:
         for form in forms:
             for t in _b64_triggers(form, halves=not caseless):
                 add(t)
+                if not caseless and len(t.text) >= 8:
+                    # base64 in a UTF-16 file (PowerShell's ``>`` writes UTF-16):
+                    # two layers, utf16>base64
+                    add(Trigger(_utf16(t.text), False, "utf16"))
         if len(raw) < 3:
             continue
         special = any(not chr(b).isalnum() for b in raw)
@@ -179,7 +188,7 @@ def trigger_literals(rules: Sequence[Rule]) -> list[Trigger]:
             # hex digits in either case (the literal's own letters too: harmless, the
             # engine confirms on the decoded bytes)
             add(Trigger(text, True, kind))
-        add(Trigger(b"\0".join(raw[i : i + 1] for i in range(len(raw))), caseless, "utf16"))
+        add(Trigger(_utf16(raw), caseless, "utf16"))
     return list(seen.values())
 
 
@@ -572,19 +581,23 @@ class Decoder:
         found = list(self._layer(data, 1, patch))
         if not found:
             return plain
-        seen = {(m.rule.id, m.start, m.secret) for m in plain}
-        seen_start = {(m.rule.id, m.start) for m in plain}
         # A generic match over encoded text gives way to what decoding it found there
         # (``token: <base64 of a key>`` is the key, not a generic secret).
-        spans = [(m.start, m.end) for m in found if m.rule.confidence == "high"]
-        out = [
-            m
-            for m in plain
-            if m.rule.confidence == "high" or not any(s < m.end and m.start < e for s, e in spans)
-        ]
-        for m in found:
-            key = (m.rule.id, m.start, m.secret)
-            if key in seen or (m.rule.id, m.start) in seen_start:
+        spans = sorted((m.start, m.end) for m in found if m.rule.confidence == "high")
+        starts = [s for s, _ in spans]
+
+        def covered(m: Match) -> bool:
+            lo = bisect.bisect_left(starts, m.start - WINDOW_AFTER)
+            hi = bisect.bisect_left(starts, m.end)
+            return any(m.start < e for _, e in spans[lo:hi])
+
+        seen: set[tuple[str, int]] = set()
+        out: list[Match] = []
+        for m in [*plain, *found]:
+            key = (m.rule.id, m.start)
+            if key in seen:
+                continue  # found as it stands, or by two triggers
+            if m.rule.confidence != "high" and covered(m):
                 continue
             seen.add(key)
             out.append(m)

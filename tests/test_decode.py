@@ -165,6 +165,8 @@ STDIN_FORMS = {
         3,
     ),
     "utf16-be": (lambda k: f"a=1\nKEY={k}\n".encode("utf-16-be"), "utf16", 2),
+    # kubectl get secret -o yaml > secret.yaml, in Windows PowerShell: UTF-16 with a BOM
+    "utf16-k8s": (lambda k: k8s_secret(k).encode("utf-16"), "utf16>base64", 8),
     "url-safe-unpadded": (
         lambda k: (
             "x: " + base64.urlsafe_b64encode(b"\xfb\xff" + k.encode()).decode().rstrip("=") + "\n"
@@ -240,6 +242,13 @@ def test_hook_blocks_a_staged_base64_key_also_on_the_fast_path(tmp_path: Path) -
     err = p.stderr.decode()
     assert p.returncode == 1, err
     assert "deploy/secret.yaml:8" in err and k[:16] + "…" in err and k not in err
+    # A wrapped blob in the staged diff: each of its lines starts with "+" there.
+    k2 = key()
+    blob, line = wrapped_env(k2)
+    r.write("env.b64", blob)
+    git(r.path, "add", "env.b64")
+    err = hook().stderr.decode()
+    assert f"env.b64:{line}" in err and k2[:16] + "…" in err and k2 not in err
 
 
 # --- the workers' scan path ---------------------------------------------------------------
