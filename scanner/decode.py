@@ -14,13 +14,16 @@ Triggers are derived from every rule's prefixes, automatically:
   three byte alignments, keeping only the characters that depend on the prefix
   alone (the "stable" part); a prefix whose stable part would be shorter than
   ``MIN_B64`` characters at any alignment gets no base64 trigger (too common to be
-  selective). A stable part long enough to split is also entered as its two halves,
-  so a line wrap (PEM, ``base64`` at 76 columns, YAML block scalars) inside it
-  still triggers.
+  selective). For the key service's own prefixes (``mg_live_``), a stable part long
+  enough to split is also entered as its two halves, so a line wrap (PEM,
+  ``base64`` at 76 columns, YAML block scalars) inside it still triggers; another
+  rule's encoded prefix split by a wrap (about one in eight at 76 columns) is missed.
 * percent: the prefix with each non-alphanumeric byte written ``%XX``, and every
   byte written ``%XX`` (hex digits in either case).
 * escape: the same two forms with ``\\uXXXX`` and ``\\xXX`` (JSON, JavaScript).
 * html: the same two forms with ``&#NN;`` and ``&#xHH;``.
+  (These three for case-sensitive prefixes, when at least ``MIN_ESCAPED`` bytes
+  long: a keyword such as ``password`` escaped is not how keys leak.)
 * utf16: the prefix with a NUL after each byte but the last (matches LE and BE,
   with or without a BOM).
 
@@ -29,9 +32,10 @@ and offsets that point at the encoded text in the scanned buffer, so the line a
 report shows is the line a person sees; the secret itself is the decoded one (its
 SHA-256 and its redacted form are the key's).
 
-Costs are bounded: each trigger opens a window of at most ``WINDOW_BEFORE`` +
-``WINDOW_AFTER`` encoded bytes; windows merge but a merged region never exceeds
-``MAX_REGION`` bytes; every decoder is linear. 10 MB of base64 or of ``%25%25…``
+Costs are bounded: each trigger opens a window as wide as its rules read (their
+``before`` and longest match, in encoded bytes, at most ``MAX_REACH`` decoded);
+windows merge but a merged region stops growing at ``MAX_REGION`` bytes; every
+decoder is linear. 10 MB of base64 or of ``%25%25…``
 costs one pass (no trigger) or a linear number of bounded decodes (dense triggers).
 """
 
@@ -52,12 +56,16 @@ if TYPE_CHECKING:
 
 MIN_B64 = 4  # stable base64 characters a prefix must give at every alignment
 HALF_MIN = 5  # a half of a stable part, entered for line wraps, at least this long
+MIN_ESCAPED = 8  # bytes an escaped form (percent, \u, &#) must have to be a trigger
 MAX_DEPTH = 2  # decoding layers (percent>base64 is two)
-WINDOW_BEFORE = 512  # encoded bytes looked at before a trigger
-WINDOW_AFTER = 2048  # and after it (a key's body, and what a rule reads after it)
+MAX_REACH = 40_000  # decoded bytes a trigger's window reaches (a rule's longest match)
 MAX_REGION = 256 * 1024  # merged windows are cut into regions no larger than this
+# encoded bytes per decoded byte, at most (base64 4/3 and its line wraps; %XX; \uXXXX,
+# &#NNN;; UTF-16)
+SCALE = {"base64": 2, "percent": 3, "escape": 6, "html": 7, "utf16": 2}
 
 KINDS = ("base64", "percent", "escape", "html", "utf16")
+_SEP = b"\n\0\n"  # between decoded windows scanned in one engine call
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class Trigger:
     caseless: bool
     kind: str
     phase: int = 0  # base64: characters from the start of a 4-character quantum
+    before: int = 64  # decoded bytes a rule may read before the prefix
+    after: int = 256  # and after its start (the longest match, and the look-ahead)
 
 
 # ---------------------------------------------------------------------------
@@ -137,11 +147,21 @@ def _utf16(raw: bytes) -> bytes:
     return b"\0".join(raw[i : i + 1] for i in range(len(raw)))
 
 
-def _stems(rules: Sequence[Rule]) -> list[tuple[bytes, bool]]:
-    """The prefixes worth an encoded trigger, (bytes, caseless): trailing punctuation
-    (``password=``, ``password:``, ...) dropped where at least 4 bytes remain, and a
-    prefix left out when a shorter one of the set already starts it."""
-    stems: set[tuple[bytes, bool]] = set()
+def _reach(rule: Rule) -> tuple[int, int]:
+    """Decoded bytes ``rule`` reads before its prefix and after it."""
+    context = rule.context_window if rule.context_text else 0
+    return (
+        min(MAX_REACH, rule.before + context + 16),
+        min(MAX_REACH, rule.max_length + context + 64),
+    )
+
+
+def _stems(rules: Sequence[Rule]) -> dict[tuple[bytes, bool], tuple[int, int, bool]]:
+    """The prefixes worth an encoded trigger, (bytes, caseless) -> (reach before, reach
+    after, a key-service rule's prefix): trailing punctuation (``password=``,
+    ``password:``, ...) dropped where at least 4 bytes remain, and a prefix left out
+    when a shorter one of the set already starts it (that one reaches as far as both)."""
+    stems: dict[tuple[bytes, bool], tuple[int, int, bool]] = {}
     for rule in rules:
         for prefix in rule.prefixes:
             if not prefix.isascii():
@@ -150,12 +170,21 @@ def _stems(rules: Sequence[Rule]) -> list[tuple[bytes, bool]]:
             if len(stem) < 4:
                 stem = prefix
             raw = stem.lower().encode() if rule.case_insensitive else stem.encode()
-            stems.add((raw, rule.case_insensitive))
-    kept: list[tuple[bytes, bool]] = []
-    for raw, caseless in sorted(stems, key=lambda x: (len(x[0]), x)):
-        if any(c == caseless and len(k) >= 4 and raw.startswith(k) for k, c in kept):
-            continue
-        kept.append((raw, caseless))
+            b, a, o = stems.get((raw, rule.case_insensitive), (0, 0, False))
+            rb, ra = _reach(rule)
+            ours = rule.owner == "keyservice"
+            stems[(raw, rule.case_insensitive)] = (max(b, rb), max(a, ra), o or ours)
+    kept: dict[tuple[bytes, bool], tuple[int, int, bool]] = {}
+    for (raw, caseless), (b, a, o) in sorted(stems.items(), key=lambda x: (len(x[0][0]), x[0])):
+        by = next(
+            (k for k in kept if k[1] == caseless and len(k[0]) >= 4 and raw.startswith(k[0])),
+            None,
+        )
+        if by is None:
+            kept[(raw, caseless)] = (b, a, o)
+        else:
+            kb, ka, ko = kept[by]
+            kept[by] = (max(kb, b), max(ka, a), ko or o)
     return kept
 
 
@@ -166,29 +195,35 @@ def trigger_literals(rules: Sequence[Rule]) -> list[Trigger]:
     seen: dict[tuple[bytes, bool, str, int], Trigger] = {}
 
     def add(t: Trigger) -> None:
-        seen.setdefault((t.text, t.caseless, t.kind, t.phase), t)
+        old = seen.get((t.text, t.caseless, t.kind, t.phase))
+        if old is not None:
+            t = replace(t, before=max(t.before, old.before), after=max(t.after, old.after))
+        seen[(t.text, t.caseless, t.kind, t.phase)] = t
 
-    for raw, caseless in _stems(rules):
+    for (raw, caseless), (before, after, ours) in _stems(rules).items():
         forms = sorted({raw.lower(), raw.upper()}) if caseless else [raw]
         for form in forms:
-            for t in _b64_triggers(form, halves=not caseless):
+            # the halves (a line wrap inside the encoded prefix) for our own keys only:
+            # 5-character literals cost the pass more than all the others
+            for t in _b64_triggers(form, halves=ours):
+                t = replace(t, before=before, after=after)
                 add(t)
                 if not caseless and len(t.text) >= 8:
                     # base64 in a UTF-16 file (PowerShell's ``>`` writes UTF-16):
-                    # two layers, utf16>base64
-                    add(Trigger(_utf16(t.text), False, "utf16"))
+                    # two layers, utf16>base64 (the window reaches the base64's length)
+                    add(Trigger(_utf16(t.text), False, "utf16", 0, before * 2, after * 2))
         if len(raw) < 3:
             continue
         special = any(not chr(b).isalnum() for b in raw)
         for text, kind, whole in _escaped_forms(raw):
-            if whole and caseless:
-                continue  # a keyword written wholly escaped: not worth a trigger
-            if not whole and not special:
+            if caseless or (not whole and not special) or len(text) < MIN_ESCAPED:
+                # A keyword (``password``) escaped, or a short form: common in text
+                # (``%2dpass``), dear for the pass, and rarely how a key leaks.
                 continue
             # hex digits in either case (the literal's own letters too: harmless, the
             # engine confirms on the decoded bytes)
-            add(Trigger(text, True, kind))
-        add(Trigger(_utf16(raw), caseless, "utf16"))
+            add(Trigger(text, True, kind, 0, before, after))
+        add(Trigger(_utf16(raw), caseless, "utf16", 0, before, after))
     return list(seen.values())
 
 
@@ -528,20 +563,29 @@ def decode_base64(
 # Regions: bounded windows around the hits of one kind, merged
 
 
-def _regions(
-    hits: list[int], size: int, before: int, after: int
-) -> list[tuple[int, int, int, int]]:
-    """(lo, hi, first hit index, end hit index) for sorted ``hits``: each hit's window
-    [hit - before, hit + after), merged while the region stays under MAX_REGION."""
+def _regions(windows: list[tuple[int, int]], size: int) -> list[tuple[int, int, int, int]]:
+    """(lo, hi, first window, end window) for ``windows`` sorted by hit: each hit's
+    window, merged with the next while they overlap and the region stays under
+    MAX_REGION (so every hit keeps its whole window and work stays linear)."""
     out: list[tuple[int, int, int, int]] = []
     i = 0
-    n = len(hits)
+    n = len(windows)
     while i < n:
-        lo = max(0, hits[i] - before)
-        hi = min(size, hits[i] + after)
+        lo, hi = windows[i]
+        lo = lo if lo > 0 else 0
+        hi = hi if hi < size else size
         j = i + 1
-        while j < n and hits[j] - before <= hi and (min(size, hits[j] + after) - lo) <= MAX_REGION:
-            hi = max(hi, min(size, hits[j] + after))
+        while j < n:
+            wlo, whi = windows[j]
+            if wlo > hi:
+                break
+            if wlo < lo:
+                lo = wlo if wlo > 0 else 0
+            whi = whi if whi < size else size
+            if whi - lo > MAX_REGION:
+                break
+            if whi > hi:
+                hi = whi
             j += 1
         out.append((lo, hi, i, j))
         i = j
@@ -562,8 +606,6 @@ class Decoder:
         self.triggers = trigger_literals(engine.rules)
         kind = prefilter if prefilter is not None else getattr(engine.prefilter, "name", None)
         self._scanner = _TriggerScanner(self.triggers, kind)
-        longest = max((r.max_length + r.before for r in engine.rules), default=256)
-        self.after = min(WINDOW_AFTER, longest + 128)
         self.decoded_bytes = 0  # how much decoding happened (bench, tests)
         self.regions = 0
 
@@ -587,7 +629,7 @@ class Decoder:
         starts = [s for s, _ in spans]
 
         def covered(m: Match) -> bool:
-            lo = bisect.bisect_left(starts, m.start - WINDOW_AFTER)
+            lo = bisect.bisect_left(starts, m.start - MAX_REACH)
             hi = bisect.bisect_left(starts, m.end)
             return any(m.start < e for _, e in spans[lo:hi])
 
@@ -608,34 +650,62 @@ class Decoder:
         hits = self._scanner.hits(data)
         if not hits:
             return
-        by_kind: dict[str, list[tuple[int, int]]] = {}
+        by_kind: dict[str, list[tuple[int, int, int, int]]] = {}
         triggers = self.triggers
         for pos, i in hits:
-            by_kind.setdefault(triggers[i].kind, []).append((pos, triggers[i].phase))
+            t = triggers[i]
+            by_kind.setdefault(t.kind, []).append((pos, t.phase, t.before, t.after))
+        chunks: list[Decoded] = []
         for kind, kh in by_kind.items():
             kh.sort()
-            for decoded in self._decode_kind(kind, data, kh, patch):
-                self.decoded_bytes += len(decoded.data)
-                yield from self._matches_in(decoded, depth)
+            chunks.extend(self._decode_kind(kind, data, kh, patch))
+        if not chunks:
+            return
+        # One engine call for all of this layer's windows (a call has a fixed cost):
+        # joined by a separator no match crosses, each match mapped back by its window.
+        offsets: list[int] = []
+        pos = 0
+        for c in chunks:
+            offsets.append(pos)
+            pos += len(c.data) + len(_SEP)
+            self.decoded_bytes += len(c.data)
+        joined = _SEP.join(c.data for c in chunks)
+        for m in self.engine.scan(joined):
+            k = bisect.bisect_right(offsets, m.start) - 1
+            base = offsets[k]
+            if m.end - base > len(chunks[k].data):
+                continue  # across a separator: not in the decoded bytes
+            yield self._moved(m, chunks[k], m.start - base, m.end - base, chunks[k].chain)
+        if depth < self.max_depth:
+            for c in chunks:
+                for m in self._layer(c.data, depth + 1):
+                    yield self._moved(m, c, m.start, m.end, f"{c.chain}>{m.decoded}")
+
+    @staticmethod
+    def _moved(m: Match, chunk: Decoded, start: int, end: int, chain: str) -> Match:
+        to_outer = chunk.to_outer
+        outer = to_outer(start)
+        return replace(
+            m, start=outer, end=max(outer + 1, to_outer(max(start, end - 1)) + 1), decoded=chain
+        )
 
     def _decode_kind(
-        self, kind: str, data: bytes, kh: list[tuple[int, int]], patch: bool
+        self, kind: str, data: bytes, kh: list[tuple[int, int, int, int]], patch: bool
     ) -> Iterable[Decoded]:
-        positions = [p for p, _ in kh]
-        scale = {"base64": 2, "percent": 3, "escape": 6, "html": 6, "utf16": 2}[kind]
-        before = min(WINDOW_BEFORE * scale, 4096)
-        after = min(self.after * scale, 3 * WINDOW_AFTER)
-        for lo, hi, i, j in _regions(positions, len(data), before, after):
+        positions = [h[0] for h in kh]
+        scale = SCALE[kind]  # encoded bytes per decoded byte, at most
+        windows = [(p - b * scale, p + a * scale) for p, _, b, a in kh]
+        for lo, hi, i, j in _regions(windows, len(data)):
             self.regions += 1
             if kind == "base64":
                 # tokens inside the region, each decoded at the alignments its hits ask for
                 k = i
                 while k < j:
                     start, end = base64_token(data, positions[k], lo, hi, patch)
-                    group = [kh[k]]
+                    group = [kh[k][:2]]
                     k += 1
                     while k < j and positions[k] < end:
-                        group.append(kh[k])
+                        group.append(kh[k][:2])
                         k += 1
                     yield from decode_base64(data, start, end, group, patch)
                 continue
@@ -655,25 +725,6 @@ class Decoder:
             d = decoder(seg, lo)
             if d is not None:
                 yield d
-
-    def _matches_in(self, decoded: Decoded, depth: int) -> Iterable[Match]:
-        to_outer = decoded.to_outer
-        for m in self.engine.scan(decoded.data):
-            yield replace(
-                m,
-                start=to_outer(m.start),
-                end=max(to_outer(m.start) + 1, to_outer(max(m.start, m.end - 1)) + 1),
-                decoded=decoded.chain,
-            )
-        if depth < self.max_depth:
-            for m in self._layer(decoded.data, depth + 1):
-                start = to_outer(m.start)
-                yield replace(
-                    m,
-                    start=start,
-                    end=max(start + 1, to_outer(max(m.start, m.end - 1)) + 1),
-                    decoded=f"{decoded.chain}>{m.decoded}",
-                )
 
 
 _LOCK = threading.Lock()
