@@ -105,7 +105,9 @@ def base64_stable(raw: bytes) -> list[tuple[str, int]] | None:
     return out
 
 
-def _b64_triggers(raw: bytes, halves: bool = True) -> Iterable[Trigger]:
+def _b64_triggers(
+    raw: bytes, halves: bool = True, before: int = 64, after: int = 256
+) -> Iterable[Trigger]:
     stable = base64_stable(raw)
     if stable is None:
         return
@@ -116,7 +118,7 @@ def _b64_triggers(raw: bytes, halves: bool = True) -> Iterable[Trigger]:
             pieces += [(text[:m], phase), (text[len(text) - m :], (phase + len(text) - m) % 4)]
         for piece, ph in pieces:
             for alphabet in (piece, piece.replace("+", "-").replace("/", "_")):
-                yield Trigger(alphabet.encode(), False, "base64", ph)
+                yield Trigger(alphabet.encode(), False, "base64", ph, before, after)
 
 
 def _escaped_forms(raw: bytes) -> list[tuple[bytes, str, bool]]:
@@ -176,8 +178,9 @@ def _stems(rules: Sequence[Rule]) -> dict[tuple[bytes, bool], tuple[int, int, bo
             stems[(raw, rule.case_insensitive)] = (max(b, rb), max(a, ra), o or ours)
     kept: dict[tuple[bytes, bool], tuple[int, int, bool]] = {}
     for (raw, caseless), (b, a, o) in sorted(stems.items(), key=lambda x: (len(x[0][0]), x[0])):
+        # a shorter kept stem that starts this one (stems of 4 bytes or more only)
         by = next(
-            (k for k in kept if k[1] == caseless and len(k[0]) >= 4 and raw.startswith(k[0])),
+            ((raw[:n], caseless) for n in range(4, len(raw)) if (raw[:n], caseless) in kept),
             None,
         )
         if by is None:
@@ -205,14 +208,14 @@ def trigger_literals(rules: Sequence[Rule]) -> list[Trigger]:
         for form in forms:
             # the halves (a line wrap inside the encoded prefix) for our own keys only:
             # 5-character literals cost the pass more than all the others
-            for t in _b64_triggers(form, halves=ours):
-                t = replace(t, before=before, after=after)
+            for t in _b64_triggers(form, ours, before, after):
                 add(t)
                 if not caseless and len(t.text) >= 8:
                     # base64 in a UTF-16 file (PowerShell's ``>`` writes UTF-16):
                     # two layers, utf16>base64 (the window reaches the base64's length)
                     add(Trigger(_utf16(t.text), False, "utf16", 0, before * 2, after * 2))
-        if len(raw) < 3:
+        add(Trigger(_utf16(raw), caseless, "utf16", 0, before, after))
+        if len(raw) < 3 or caseless:
             continue
         special = any(not chr(b).isalnum() for b in raw)
         for text, kind, whole in _escaped_forms(raw):
@@ -223,7 +226,6 @@ def trigger_literals(rules: Sequence[Rule]) -> list[Trigger]:
             # hex digits in either case (the literal's own letters too: harmless, the
             # engine confirms on the decoded bytes)
             add(Trigger(text, True, kind, 0, before, after))
-        add(Trigger(_utf16(raw), caseless, "utf16", 0, before, after))
     return list(seen.values())
 
 
@@ -253,15 +255,15 @@ class _TriggerScanner:
                     raise
             else:
                 self._hs = hyperscan
-                self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-                # Written as \\xHH escapes in regex mode: the binding's literal mode stops
-                # at a NUL byte, and every UTF-16 trigger holds some.
-                self.db.compile(
-                    expressions=[_hs_escape(t.text) for t in triggers],
-                    ids=list(range(len(triggers))),
-                    elements=len(triggers),
-                    flags=[hyperscan.HS_FLAG_CASELESS if t.caseless else 0 for t in triggers],
-                )
+                # Literal mode (the quicker compile) for the triggers without a NUL; the
+                # binding's literal mode stops at a NUL byte, so the UTF-16 ones are
+                # \xHH escapes in regex mode, compiled the first time a buffer holds a
+                # NUL (text without one cannot hold UTF-16).
+                self._plain = [i for i, t in enumerate(triggers) if b"\0" not in t.text]
+                self._nul = [i for i, t in enumerate(triggers) if b"\0" in t.text]
+                self._nul_db: object | None = None
+                self._nul_lock = threading.Lock()
+                self.db = self._compile(self._plain, literal=True)
                 self.name = "hyperscan"
                 return
         try:
@@ -278,21 +280,48 @@ class _TriggerScanner:
                 automaton.make_automaton()
         self._automata = (exact, caseless)
 
+    def _compile(self, ids: list[int], literal: bool) -> object | None:
+        if not ids:
+            return None
+        hs = self._hs
+        db = hs.Database(mode=hs.HS_MODE_BLOCK)
+        ts = [self.triggers[i] for i in ids]
+        db.compile(
+            expressions=[t.text if literal else _hs_escape(t.text) for t in ts],
+            ids=ids,
+            elements=len(ids),
+            flags=[hs.HS_FLAG_CASELESS if t.caseless else 0 for t in ts],
+            literal=literal,
+        )
+        return db
+
+    def _scan_db(self, db: object, slot: str, data: bytes, out: list[tuple[int, int]]) -> None:
+        scratch = getattr(self._local, slot, None)
+        if scratch is None:
+            scratch = self._hs.Scratch(db)
+            setattr(self._local, slot, scratch)
+        lengths = self.lengths
+
+        def on_match(i: int, _f: int, to: int, _fl: int, _c: object) -> None:
+            out.append((to - lengths[i], i))
+
+        db.scan(data, match_event_handler=on_match, scratch=scratch)  # type: ignore[attr-defined]
+
     def hits(self, data: bytes) -> list[tuple[int, int]]:
         """(start, trigger index) of every trigger occurrence."""
         out: list[tuple[int, int]] = []
         if not data or not self.triggers:
             return out
         lengths = self.lengths
-        if self.db is not None:
-            scratch = getattr(self._local, "scratch", None)
-            if scratch is None:
-                scratch = self._local.scratch = self._hs.Scratch(self.db)
-
-            def on_match(i: int, _f: int, to: int, _fl: int, _c: object) -> None:
-                out.append((to - lengths[i], i))
-
-            self.db.scan(data, match_event_handler=on_match, scratch=scratch)
+        if self.name == "hyperscan":
+            if self.db is not None:
+                self._scan_db(self.db, "scratch", data, out)
+            if self._nul and b"\0" in data:
+                if self._nul_db is None:
+                    with self._nul_lock:
+                        if self._nul_db is None:
+                            self._nul_db = self._compile(self._nul, literal=False)
+                self._scan_db(self._nul_db, "nul_scratch", data, out)  # type: ignore[arg-type]
             return out
         if self._automata is not None:
             text = data.decode("latin-1")
