@@ -44,11 +44,12 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from scanner.engine import Engine, Match
@@ -237,8 +238,20 @@ def _hs_escape(text: bytes) -> bytes:
     return b"".join(b"\\x%02x" % c for c in text)
 
 
+class Store(Protocol):
+    """Where compiled trigger databases are kept between runs (``scanner.scan`` gives
+    one in the user's cache directory; this module does no I/O of its own)."""
+
+    def load(self, key: str) -> bytes | None: ...
+
+    def save(self, key: str, blob: bytes) -> None: ...
+
+
 class _TriggerScanner:
-    def __init__(self, triggers: list[Trigger], kind: str | None) -> None:
+    def __init__(
+        self, triggers: list[Trigger], kind: str | None, store: Store | None = None
+    ) -> None:
+        self.store = store
         self.triggers = triggers
         self.lengths = [len(t.text) for t in triggers]
         self._local = threading.local()
@@ -284,8 +297,20 @@ class _TriggerScanner:
         if not ids:
             return None
         hs = self._hs
-        db = hs.Database(mode=hs.HS_MODE_BLOCK)
         ts = [self.triggers[i] for i in ids]
+        key = None
+        if self.store is not None:
+            h = hashlib.sha256(f"keysweep-decode-v1 {hs.__version__} {literal}".encode())
+            for i, t in zip(ids, ts, strict=True):
+                h.update(b"%d %d %d\0" % (i, t.caseless, len(t.text)) + t.text)
+            key = h.hexdigest()[:40]
+            blob = self.store.load(key)
+            if blob:
+                try:
+                    return hs.loadb(blob, hs.HS_MODE_BLOCK)
+                except Exception:  # a damaged or foreign file: compile afresh
+                    pass
+        db = hs.Database(mode=hs.HS_MODE_BLOCK)
         db.compile(
             expressions=[t.text if literal else _hs_escape(t.text) for t in ts],
             ids=ids,
@@ -293,6 +318,8 @@ class _TriggerScanner:
             flags=[hs.HS_FLAG_CASELESS if t.caseless else 0 for t in ts],
             literal=literal,
         )
+        if key is not None and self.store is not None:
+            self.store.save(key, hs.dumpb(db))
         return db
 
     def _scan_db(self, db: object, slot: str, data: bytes, out: list[tuple[int, int]]) -> None:
@@ -628,13 +655,17 @@ class Decoder:
     """The engine, plus what encoded forms of its rules' prefixes hide."""
 
     def __init__(
-        self, engine: Engine, max_depth: int = MAX_DEPTH, prefilter: str | None = None
+        self,
+        engine: Engine,
+        max_depth: int = MAX_DEPTH,
+        prefilter: str | None = None,
+        store: Store | None = None,
     ) -> None:
         self.engine = engine
         self.max_depth = max_depth
         self.triggers = trigger_literals(engine.rules)
         kind = prefilter if prefilter is not None else getattr(engine.prefilter, "name", None)
-        self._scanner = _TriggerScanner(self.triggers, kind)
+        self._scanner = _TriggerScanner(self.triggers, kind, store)
         self.decoded_bytes = 0  # how much decoding happened (bench, tests)
         self.regions = 0
 
@@ -779,15 +810,16 @@ def fast_path_database(engine: Engine) -> bytes:
     return hyperscan.dumpb(db)  # type: ignore[no-any-return]
 
 
-def decoder_for(engine: Engine) -> Decoder:
+def decoder_for(engine: Engine, store: Store | None = None) -> Decoder:
     """The decoder of ``engine`` (built once per engine: compiling the triggers costs
-    about as much as compiling the engine's own prefilter)."""
+    more than compiling the engine's own prefilter; ``store`` keeps the compiled
+    database between runs)."""
     cached = getattr(engine, "_keysweep_decoder", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     with _LOCK:
         cached = getattr(engine, "_keysweep_decoder", None)
         if cached is None:
-            cached = Decoder(engine)
+            cached = Decoder(engine, store=store)
             engine._keysweep_decoder = cached  # type: ignore[attr-defined]
     return cached  # type: ignore[no-any-return]

@@ -8,6 +8,7 @@ their own beyond what the chosen source reads.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +91,41 @@ def gitleaks_keep(config: Config):  # type: ignore[no-untyped-def]
     return gitleaks.keep if gitleaks is not None else None
 
 
+class DecodeCache:
+    """Compiled trigger databases (``scanner.decode``) in the user's cache directory
+    (``KEYSWEEP_CACHE_DIR``, as the hook's): a scan then loads in milliseconds what
+    takes tenths of a second to compile. Best effort: any problem means a compile."""
+
+    def _path(self, key: str) -> str:
+        import os
+
+        from scanner.hook_cache import cache_dir
+
+        return os.path.join(cache_dir(), f"decode-{key}.hsdb")
+
+    def load(self, key: str) -> bytes | None:
+        try:
+            with open(self._path(key), "rb") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    def save(self, key: str, blob: bytes) -> None:
+        import os
+
+        final = self._path(key)
+        tmp = f"{final}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(blob)
+            os.replace(tmp, final)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 class Collector:
     """Thread-safe: scans fragments and groups what they hold into findings."""
 
@@ -100,7 +136,7 @@ class Collector:
         keep: Callable[[Match, Location, bytes, int], bool] | None = None,
     ) -> None:
         self.engine = engine
-        self.decoder = decoder_for(engine)
+        self.decoder = decoder_for(engine, DecodeCache())
         self.exclude = exclude
         self.keep = keep  # False: the scanned repository's own tuning allows it (gitleaks)
         self.found = FindingSet(expired_before=time.time())
