@@ -154,7 +154,8 @@ class Collector:
                 if located is None:
                     continue
                 loc, order = located
-                clean = fragment.clean_secret(m.secret)
+                # (a decoded secret is not patch text: its "\n+" is the key's own)
+                clean = m.secret if m.decoded else fragment.clean_secret(m.secret)
                 if clean is not m.secret:
                     m = replace(m, secret=clean)
                 if loc.path and self.exclude and excluded(loc.path, self.exclude):

@@ -327,3 +327,21 @@ def test_hostile_input_costs_bounded_decoding(decoder: Decoder) -> None:
         # each byte is decoded a bounded number of times (windows merge; at most 4
         # base64 alignments), never once per trigger
         assert decoder.decoded_bytes - before <= 4 * len(data) + MAX_REGION
+
+
+def test_history_scan_finds_encoded_keys_in_commits(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "hist")
+    r.write("README.md", "# project\n")
+    r.commit("init")
+    k1, k2 = key(), key()
+    blob, line = wrapped_env(k2)
+    r.write("deploy/secret.yaml", k8s_secret(k1))
+    r.write("env.b64", blob)
+    sha = r.commit("add deployment")
+    p = run("scan", str(r.path), "--format", "json")
+    got = {f["secret_sha256"]: f for f in findings(p)}
+    for k, path, ln in ((k1, "deploy/secret.yaml", 8), (k2, "env.b64", line)):
+        f = got[sha256_hex(k.encode())]
+        src = f["source"]
+        assert (src["path"], src["line"], src["decoded"]) == (path, ln, "base64")
+        assert src["commit"] == sha
