@@ -50,6 +50,7 @@ class Match:
     expires_at: int | None = None
     companion: bytes | None = None
     entropy: float | None = None  # bits per character, where the rule measured it
+    decoded: str | None = None  # how the secret was decoded, outermost first: "percent>base64"
 
 
 @dataclass

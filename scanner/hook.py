@@ -15,6 +15,7 @@ hits its prefix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -95,8 +96,14 @@ def _save_fast_path(root: Path, engine) -> None:  # type: ignore[no-untyped-def]
     import hyperscan
 
     from scanner import hook_cache
+    from scanner.decode import fast_path_database
 
-    hook_cache.save(str(root), hyperscan.dumpb(db), hyperscan.__version__)
+    path = hook_cache.cache_path(str(root), hyperscan.__version__)
+    with contextlib.suppress(OSError), open(path, "rb") as fh:
+        if fh.read(len(hook_cache.FORMAT)) == hook_cache.FORMAT:
+            return  # saved already (compiling it again costs a few tenths of a second)
+    # The rules' literals and their encoded forms (a base64-encoded key has no plain one)
+    hook_cache.save(str(root), fast_path_database(engine), hyperscan.__version__)
 
 
 def staged_patch(root: Path) -> bytes:

@@ -22,7 +22,7 @@ import contextlib
 import os
 import sys
 
-FORMAT = b"keysweep-hs-cache-v2\n"
+FORMAT = b"keysweep-hs-cache-v3\n"  # v3: with the encoded forms (scanner.decode)
 
 # What is staged, added lines only: the pre-commit hook's one git call (shared with
 # scanner.hook, which lives behind heavier imports).

@@ -8,6 +8,7 @@ their own beyond what the chosen source reads.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from scanner.baseline import load_baseline
 from scanner.config import Config
+from scanner.decode import decoder_for
 from scanner.engine import Allowlist, Engine, Match
 from scanner.findings import Finding, FindingSet, Location
 from scanner.rules import Rule, at_confidence, load_rules
@@ -104,6 +106,41 @@ def gitleaks_keep(config: Config, engine: Engine | None = None):  # type: ignore
     return partial(gitleaks.keep, timeout=engine.regex_timeout, stats=engine.stats)
 
 
+class DecodeCache:
+    """Compiled trigger databases (``scanner.decode``) in the user's cache directory
+    (``KEYSWEEP_CACHE_DIR``, as the hook's): a scan then loads in milliseconds what
+    takes tenths of a second to compile. Best effort: any problem means a compile."""
+
+    def _path(self, key: str) -> str:
+        import os
+
+        from scanner.hook_cache import cache_dir
+
+        return os.path.join(cache_dir(), f"decode-{key}.hsdb")
+
+    def load(self, key: str) -> bytes | None:
+        try:
+            with open(self._path(key), "rb") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    def save(self, key: str, blob: bytes) -> None:
+        import os
+
+        final = self._path(key)
+        tmp = f"{final}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(blob)
+            os.replace(tmp, final)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 class Collector:
     """Thread-safe: scans fragments and groups what they hold into findings."""
 
@@ -114,6 +151,7 @@ class Collector:
         keep: Callable[[Match, Location, bytes, int], bool] | None = None,
     ) -> None:
         self.engine = engine
+        self.decoder = decoder_for(engine, DecodeCache())
         self.exclude = exclude
         self.keep = keep  # False: the scanned repository's own tuning allows it (gitleaks)
         self.found = FindingSet(expired_before=time.time())
@@ -121,7 +159,9 @@ class Collector:
         self.bytes = 0
 
     def scan(self, fragment: Fragment) -> None:
-        matches = self.engine.scan(fragment.data)
+        # The engine, and what encoded forms of the rules' prefixes hide (scanner.decode)
+        # (a patch's added lines start with "+": its clean_secret drops it after a newline)
+        matches = self.decoder.scan(fragment.data, patch=fragment.clean_secret(b"\n+") == b"\n")
         with self.lock:
             self.bytes += len(fragment.data)
             for m in matches:
@@ -129,13 +169,16 @@ class Collector:
                 if located is None:
                     continue
                 loc, order = located
-                clean = fragment.clean_secret(m.secret)
+                # (a decoded secret is not patch text: its "\n+" is the key's own)
+                clean = m.secret if m.decoded else fragment.clean_secret(m.secret)
                 if clean is not m.secret:
                     m = replace(m, secret=clean)
                 if loc.path and self.exclude and excluded(loc.path, self.exclude):
                     continue
                 if self.keep is not None and not self.keep(m, loc, fragment.data, m.start):
                     continue
+                if m.decoded is not None:
+                    loc = replace(loc, decoded=m.decoded)
                 self.found.add(m, loc, order)
 
 

@@ -54,7 +54,7 @@ def _result(
     }
     if outcome is not None:
         props["keyservice"] = outcome
-    for k in ("commit", "author", "date", "repo", "subject", "url"):
+    for k in ("commit", "author", "date", "repo", "subject", "url", "decoded"):
         if getattr(loc, k):
             props[k] = getattr(loc, k)
     where = f" in commit {loc.commit[:12]}" if loc.commit else ""

@@ -67,6 +67,8 @@ def finding_rows(
     if loc.line:
         where += f":{loc.line}"
     rows.append(("where", where))
+    if loc.decoded:
+        rows.append(("decoded", f"from {loc.decoded}"))
     if loc.repo:
         rows.append(("repo", printable(loc.repo)))
     if loc.commit:
