@@ -177,8 +177,10 @@ class Collector:
                     continue
                 if self.keep is not None and not self.keep(m, loc, fragment.data, m.start):
                     continue
-                if m.decoded is not None:
-                    loc = replace(loc, decoded=m.decoded)
+                outer = getattr(fragment, "decoded", None)  # the source's own (UTF-16 file)
+                if m.decoded is not None or outer is not None:
+                    chain = ">".join(x for x in (outer, m.decoded) if x)
+                    loc = replace(loc, decoded=chain)
                 self.found.add(m, loc, order)
 
 

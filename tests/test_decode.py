@@ -145,11 +145,11 @@ def test_each_encoded_form_in_files_is_found_with_its_exact_hash(tmp_path: Path)
     assert not any(k in p.stdout.decode() for k in keys.values())
 
 
-def test_utf16_file_is_found_with_include_binary(tmp_path: Path) -> None:
+def test_utf16_file_is_found_and_says_so(tmp_path: Path) -> None:
     k = key()
     path = tmp_path / "settings.ini"
     path.write_bytes(b"\xff\xfe" + f"[api]\r\nregion=eu\r\ntoken={k}\r\n".encode("utf-16-le"))
-    p = run("scan", str(path), "--no-history", "--include-binary", "--format", "json")
+    p = run("scan", str(path), "--no-history", "--format", "json")
     (f,) = findings(p)
     assert f["secret_sha256"] == sha256_hex(k.encode())
     assert (f["source"]["decoded"], f["source"]["line"]) == ("utf16", 3)

@@ -148,11 +148,17 @@ def _plain(
     if not include_binary and is_binary(data):
         skips.binary += 1
         return
-    yield BufferFragment(as_text(data), kind, path, repo)
+    text = as_text(data)
+    fragment = BufferFragment(text, kind, path, repo)
+    if text is not data:
+        fragment.decoded = "utf16"  # transcoded here: findings say so, as decode.py's do
+    yield fragment
 
 
 class BufferFragment:
     """A whole file (or stdin) in memory."""
+
+    decoded: str | None = None  # how the source decoded the whole file ("utf16")
 
     def __init__(self, data: bytes, kind: str, path: str | None, repo: str | None = None) -> None:
         self.data = data
