@@ -100,7 +100,7 @@ def _save_fast_path(root: Path, engine) -> None:  # type: ignore[no-untyped-def]
 
 
 def staged_patch(root: Path) -> bytes:
-    """The added lines of what is staged, as ``git diff --cached -U0``."""
+    """The added lines of what is staged, as ``git diff --cached -U0 --text``."""
     return run_git(root, *STAGED_DIFF)
 
 
@@ -120,7 +120,14 @@ def scan_staged(
     if config_path is None and confidence == DEFAULT_CONFIDENCE:
         _save_fast_path(root, engine)  # the fast path serves the option-less hook only
     collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
-    collector.scan(PatchChunk(b"\n" + patch, str(root), 0, None))
+    chunk = PatchChunk(b"\n" + patch, str(root), 0, None)
+    collector.scan(chunk)
+    if b"\0" in patch:  # an archive staged: the files inside it (path!member)
+        from scanner.sources.files import SkipCounts
+        from scanner.sources.git_history import archive_fragments
+
+        for fragment in archive_fragments(root, chunk.archives(), SkipCounts()):
+            collector.scan(fragment)
     return _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
 
 
