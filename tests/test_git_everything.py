@@ -318,3 +318,23 @@ def test_staged_archive_is_blocked_by_pre_commit(tmp_path: Path) -> None:
         err = p.stderr.decode()
         assert p.returncode == 1 and "dist/bundle.zip!settings.py:2" in err, err
         assert key not in err
+
+
+def test_pre_push_blocks_a_key_in_a_commit_message(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "push-msg")
+    r.write("README.md", "# demo\n")
+    base = r.commit("init")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(r.path, "remote", "add", "origin", str(remote))
+    git(r.path, "push", "-q", "origin", "main")
+    key = mg_live()
+    r.write("README.md", "# demo\nmore\n")
+    head = r.commit(f"docs\n\ntested with {key}\n")
+    line = f"refs/heads/main {head} refs/heads/main {base}\n".encode()
+    p = hook(r.path, "pre-push", "origin", str(remote), stdin=line)
+    err = p.stderr.decode()
+    assert p.returncode == 1, err
+    assert f'<commit message>:3 (commit {head[:12]} "docs")' in err
+    assert "git commit --amend" in err and "--no-edit" not in err
+    assert key not in err

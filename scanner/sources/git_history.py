@@ -200,13 +200,13 @@ class PatchChunk:
         half = (len(line) - 1) // 2
         return unquote_path(line[half + 1 :])[2:]
 
-    def _section_end(self, d: int) -> int:
-        ends = [
-            e
-            for e in (self.data.find(b"\ndiff --", d + 1), self.data.find(b"\n" + RS, d + 1))
-            if e != -1
-        ]
-        return min(ends) if ends else len(self.data)
+    def _section_end(self, pos: int) -> int:
+        """Where the file section holding ``pos`` ends: the next file or commit header."""
+        data = self.data
+        nd = data.find(b"\ndiff --", pos + 1)
+        limit = nd if nd != -1 else len(data)
+        nc = data.find(b"\n" + RS, pos + 1, limit)
+        return nc if nc != -1 else limit
 
     def _hunk_in(self, d: int, end: int) -> int:
         return self.data.find(b"\n@@", d + 1, end)
@@ -411,21 +411,21 @@ class PatchChunk:
         out: list[tuple[Location, Any, str]] = []
         pos = data.find(b"\0", self.own_lo, self.own_hi)
         while pos != -1:
-            c = data.rfind(b"\n" + RS, 0, pos)
-            d = data.rfind(b"\ndiff --", max(c, 0), pos)
             end = self._section_end(pos)
-            path = blob = None
-            head = b""
-            if d != -1:
-                h = self._hunk_in(d, end)
-                path = self._path(d, h + 1 if h != -1 else end)
-                blob = self._blob(d)
-                head = self._head(d, end)
-            elif c == -1 and self.carry is not None and self.carry.section in ("patch", "head"):
-                path, blob = self.carry.path, self.carry.blob
-            if path and blob and looks_like_archive(path, head):
-                header, index = self._commit(pos)
-                out.append((self._location(header, path, None, None), -index, blob))
+            d = data.rfind(b"\ndiff --", 0, pos)
+            if data.find(b"\n" + RS, max(d, 0), pos) == -1:  # not in a commit's message
+                path = blob = None
+                head = b""
+                if d != -1:
+                    h = self._hunk_in(d, end)
+                    path = self._path(d, h + 1 if h != -1 else end)
+                    blob = self._blob(d)
+                    head = self._head(d, end)
+                elif self.carry is not None and self.carry.section in ("patch", "head"):
+                    path, blob = self.carry.path, self.carry.blob
+                if path and blob and looks_like_archive(path, head):
+                    header, index = self._commit(pos)
+                    out.append((self._location(header, path, None, None), -index, blob))
             pos = data.find(b"\0", end, self.own_hi) if end < self.own_hi else -1
         return out
 
