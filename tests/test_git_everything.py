@@ -290,6 +290,7 @@ def _tgz(members: dict[str, bytes]) -> bytes:
         ("lib/app.jar", _zip, "lib/app.jar!config/app.env"),
         ("backup/site.tgz", _tgz, "backup/site.tgz!config/app.env"),
         ("logs/app.env.gz", _gz, "logs/app.env.gz!app.env"),
+        ("assets/data.bin", _zip, "assets/data.bin!config/app.env"),  # by its first bytes
     ],
 )
 def test_archive_added_by_a_commit(tmp_path: Path, name: str, pack, member: str) -> None:  # type: ignore[no-untyped-def]
@@ -304,6 +305,17 @@ def test_archive_added_by_a_commit(tmp_path: Path, name: str, pack, member: str)
     (f,) = scan_json(str(r.path))
     assert f["secret_sha256"] == sha(key)
     assert where(f) == (c, member, 2)
+
+
+def test_archive_changed_by_a_commit(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "arc2")
+    r.write("lib/app.jar", _zip({"a.properties": b"name=demo\n"}))
+    r.commit("v1")
+    key = mg_test()
+    r.write("lib/app.jar", _zip({"a.properties": f"name=demo\ntoken={key}\n".encode()}))
+    c = r.commit("v2")
+    (f,) = scan_json(str(r.path))
+    assert f["secret_sha256"] == sha(key) and where(f) == (c, "lib/app.jar!a.properties", 2)
 
 
 def test_staged_archive_is_blocked_by_pre_commit(tmp_path: Path) -> None:
