@@ -25,10 +25,12 @@ from scanner.errors import KeysweepError
 from scanner.findings import Location
 
 RS, US = b"\x1e", b"\x1f"
-# The commit header (one line: id, author, email, date, subject cut to 200 characters),
-# then the whole message with every line indented by one space (``%w(0,1,1)``): no
-# message line can pass for a diff, hunk or commit header, and each is scanned once.
-COMMIT_FORMAT = "--format=%x1e%H%x1f%an%x1f%ae%x1f%aI%x1f%<(200,trunc)%s%n%w(0,1,1)%B"
+# The commit header (one line: id, author, email, date), then the whole message with
+# every line indented by one space (``%w(0,1,1)``): no message line can pass for a diff,
+# hunk or commit header, and each is scanned once. A location's subject is the
+# message's first line.
+COMMIT_FORMAT = "--format=%x1e%H%x1f%an%x1f%ae%x1f%aI%n%w(0,1,1)%B"
+SUBJECT_MAX = 400  # bytes of a message's first line kept as a location's subject
 MESSAGE_PATH = "<commit message>"  # a finding's path when the key is in a commit message
 READ_BLOCK = 1024 * 1024
 MAX_CHUNK = 8 * 1024 * 1024  # a commit larger than this is cut between files or lines
@@ -41,7 +43,7 @@ GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1"
 BINARY_SNIFF = 8192  # bytes of a file's patch whose control bytes decide it is binary
 # A long unbroken token in a commit subject is cut in a location's ``subject``: a key
 # written in the subject is reported redacted, never whole beside another finding.
-_TOKEN_RUN = re.compile(r"[^\s\"'`<>()\[\]{},;]{21,}")
+_TOKEN_RUN = re.compile(r"[^\s\"'`<>()\[\]{},;]{17,}")
 
 
 class GitError(KeysweepError, RuntimeError):
@@ -176,12 +178,19 @@ class PatchChunk:
     # --- what a file section says ---------------------------------------------------
 
     def _commit(self, before: int) -> tuple[bytes | None, int]:
-        c = self.data.rfind(b"\n" + RS, 0, before)
+        """The header of the commit ``before`` is in (id, author, email, date and the
+        message's first line, ``US``-separated) and its rev-list index."""
+        data = self.data
+        c = data.rfind(b"\n" + RS, 0, before)
         if c == -1:
             return (self.carry.header if self.carry else None), self.first_index - 1
-        end = self.data.find(b"\n", c + 2)
-        index = self.first_index + self.data.count(b"\n" + RS, 0, c)
-        return self.data[c + 2 : end], index
+        end = data.find(b"\n", c + 2)
+        index = self.first_index + data.count(b"\n" + RS, 0, c)
+        header = data[c + 2 : end]
+        if data[end + 1 : end + 2] == b" ":  # the message's first line
+            stop = data.find(b"\n", end + 1, end + 2 + SUBJECT_MAX)
+            header += US + data[end + 2 : stop if stop != -1 else end + 2 + SUBJECT_MAX]
+        return header, index
 
     def _path(self, d: int, limit: int) -> str | None:
         data = self.data
