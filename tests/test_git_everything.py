@@ -350,3 +350,14 @@ def test_pre_push_blocks_a_key_in_a_commit_message(tmp_path: Path) -> None:
     assert f'<commit message>:3 (commit {head[:12]} "docs")' in err
     assert "git commit --amend" in err and "--no-edit" not in err
     assert key not in err
+
+
+def test_links_for_a_message_and_an_archive_member() -> None:
+    from scanner.links import browse_url
+
+    repo, c = "https://github.com/o/r", "a" * 40
+    assert browse_url(repo, c, "<commit message>", 3) == f"https://github.com/o/r/commit/{c}"
+    assert (
+        browse_url(repo, c, "dist/app.jar!config/app.env", 2)
+        == f"https://github.com/o/r/blob/{c}/dist/app.jar"
+    )
