@@ -361,3 +361,26 @@ def test_links_for_a_message_and_an_archive_member() -> None:
         browse_url(repo, c, "dist/app.jar!config/app.env", 2)
         == f"https://github.com/o/r/blob/{c}/dist/app.jar"
     )
+
+
+def test_git_log_cc_on_stdin_keeps_the_merge_line(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "stdin-cc")
+    r.write("conf.ini", "a = 1\n\n\nb = 2\n")
+    r.commit("init")
+    git(r.path, "checkout", "-q", "-b", "side")
+    r.write("conf.ini", "a = 1\n\n\nb = 3\n")
+    r.commit("side")
+    git(r.path, "checkout", "-q", "main")
+    r.write("conf.ini", "a = 9\n\n\nb = 2\n")
+    r.commit("main")
+    git(r.path, "merge", "-q", "--no-commit", "--no-ff", "side")
+    key = mg_live()
+    r.write("conf.ini", f"a = 9\nkey = {key}\n\n\nb = 3\n")
+    m = r.commit("Merge side")
+    patch = git(r.path, "log", "-p", "--cc", "-1", m).encode()
+    p = subprocess.run(
+        [KEYSWEEP, "scan", "-", "--format", "json"], input=patch, capture_output=True, timeout=60
+    )
+    (f,) = json.loads(p.stdout)
+    assert f["secret_sha256"] == sha(key)
+    assert (f["source"]["commit"], f["source"]["path"], f["source"]["line"]) == (m, "conf.ini", 2)
