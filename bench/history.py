@@ -136,15 +136,15 @@ def main() -> None:
             "--output",
             str(out / "kingfisher.json"),
         ]
-    results: dict[str, tuple[float, float]] = {}
-    for name, cmd in cmds.items():
-        best = (float("inf"), 0.0)
-        for _ in range(args.runs):
+    # Round by round, every tool once per round: a machine whose load changes during the
+    # run (shared cores) weighs on every tool alike, not on whichever ran last.
+    results: dict[str, tuple[float, float]] = {n: (float("inf"), 0.0) for n in cmds}
+    for _ in range(args.runs):
+        for name, cmd in cmds.items():
             wall, rss, code = timed(cmd)
             if code not in (0, 1, 200, 205):  # kingfisher: 200 = findings, 205 = validated
                 print(f"  {name}: exit {code} ({' '.join(cmd)})")
-            best = min(best, (wall, rss))
-        results[name] = best
+            results[name] = min(results[name], (wall, rss))
     ks = results["keysweep scan"][0]
     floor = results["floor: git log -p -U0"][0]
     print(f"{'':24} {'wall s':>8} {'peak MB':>8} {'keysweep / it':>14}")
