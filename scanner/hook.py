@@ -107,7 +107,7 @@ def _save_fast_path(root: Path, engine) -> None:  # type: ignore[no-untyped-def]
 
 
 def staged_patch(root: Path) -> bytes:
-    """The added lines of what is staged, as ``git diff --cached -U0``."""
+    """The added lines of what is staged, as ``git diff --cached -U0 --text``."""
     return run_git(root, *STAGED_DIFF)
 
 
@@ -127,7 +127,14 @@ def scan_staged(
     if config_path is None and confidence == DEFAULT_CONFIDENCE:
         _save_fast_path(root, engine)  # the fast path serves the option-less hook only
     collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
-    collector.scan(PatchChunk(b"\n" + patch, str(root), 0, None))
+    chunk = PatchChunk(b"\n" + patch, str(root), 0, None)
+    collector.scan(chunk)
+    if b"\0" in patch:  # an archive staged: the files inside it (path!member)
+        from scanner.sources.files import SkipCounts
+        from scanner.sources.git_history import archive_fragments
+
+        for fragment in archive_fragments(root, chunk.archives(), SkipCounts()):
+            collector.scan(fragment)
     return _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
 
 
@@ -281,17 +288,24 @@ def _commit_of(root: Path, rev: str) -> str | None:
 def push_advice(root: Path, findings: list[Finding]) -> list[str]:
     """How to get the key out of commits that are not pushed yet: a new commit that
     removes it is not enough, the commit that added it must be rewritten."""
+    from scanner.sources.git_history import MESSAGE_PATH
+
     head = _commit_of(root, "HEAD")
     commits: list[str] = []
     paths: dict[str, list[str]] = {}
+    in_message: list[str] = []
     for f in findings:
         for loc in f.locations:
             if loc.commit and loc.commit not in commits:
                 commits.append(loc.commit)
-            if loc.commit and loc.path:
+            if loc.commit and loc.path == MESSAGE_PATH:
+                if loc.commit not in in_message:
+                    in_message.append(loc.commit)
+            elif loc.commit and loc.path:
+                path = loc.path.split("!", 1)[0]  # an archive's member: the archive
                 paths.setdefault(loc.commit, [])
-                if loc.path not in paths[loc.commit]:
-                    paths[loc.commit].append(loc.path)
+                if path not in paths[loc.commit]:
+                    paths[loc.commit].append(path)
     lines = [
         "  The key is in a commit you are about to push; a new commit that removes it (or adds",
         "  `keysweep:allow`) still pushes the old one. Rewrite the commit, then push again:",
@@ -302,7 +316,13 @@ def push_advice(root: Path, findings: list[Finding]) -> list[str]:
         files = " ".join(shlex.quote(p) for p in paths.get(c, [])) or "-A"
         return f"git add {files}"
 
-    if commits == [head]:
+    if commits == [head] and not paths.get(head):  # only in the message
+        lines += [
+            f"  - It is in the message of your last commit ({head[:12]}): take it out with",
+            "      git commit --amend",
+        ]
+        in_message = []
+    elif commits == [head]:
         c = commits[0]
         lines += [
             f"  - It is in your last commit ({c[:12]}): take the key out of the file, then",
@@ -323,6 +343,13 @@ def push_advice(root: Path, findings: list[Finding]) -> list[str]:
             "    `edit`, and at each stop take the key out of the file, then amend and go on:",
             f"      git rebase -i {start}",
             "      git add -A && git commit --amend --no-edit && git rebase --continue",
+        ]
+    if in_message:
+        lines += [
+            "  - The key is in the message of commit(s) "
+            + ", ".join(c[:12] for c in in_message)
+            + ": reword it (`git commit --amend` for the last",
+            "    commit, `reword` in `git rebase -i` for an older one).",
         ]
     lines += [
         "  - False positive? Record it in the baseline, then push again:",

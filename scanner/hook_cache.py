@@ -25,7 +25,8 @@ import sys
 FORMAT = b"keysweep-hs-cache-v3\n"  # v3: with the encoded forms (scanner.decode)
 
 # What is staged, added lines only: the pre-commit hook's one git call (shared with
-# scanner.hook, which lives behind heavier imports).
+# scanner.hook, which lives behind heavier imports). ``--text``: a file that
+# ``.gitattributes`` marks ``-diff`` or ``binary`` is shown (and scanned) like any other.
 STAGED_DIFF = (
     "-c",
     "core.quotepath=false",
@@ -33,6 +34,7 @@ STAGED_DIFF = (
     "--cached",
     "-p",
     "-U0",
+    "--text",
     "--no-color",
     "--no-ext-diff",
     "--no-textconv",
@@ -122,6 +124,8 @@ def staged_is_clean(root: str) -> bool | None:
         return None  # the full path reports git's error
     if not diff.stdout:
         return True
+    if b"\0" in diff.stdout:
+        return None  # binary content (an archive to open, perhaps): the full path decides
     try:
         db = hyperscan.loadb(blob[len(FORMAT) :], hyperscan.HS_MODE_BLOCK)
         db.scratch = hyperscan.Scratch(db)

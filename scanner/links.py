@@ -70,6 +70,16 @@ def browse_url(
     if web is None:
         return None
     host, base = web
+    if path == "<commit message>":  # a key in a commit's message: the commit's page
+        return (
+            f"{base}/-/commit/{commit}"
+            if host == "gitlab.com"
+            else f"{base}/commits/{commit}"
+            if host == "bitbucket.org"
+            else f"{base}/commit/{commit}"
+        )
+    if "!" in path:  # a file inside an archive: the archive
+        path, line = path.split("!", 1)[0], None
     quoted = quote(path, safe="/")
     if host == "gitlab.com":
         return f"{base}/-/blob/{commit}/{quoted}" + (f"#L{line}" if line else "")

@@ -15,8 +15,9 @@ from typing import Any
 
 from scanner.findings import Location
 
-HUNK = re.compile(rb"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
-HUNK_LINE = re.compile(rb"(?m)^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
+# A hunk header; a merge's combined diff (``git log -p --cc``) has one column per parent.
+HUNK = re.compile(rb"@@(@*) -(\d+)(?:,\d+)? (?:-\d+(?:,\d+)? )*\+(\d+)(?:,\d+)? @@")
+HUNK_LINE = re.compile(rb"(?m)^@@@* -\d+(?:,\d+)? (?:-\d+(?:,\d+)? )*\+\d+(?:,\d+)? @@")
 COMMIT = re.compile(rb"(?m)^(?:commit|From) ([0-9a-f]{40}|[0-9a-f]{64})\b")
 SNIFF = 1 << 20
 
@@ -95,14 +96,14 @@ class PatchFragment:
         commit_at, info = self._commit(ls)
         path = None
         line = None
-        diff = data.rfind(b"\ndiff --git ", 0, ls)
+        diff = max(data.rfind(b"\ndiff --git ", 0, ls), data.rfind(b"\ndiff --cc ", 0, ls))
         if diff == -1:  # a plain unified diff: "--- old" right above "+++ new"
             pos = ls
             while (diff := data.rfind(b"\n--- ", 0, pos)) != -1:
                 if data.startswith(b"+++ ", data.find(b"\n", diff + 1) + 1):
                     break
                 pos = diff
-        hunk = data.rfind(b"\n@@ ", 0, ls)
+        hunk = data.rfind(b"\n@@", 0, ls)
         if diff != -1 and diff > commit_at:
             old_path = new_path = None
             plus = data.find(b"\n+++ ", diff, ls)
@@ -113,19 +114,23 @@ class PatchFragment:
                 old_path = _path(self._line_at(minus + 5))
             m = HUNK.match(data, hunk + 1) if hunk > diff else None
             if m is not None:
-                old, new = int(m.group(1)), int(m.group(2))
+                n = len(m.group(1)) + 1  # prefix columns: one per parent
+                old, new = int(m.group(2)), int(m.group(3))
                 pos = data.find(b"\n", hunk + 1) + 1
                 while 0 < pos < ls:
-                    c = data[pos : pos + 1]
-                    if c == b"+":
+                    c = data[pos : pos + n]
+                    first = c[:1]
+                    if b"-" in c:  # in a parent, not in the result
+                        old += first == b"-"
+                    elif first == b"+" or (n > 1 and b"+" in c):  # in the result
                         new += 1
-                    elif c == b"-":
-                        old += 1
-                    elif c == b" " or c == b"\n":
+                        old += first == b" "  # also in the first parent
+                    elif first in (b" ", b"\n"):  # context
                         old += 1
                         new += 1
                     pos = data.find(b"\n", pos) + 1
-                kind = data[ls : ls + 1]
+                prefix = data[ls : ls + n]
+                kind = b"-" if b"-" in prefix else b"+" if b"+" in prefix else prefix[:1]
                 if kind == b"-":
                     path, line = old_path or new_path, old
                 elif kind in (b"+", b" "):
