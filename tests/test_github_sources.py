@@ -220,3 +220,16 @@ def test_a_repository_source_clones_and_scans_every_commit(
     assert result.commits >= 1 and result.mode == "git"
     with pytest.raises(GitHubRefused, match="gone"):
         scan(RepoSource(FakeAPI({}), "o/missing"))
+
+
+def test_a_key_in_a_pushed_commits_subject_is_never_shown_whole() -> None:
+    """The subject is shown beside the finding (JSON, alerts, audit metadata): a key in
+    it is cut to 12 characters, as the history scan cuts it."""
+    key = mg_live()
+    sha = "b" * 40
+    api = FakeAPI({"/repos/o/r/commits/" + sha: _commit(sha, f"rotate {key} now\n", [])}, {})
+    result = scan(PushSource(api, "o/r", None, sha))
+    (f,) = result.findings
+    assert f.secret_sha256 == sha256_hex(key.encode())
+    assert f.location.subject is not None and f.location.subject.startswith("rotate mg_live_")
+    assert key not in f.location.subject and key[:13] not in f.location.subject

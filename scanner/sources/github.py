@@ -36,6 +36,7 @@ from scanner.errors import PermanentError, TransientError
 from scanner.findings import Location
 from scanner.sources import Relocated, Sink
 from scanner.sources.files import BufferFragment, SkipCounts, file_fragments
+from scanner.sources.git_history import safe_subject
 
 ZERO = "0" * 40
 FILES_PER_PAGE = 300  # compare and commit file lists are capped at 300 a page
@@ -195,7 +196,7 @@ class PushSource(_Document):
                 email=author.get("email"),
                 date=author.get("date"),
                 url=str(url) if url else None,
-                subject=text.split("\n", 1)[0][:200],
+                subject=safe_subject(text.split("\n", 1)[0][:200]),
             )
 
         sink(Relocated(BufferFragment(text.encode("utf-8", "surrogatepass"), "push", None), move))
