@@ -27,7 +27,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scanner.rules import Rule
+from scanner.rules import Rule, Tail, Var
 
 # Room after the longest match so a pattern's trailing look-ahead sees real bytes.
 LOOKAHEAD_MARGIN = 64
@@ -41,7 +41,9 @@ class Literal:
     caseless: bool
     rules: tuple[int, ...]
     tail: bytes = b""  # a regex of the byte classes that must follow (Rule.shape), or b""
-    width: int = 0  # len(text) + the tail's length: hits are reported by where they end
+    # len(text) + the tail's length (hits are reported by where they end); 0 when the
+    # tail's length varies: hyperscan then reports where the match starts (SOM)
+    width: int = 0
 
 
 def byte_class(chars: frozenset[int]) -> bytes:
@@ -60,15 +62,34 @@ def byte_class(chars: frozenset[int]) -> bytes:
     return f"[{text}]".encode()
 
 
-def tail_regex(tail: tuple[frozenset[int], ...]) -> bytes:
+def tail_regex(tail: Tail) -> bytes:
+    """The tail as a regex both hyperscan and Python's ``re`` read the same way."""
     parts: list[tuple[bytes, int]] = []
-    for chars in tail:
-        cls = byte_class(chars)
+    out = b""
+    for item in tail:
+        if isinstance(item, Var):
+            out += _runs(parts)
+            parts = []
+            hi = b"" if item.hi is None else b"%d" % item.hi
+            out += byte_class(item.chars) + b"{%d,%s}" % (item.lo, hi)
+            continue
+        cls = byte_class(item)
         if parts and parts[-1][0] == cls:
             parts[-1] = (cls, parts[-1][1] + 1)
         else:
             parts.append((cls, 1))
+    return out + _runs(parts)
+
+
+def _runs(parts: list[tuple[bytes, int]]) -> bytes:
     return b"".join(cls if n == 1 else cls + b"{%d}" % n for cls, n in parts)
+
+
+def tail_width(tail: Tail) -> int | None:
+    """How many bytes the tail matches, or None when it has a run of varying length."""
+    if any(isinstance(t, Var) for t in tail):
+        return None
+    return len(tail)
 
 
 def collect_literals(rules: Sequence[Rule], tails: bool = True) -> list[Literal]:
@@ -84,7 +105,8 @@ def collect_literals(rules: Sequence[Rule], tails: bool = True) -> list[Literal]
             text = p.lower().encode() if rule.case_insensitive else p.encode()
             key = (text, rule.case_insensitive, tail_regex(tail) if tail else b"")
             by_key.setdefault(key, []).append(i)
-            widths[key] = len(text) + len(tail)
+            w = tail_width(tail)
+            widths[key] = 0 if w is None else len(text) + w
     return [
         Literal(t, c, tuple(sorted(set(ids))), tail, widths[(t, c, tail)])
         for (t, c, tail), ids in by_key.items()
@@ -234,7 +256,11 @@ class HyperscanPrefilter:
             ],
             ids=list(range(len(self.literals))),
             elements=len(self.literals),
-            flags=[hyperscan.HS_FLAG_CASELESS if lit.caseless else 0 for lit in self.literals],
+            flags=[
+                (hyperscan.HS_FLAG_CASELESS if lit.caseless else 0)
+                | (hyperscan.HS_FLAG_SOM_LEFTMOST if not lit.width else 0)
+                for lit in self.literals
+            ],
         )
 
     def _scratch(self) -> object:
@@ -254,7 +280,8 @@ class HyperscanPrefilter:
         add = builder.add
 
         def on_match(lit: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-            start = to - lengths[lit]
+            width = lengths[lit]
+            start = to - width if width else _from
             for rule in literals[lit].rules:
                 add(rule, start)
 

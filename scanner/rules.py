@@ -451,14 +451,26 @@ class Shape:
     characters) never reaches Python."""
 
     led: bool = False
-    tails: tuple[tuple[str, tuple[frozenset[int], ...]], ...] = ()
+    tails: tuple[tuple[str, Tail], ...] = ()
 
-    def tail(self, prefix: str) -> tuple[frozenset[int], ...]:
+    def tail(self, prefix: str) -> Tail:
         return next((t for p, t in self.tails if p == prefix), ())
 
 
 class _Stop(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Var:
+    """A run of ``lo`` to ``hi`` bytes of ``chars`` (``hi`` None: no bound) in a tail."""
+
+    chars: frozenset[int]
+    lo: int
+    hi: int | None
+
+
+Tail = tuple["frozenset[int] | Var", ...]
 
 
 def _fold(chars: frozenset[int], ci: bool) -> frozenset[int]:
@@ -513,13 +525,13 @@ def _one(op: Any, av: Any, ci: bool) -> frozenset[int] | None:
     return None
 
 
-def _paths(items: list[Any], ci: bool, rest: list[Any]) -> list[tuple[list[frozenset[int]], bool]]:
+def _paths(items: list[Any], ci: bool, rest: list[Any]) -> list[tuple[list[Any], bool]]:
     """Every way the pattern can start, as byte sets (cut at MAX_TAIL after the longest
     literal), each with whether the walk was cut short by a construct it does not follow."""
     from re import _constants as c
 
     seq = list(items) + list(rest)
-    out: list[frozenset[int]] = []
+    out: list[Any] = []
     for i, (op, av) in enumerate(seq):
         if len(out) >= 48:
             return [(out, True)]
@@ -555,12 +567,29 @@ def _paths(items: list[Any], ci: bool, rest: list[Any]) -> list[tuple[list[froze
             one = _one(*sub[0], ci) if len(sub) == 1 else None
             if one is None:
                 return [(out, True)]
-            out.extend([one] * min(lo, 48))
-            if hi != lo:
-                return [(out, True)]
+            if hi == lo:
+                out.extend([one] * min(lo, 48))
+            else:
+                out.append(Var(one, lo, None if hi > 64 else hi))
             continue
         return [(out, True)]
     return [(out, False)]
+
+
+def _trim(tail: tuple[Any, ...]) -> Tail:
+    """No trailing byte that could be anything, and a trailing run becomes its minimum
+    (so stage 1 reports a match once, where that minimum ends)."""
+    out = list(tail)
+    while out:
+        last = out[-1]
+        if isinstance(last, Var):
+            out[-1:] = [last.chars] * min(last.lo, MAX_TAIL)
+            continue
+        if last == _ALL:
+            out.pop()
+            continue
+        break
+    return tuple(out)
 
 
 def pattern_shape(pattern: str, prefixes: tuple[str, ...], insensitive: bool) -> Shape:
@@ -582,11 +611,11 @@ def pattern_shape(pattern: str, prefixes: tuple[str, ...], insensitive: bool) ->
     lit_set = set(lits)
     lengths = sorted({len(p) for p in lits})
 
-    def spelled(path: list[frozenset[int]]) -> tuple[int, set[str]]:
+    def spelled(path: list[Any]) -> tuple[int, set[str]]:
         """(n, the literals the path's first n bytes spell) when they spell literals
         only; (0, set()) when the path may start otherwise."""
         for n in lengths:
-            if len(path) < n:
+            if len(path) < n or any(isinstance(s, Var) for s in path[:n]):
                 continue
             combos = 1
             for s in path[:n]:
@@ -608,13 +637,16 @@ def pattern_shape(pattern: str, prefixes: tuple[str, ...], insensitive: bool) ->
     tails = []
     for p in prefixes if led else ():
         lp = p.lower() if ci else p
-        after = [path[n:] for (n, texts), path in spelt if lp in texts]
+        after = [list(a) for a in dict.fromkeys(tuple(path[n:]) for (n, t), path in spelt if lp in t)]
         if not after:
             continue
-        n = min(MAX_TAIL, *(len(a) for a in after))
-        tail = tuple(frozenset().union(*(a[i] for a in after)) for i in range(n))
-        while tail and tail[-1] == _ALL:
-            tail = tail[:-1]
+        if len(after) == 1:
+            tail = tuple(after[0][:MAX_TAIL])
+        else:  # several ways on: what they share, byte by byte, up to a run
+            n = min(MAX_TAIL, *(len(a) for a in after))
+            n = next((i for i in range(n) if any(isinstance(a[i], Var) for a in after)), n)
+            tail = tuple(frozenset().union(*(a[i] for a in after)) for i in range(n))
+        tail = _trim(tail)
         if tail:
             tails.append((p, tail))
     return Shape(led=led, tails=tuple(tails))
