@@ -317,6 +317,9 @@ def _periodic(secret: bytes, literals: tuple[bytes, ...]) -> bool:
     """A filler, not a key: what follows the literal is one short unit repeated
     (``mg_live_`` padding, ``abab…``), at most half its length. A random body of 16 or
     more characters never is."""
+    n = len(secret)
+    if n < 16 or secret.find(secret[-4:], 0, n - 4) == -1:
+        return False  # a periodic body's last 4 bytes occur one period earlier
     body = next((secret[len(p) :] for p in literals if secret.startswith(p)), secret)
     n = len(body)
     if n < 16:
