@@ -111,6 +111,7 @@ class Engine:
         prefilter: str | None = None,
         regex_timeout: float = 2.0,
         now: float | None = None,
+        lookup_runs: bool = False,
     ) -> None:
         self.rules = list(rules)
         self.allowlist = allowlist or Allowlist()
@@ -118,6 +119,10 @@ class Engine:
         self.prefilter: Prefilter = make_prefilter(self.rules, prefilter)
         self.regex_timeout = regex_timeout
         self.now = now
+        # A key service is there to ask: a run-on mg_ candidate with no separator (low
+        # confidence) is kept for the lookup even when low confidence was not asked for;
+        # the caller shows it only if the key service knows it (scanner.cli).
+        self.lookup_runs = lookup_runs
         self.stats = EngineStats()
 
     def scan(self, data: bytes) -> list[Match]:
@@ -251,7 +256,7 @@ class Engine:
                     # KEY_old, KEY-backup, KEY followed by another key: the key, and
                     # the whole run looked up too (the key service decides).
                     run = secret + tail if len(tail) <= rule.run_max else None
-                elif len(tail) <= rule.run_max and self.low_confidence:
+                elif len(tail) <= rule.run_max and (self.low_confidence or self.lookup_runs):
                     run, confidence = secret + tail, "low"
                 else:
                     return None

@@ -637,7 +637,8 @@ def pattern_shape(pattern: str, prefixes: tuple[str, ...], insensitive: bool) ->
     tails = []
     for p in prefixes if led else ():
         lp = p.lower() if ci else p
-        after = [list(a) for a in dict.fromkeys(tuple(path[n:]) for (n, t), path in spelt if lp in t)]
+        ways = dict.fromkeys(tuple(path[n:]) for (n, t), path in spelt if lp in t)
+        after = [list(a) for a in ways]
         if not after:
             continue
         if len(after) == 1:

@@ -54,10 +54,12 @@ def build_engine(
     low_confidence: bool = False,
     rules: list[Rule] | None = None,
     confidence: str | None = None,
+    lookup_runs: bool = False,
 ) -> Engine:
     """The engine for a scan at ``confidence`` (``high`` when not given, ``low`` with
     ``low_confidence``): ``high`` runs the providers' rules, ``medium`` adds the
-    generic ones, ``low`` also keeps tokens whose checksum fails."""
+    generic ones, ``low`` also keeps tokens whose checksum fails. ``lookup_runs``: keep
+    low-confidence mg_ runs for the key service to decide (see Engine)."""
     level = confidence or ("low" if low_confidence else "high")
     if rules is None:
         rules = rules_for(config)
@@ -66,6 +68,7 @@ def build_engine(
         allowlist=Allowlist.from_strings(config.allowlist_regexes),
         low_confidence=level == "low",
         prefilter=config.prefilter,
+        lookup_runs=lookup_runs,
     )
 
 

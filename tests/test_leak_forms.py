@@ -150,15 +150,24 @@ def test_placeholders_are_never_findings(tmp_path: Path) -> None:
 # --- never drop a key ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prefilter", ["hyperscan", "python"])
-def test_a_key_behind_four_megabytes_of_prefix_padding_is_found(prefilter: str) -> None:
+@pytest.mark.parametrize(
+    ("prefilter", "form"),
+    [("hyperscan", "{key}{pad}"), ("hyperscan", "{pad}\n{key}\n{pad}"), ("python", "{key}{pad}")],
+)
+def test_a_key_behind_four_megabytes_of_prefix_padding_is_found(prefilter: str, form: str) -> None:
     key = mg_live()
-    pad = b"mg_live_" * (4 * 1024 * 1024 // 8)
+    pad = "mg_live_" * (4 * 1024 * 1024 // 8)
     eng = Engine(RULES, prefilter=prefilter)
-    for data in (key.encode() + pad, key.encode() + b"\n" + pad, pad + b" " + key.encode()):
-        assert [m.secret for m in eng.scan(data)] == [key.encode()]
-    assert eng.scan(pad[: 1024 * 1024]) == []
-    assert Engine(RULES, low_confidence=True, prefilter=prefilter).scan(pad[: 1024 * 1024]) == []
+    data = form.format(key=key, pad=pad).encode()
+    assert [m.secret for m in eng.scan(data)] == [key.encode()]
+    assert eng.stats.regex_timeouts == 0  # the pattern turns the padding down in one pass
+
+
+@pytest.mark.parametrize("prefilter", ["hyperscan", "python"])
+def test_a_megabyte_of_prefix_padding_alone_is_no_key(prefilter: str) -> None:
+    pad = b"mg_live_" * (1024 * 1024 // 8)
+    assert Engine(RULES, prefilter=prefilter).scan(pad) == []
+    assert Engine(RULES, low_confidence=True, prefilter=prefilter).scan(pad) == []
 
 
 def test_the_padding_case_through_the_cli(tmp_path: Path) -> None:
@@ -221,3 +230,23 @@ def test_run_on_key_is_revoked_end_to_end(keyservice, tmp_path: Path) -> None:  
         hashes = [sha(key), sha(legacy_run)]
         matches = http.post("/v1/keys/lookup", json={"hashes": hashes}).json()["matches"]
     assert {m["status"] for m in matches} == {"revoked"} and len(matches) == 2
+
+
+def test_a_low_confidence_run_is_looked_up_when_a_key_service_is_configured(  # type: ignore[no-untyped-def]
+    keyservice,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # The default scan (no --low-confidence) asks the key service about a 33-64
+    # character run too: the one it knows is shown and revoked, the other stays hidden.
+    ks = keyservice
+    known = mg_live() + "Q" + mg_live()[8:18]  # 43 body characters, no separator
+    legacy_id = plant_legacy_key(ks, known)
+    stranger = mg_live() + "Z" + mg_live()[8:18]
+    (tmp_path / "legacy.env").write_text(f"OLD={known}\nOTHER={stranger}\n")
+    env = {"KEYSWEEP_KEYSERVICE_URL": ks.url, "KEYSWEEP_KEYSERVICE_TOKEN": ks.token}
+    (f,) = keysweep(str(tmp_path), "--no-history", "--revoke", "--no-notify", env=env)
+    assert (f["secret_sha256"], f["run_sha256"]) == (sha(known[:40]), sha(known))
+    assert f["confidence"] == "low"
+    assert (f["keyservice"]["key_id"], f["keyservice"]["action"]) == (legacy_id, "revoked")
+    # Without a key service the same scan shows neither.
+    assert keysweep(str(tmp_path), "--no-history") == []
