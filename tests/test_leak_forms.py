@@ -51,6 +51,7 @@ ESCAPES = [
     ("html-quot", "<div data-cfg=\"{&quot;key&quot;:&quot;", '&quot;}"></div>'),
     ("html-numeric", "<input value=&#34;", "&#34;>"),
     ("c-hex-escape", 'char *k = "\\x3d', '";'),
+    ("c-octal-escape", 'printf("k\\075', '");'),
     ("json-escaped-slash", '{"u": "https:\\/\\/', '"}'),
     ("carriage-return", 'log("x\\r', '")'),
 ]
@@ -94,6 +95,19 @@ def test_the_escape_boundary_is_decided_once_for_every_rule() -> None:
         assert [m.rule.id for m in found] == ["acme", "imported"], before
     # A letter or digit before the literal is still no boundary.
     assert eng.scan(f"xacme_{value} 9zz_{value}".encode()) == []
+
+
+def test_near_misses_never_reach_stage_2() -> None:
+    # Stage 1 checks what a literal-led rule requires after its literal: text dense
+    # with near misses makes no window at all for these rules.
+    near = b"".join(
+        b"x mg_live_" + mg_live()[8:28].encode() + b" AKIA" + b"ABCDEFGHJK" + b" eyJhbGciOi x"
+        for _ in range(2000)
+    )
+    for prefilter in ("hyperscan", "python"):
+        eng = Engine(RULES, prefilter=prefilter)
+        hit = {eng.rules[i].id for i in eng.prefilter.regions(near)}
+        assert not hit & {"mg-live-key", "aws-access-key-id", "jwt"}, (prefilter, hit)
 
 
 # --- the mg_ format, exactly -------------------------------------------------------
