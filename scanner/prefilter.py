@@ -113,22 +113,31 @@ def collect_literals(rules: Sequence[Rule], tails: bool = True) -> list[Literal]
     ]
 
 
-class _RegionBuilder:
-    """Merges hits into per-rule windows as they arrive (bounded memory)."""
+class _Plan:
+    """Per-rule window sizes, computed once per prefilter (not once per scanned block)."""
 
-    __slots__ = ("after", "anchored", "before", "open", "regions", "size")
-
-    def __init__(self, rules: Sequence[Rule], size: int) -> None:
+    def __init__(self, rules: Sequence[Rule]) -> None:
         # A rule led by its literal (Rule.shape) needs no bytes before a hit in its window
         # (its boundary look-behind reads them in place); overlapping hits merge.
         self.before = [0 if r.shape.led else r.before for r in rules]
         self.after = [r.max_length + LOOKAHEAD_MARGIN for r in rules]
         self.anchored = [r.anchored for r in rules]
+        self.bare = [i for i, r in enumerate(rules) if not r.prefixes]
+
+
+class _RegionBuilder:
+    """Merges hits into per-rule windows as they arrive (bounded memory)."""
+
+    __slots__ = ("after", "anchored", "before", "open", "regions", "size")
+
+    def __init__(self, rules: Sequence[Rule], size: int, plan: _Plan | None = None) -> None:
+        plan = plan or _Plan(rules)
+        self.before, self.after, self.anchored = plan.before, plan.after, plan.anchored
         self.open: dict[int, list[int]] = {}
         self.regions: Regions = {}
         self.size = size
-        for i, r in enumerate(rules):
-            if not r.prefixes and size:
+        if size:
+            for i in plan.bare:
                 self.regions[i] = [(0, size)]  # no literal: stage 2 searches everything
 
     def add(self, rule: int, start: int) -> None:
@@ -176,6 +185,7 @@ class PythonPrefilter:
         import re
 
         self.rules = rules
+        self.plan = _Plan(rules)
         # One automaton entry per distinct literal; each holds (tail regex or None, rules).
         by_text: dict[tuple[bytes, bool], list[tuple[re.Pattern[bytes] | None, tuple[int, ...]]]]
         by_text = {}
@@ -229,7 +239,7 @@ class PythonPrefilter:
     def regions(self, data: bytes) -> Regions:
         hits = self._hits(data)
         hits.sort()
-        builder = _RegionBuilder(self.rules, len(data))
+        builder = _RegionBuilder(self.rules, len(data), self.plan)
         for start, rule in hits:
             builder.add(rule, start)
         return builder.finish()
@@ -243,6 +253,7 @@ class HyperscanPrefilter:
 
         self._hs = hyperscan
         self.rules = rules
+        self.plan = _Plan(rules)
         self.literals = collect_literals(rules)
         self.lengths = [lit.width for lit in self.literals]
         self._local = threading.local()
@@ -272,7 +283,7 @@ class HyperscanPrefilter:
     def regions(self, data: bytes) -> Regions:
         if not data:
             return {}
-        builder = _RegionBuilder(self.rules, len(data))
+        builder = _RegionBuilder(self.rules, len(data), self.plan)
         if self.db is None:
             return builder.finish()
         lengths = self.lengths

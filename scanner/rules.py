@@ -576,6 +576,39 @@ def _paths(items: list[Any], ci: bool, rest: list[Any]) -> list[tuple[list[Any],
     return [(out, False)]
 
 
+# Syntax the ``regex`` module (VERSION1) reads otherwise than Python's parser: set
+# operations and nested sets, properties, branch reset, fuzzy and other flags. A
+# pattern using one gets no shape (slower, never wrong).
+_REGEX_ONLY = (
+    "--",
+    "&&",
+    "||",
+    "~~",
+    "[[",
+    "\\p",
+    "\\P",
+    "\\N",
+    "\\X",
+    "\\L<",
+    "\\m",
+    "\\M",
+    "\\G",
+    "\\K",
+    "(?|",
+    "(?r",
+    "(?f",
+    "(?V",
+    "(?e",
+    "(?b",
+    "(?w",
+    "(?(",
+    "{e",
+    "{i",
+    "{d",
+    "{s",
+)
+
+
 def _trim(tail: tuple[Any, ...]) -> Tail:
     """No trailing byte that could be anything, and a trailing run becomes its minimum
     (so stage 1 reports a match once, where that minimum ends)."""
@@ -599,7 +632,7 @@ def pattern_shape(pattern: str, prefixes: tuple[str, ...], insensitive: bool) ->
     from re import _constants as c
     from re import _parser
 
-    if not prefixes:
+    if not prefixes or any(v in pattern for v in _REGEX_ONLY):
         return Shape()
     try:
         parsed = _parser.parse(pattern, 0)
