@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from re import _constants as _sre
 from typing import TYPE_CHECKING, Any
 
 from scanner.checksums import SCHEMES
@@ -175,7 +176,8 @@ class Rule:
 
     @cached_property
     def shape(self) -> Shape:
-        return pattern_shape(escape_aware(self.pattern_text), self.prefixes, self.case_insensitive)
+        # The escape-aware boundary adds zero-width alternatives only: the same shape.
+        return pattern_shape(self.pattern_text, self.prefixes, self.case_insensitive)
 
     @cached_property
     def run_separator(self) -> regex.Pattern[bytes] | None:
@@ -433,7 +435,7 @@ def load_rules(
 
 # --- a pattern's shape: where its matches start, and what must follow the literal ------
 
-MAX_TAIL = 24  # byte classes after a literal that stage 1 checks (enough to reject near misses)
+MAX_TAIL = 12  # byte classes after a literal that stage 1 checks (enough to reject near misses)
 MAX_PATHS = 64  # alternatives followed through leading alternations
 _ALL = frozenset(range(256))
 
@@ -481,7 +483,7 @@ def _fold(chars: frozenset[int], ci: bool) -> frozenset[int]:
 
 
 def _class_set(items: list[Any], ci: bool) -> frozenset[int]:
-    from re import _constants as c
+    c = _sre
 
     negate = False
     out: set[int] = set()
@@ -512,7 +514,7 @@ def _class_set(items: list[Any], ci: bool) -> frozenset[int]:
 
 def _one(op: Any, av: Any, ci: bool) -> frozenset[int] | None:
     """The byte set of a one-character item, or None."""
-    from re import _constants as c
+    c = _sre
 
     if op is c.LITERAL:
         return _fold(frozenset([av]), ci) if av < 256 else frozenset()
@@ -525,15 +527,17 @@ def _one(op: Any, av: Any, ci: bool) -> frozenset[int] | None:
     return None
 
 
-def _paths(items: list[Any], ci: bool, rest: list[Any]) -> list[tuple[list[Any], bool]]:
+def _paths(
+    items: list[Any], ci: bool, rest: list[Any], limit: int = 48
+) -> list[tuple[list[Any], bool]]:
     """Every way the pattern can start, as byte sets (cut at MAX_TAIL after the longest
     literal), each with whether the walk was cut short by a construct it does not follow."""
-    from re import _constants as c
+    c = _sre
 
     seq = list(items) + list(rest)
     out: list[Any] = []
     for i, (op, av) in enumerate(seq):
-        if len(out) >= 48:
+        if len(out) >= limit:
             return [(out, True)]
         if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
             continue  # zero-width
@@ -544,7 +548,7 @@ def _paths(items: list[Any], ci: bool, rest: list[Any]) -> list[tuple[list[Any],
         if op is c.SUBPATTERN:
             _group, add, _del, sub = av
             inner_ci = ci or bool(add & c.SRE_FLAG_IGNORECASE)
-            tails = _paths(list(sub), inner_ci, [])
+            tails = _paths(list(sub), inner_ci, [], limit - len(out))
             if len(tails) != 1:
                 return [(out + t, True) for t, _ in tails]
             t, cut = tails[0]
@@ -558,7 +562,7 @@ def _paths(items: list[Any], ci: bool, rest: list[Any]) -> list[tuple[list[Any],
                 return [(out, True)]
             found = []
             for alt in alternatives:
-                for t, cut in _paths(list(alt), ci, seq[i + 1 :]):
+                for t, cut in _paths(list(alt), ci, seq[i + 1 :], limit - len(out)):
                     found.append((out + t, cut))
             return found[:MAX_PATHS] if len(found) <= MAX_PATHS else [(out, True)]
         if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
@@ -568,7 +572,7 @@ def _paths(items: list[Any], ci: bool, rest: list[Any]) -> list[tuple[list[Any],
             if one is None:
                 return [(out, True)]
             if hi == lo:
-                out.extend([one] * min(lo, 48))
+                out.extend([one] * min(lo, limit))
             else:
                 out.append(Var(one, lo, None if hi > 64 else hi))
             continue
@@ -637,7 +641,8 @@ def pattern_shape(pattern: str, prefixes: tuple[str, ...], insensitive: bool) ->
     try:
         parsed = _parser.parse(pattern, 0)
         ci = insensitive or bool(parsed.state.flags & c.SRE_FLAG_IGNORECASE)
-        paths = _paths(list(parsed), ci, [])
+        longest = max(len(p.encode("latin-1", "replace")) for p in prefixes)
+        paths = _paths(list(parsed), ci, [], longest + MAX_TAIL + 1)
     except Exception:  # a construct Python's parser does not know: no shape
         return Shape()
     lits = [p.lower() if ci else p for p in prefixes]
