@@ -260,9 +260,9 @@ class Engine:
                     run, confidence = secret + tail, "low"
                 else:
                     return None
-        if _periodic(secret, rule.literal_bytes):
-            self.stats.placeholders += 1
-            return None
+            if _periodic(secret, rule.literal_bytes):  # padding, a repeated filler
+                self.stats.placeholders += 1
+                return None
         if rule.checksum is not None and not SCHEMES[rule.checksum][0](secret.decode("latin-1")):
             if not self.low_confidence:
                 return None
