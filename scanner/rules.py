@@ -435,7 +435,7 @@ def load_rules(
 
 # --- a pattern's shape: where its matches start, and what must follow the literal ------
 
-MAX_TAIL = 12  # byte classes after a literal that stage 1 checks (enough to reject near misses)
+MAX_TAIL = 24  # byte classes after a literal that stage 1 checks (enough to reject near misses)
 MAX_PATHS = 64  # alternatives followed through leading alternations
 _ALL = frozenset(range(256))
 
