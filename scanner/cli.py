@@ -536,7 +536,10 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     if config.origin:
         log.info("config: %s", config.origin)
     confidence = "low" if args.low_confidence else args.confidence
-    engine = build_engine(config, confidence=confidence)
+    # With a key service to ask, a low-confidence mg_ run is looked up anyway (a hash
+    # lookup costs nothing); cmd_scan shows it only when the service knows it.
+    url, token = config.keyservice()
+    engine = build_engine(config, confidence=confidence, lookup_runs=bool(url and token))
     baseline = (
         None
         if getattr(args, "no_baseline", False)
@@ -803,12 +806,23 @@ def resolve_act_notify(findings: list, config, args: argparse.Namespace) -> tupl
     return problems, outcomes
 
 
+def _shown(f, outcomes: dict) -> bool:  # type: ignore[no-untyped-def,type-arg]
+    """Low confidence not asked for: a low-confidence finding here is an mg_ run kept
+    only to be looked up; it is shown when the key service knows it."""
+    if f.confidence != "low":
+        return True
+    o = outcomes.get(f.fingerprint)
+    return o is not None and o.action != "unknown"
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     run = run_scan(args)
     result, rules, config = run.result, run.rules, run.config
     if args.redact is not None:
         _apply_redaction(result.findings, rules, args.redact)
     problems, outcomes = resolve_act_notify(result.findings, config, args)
+    if not (args.low_confidence or args.confidence == "low"):
+        result.findings = [f for f in result.findings if _shown(f, outcomes)]
     report_outcomes = {fp: o.as_dict() for fp, o in outcomes.items()}
     to_stdout = args.output in (None, "-")
     with _output(args.output, binary_safe=args.format != "text") as out:

@@ -38,6 +38,7 @@ ALLOW_MARKERS: tuple[bytes, ...] = (
 )
 ALLOW_CONTEXT = 4096  # how far along a line to look for an allow marker
 ANCHORED_NO_TIMEOUT = 2048  # bytes: a shipped anchored rule's window this short needs no timeout
+SPLIT_TIMEOUTS = 16  # a timed-out window's hits confirmed alone: at most this many more timeouts
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Match:
     companion: bytes | None = None
     entropy: float | None = None  # bits per character, where the rule measured it
     decoded: str | None = None  # how the secret was decoded, outermost first: "percent>base64"
+    # A run-on key (the mg_ format's KEY_old, KEY-backup): the whole run, looked up
+    # beside the secret (the 32-character key); None when nothing ran on.
+    run: bytes | None = None
 
 
 @dataclass
@@ -121,6 +125,7 @@ class Engine:
         regex_timeout: float = 2.0,
         now: float | None = None,
         honour_allow: bool = True,
+        lookup_runs: bool = False,
     ) -> None:
         """``honour_allow=False``: inline allow comments (``keysweep:allow``,
         ``gitleaks:allow``, ...) decide nothing, and ``scanner.scan`` also leaves out the
@@ -135,6 +140,10 @@ class Engine:
         self.regex_timeout = regex_timeout
         self.now = now
         self.honour_allow = honour_allow
+        # A key service is there to ask: a run-on mg_ candidate with no separator (low
+        # confidence) is kept for the lookup even when low confidence was not asked for;
+        # the caller shows it only if the key service knows it (scanner.cli).
+        self.lookup_runs = lookup_runs
         self.stats = EngineStats()
 
     def scan(self, data: bytes) -> list[Match]:
@@ -152,40 +161,105 @@ class Engine:
         return out if len(out) < 2 else _settle(out)
 
     def _confirm(self, rule: Rule, data: bytes, lo: int, hi: int) -> Iterable[Match]:
-        try:
-            if rule.anchored:  # one try where the literal starts (see Rule.anchored)
-                # A shipped anchored rule reads a window of a few hundred bytes from one
-                # start, and tests/test_rules.py proves each pattern linear on hostile
-                # input; the regex module's timeout costs ~4 us a call, more than the
-                # match itself, so it guards only long windows and user rules.
-                timeout = (
-                    None
-                    if hi - lo <= ANCHORED_NO_TIMEOUT and rule.origin.startswith("scanner/rules/")
-                    else self.regex_timeout
-                )
+        shipped = rule.origin.startswith("scanner/rules/")
+        if rule.anchored:
+            # One try where the literal starts (see Rule.anchored). A shipped rule reads a
+            # window of a few hundred bytes from one start, and tests/test_rules.py
+            # proves each such pattern linear on hostile input; the regex module's
+            # timeout costs ~4 us a call, more than the match itself, so it guards only
+            # long windows and user rules.
+            timeout = None if hi - lo <= ANCHORED_NO_TIMEOUT and shipped else self.regex_timeout
+            try:
                 one = rule.pattern.match(data, lo, hi, timeout=timeout)
-                found = [one] if one is not None else []
-            else:
-                found = list(rule.pattern.finditer(data, lo, hi, timeout=self.regex_timeout))
-        except TimeoutError:
-            self.stats.regex_timeouts += 1
-            return
+            except TimeoutError:
+                self.stats.regex_timeouts += 1
+                return
+            found = [one] if one is not None else []
+        else:
+            # A window around one hit, or hits close together merged, searched once. A
+            # shipped rule led by its literal (Shape.led) is linear from each start
+            # (tests/test_rules.py), so a short window needs no timeout either.
+            timeout = (
+                None
+                if rule.shape.led and shipped and hi - lo <= ANCHORED_NO_TIMEOUT
+                else self.regex_timeout
+            )
+            try:
+                found = list(rule.pattern.finditer(data, lo, hi, timeout=timeout))
+            except TimeoutError:
+                # Never drop a window: confirm each prefix hit in it alone, bounded.
+                self.stats.regex_timeouts += 1
+                yield from self._confirm_each_hit(rule, data, lo, hi)
+                return
+        yield from self._accept(rule, data, found, hi)
+
+    def _accept(
+        self, rule: Rule, data: bytes, found: Iterable[regex.Match[bytes]], hi: int
+    ) -> Iterable[Match]:
         size = len(data)
         for m in found:
             if m.end() >= hi - 1 and hi < size:
                 # The window cut the match short: look again with the real bytes after it.
-                longer = rule.pattern.match(
-                    data,
-                    m.start(),
-                    min(size, m.start() + rule.max_length + LOOKAHEAD_MARGIN * 4),
-                    timeout=self.regex_timeout,
-                )
+                try:
+                    longer = rule.pattern.match(
+                        data,
+                        m.start(),
+                        min(size, m.start() + rule.max_length + LOOKAHEAD_MARGIN * 4),
+                        timeout=self.regex_timeout,
+                    )
+                except TimeoutError:
+                    self.stats.regex_timeouts += 1
+                    longer = None
                 if longer is None:
                     continue
                 m = longer
             match = self._filter(rule, data, m)
             if match is not None:
                 yield match
+
+    def _confirm_each_hit(self, rule: Rule, data: bytes, lo: int, hi: int) -> Iterable[Match]:
+        """A window whose search timed out (10 MB of ``mg_live_`` merged into one, or a
+        user's pattern backtracking on hostile bytes): each prefix hit in it gets its own
+        small window, ``before`` + ``max_length`` around it, searched alone. Work stays
+        linear in the window (hits x a bounded window), the whole pass is capped at
+        ``SPLIT_TIMEOUTS`` timeouts, and each small window that still times out (or is
+        left after the cap) is counted. Only a user's rule can time out on a small window:
+        the shipped ones are linear from each start (tests/test_rules.py)."""
+        hay = data[lo:hi].lower() if rule.case_insensitive else data[lo:hi]
+        starts: set[int] = set()
+        for lit in rule.literal_bytes:
+            lit = lit.lower() if rule.case_insensitive else lit
+            pos = hay.find(lit)
+            while pos != -1:
+                starts.add(lo + pos)
+                pos = hay.find(lit, pos + 1)
+        budget = SPLIT_TIMEOUTS
+        seen: set[tuple[int, int]] = set()
+        after = rule.max_length + LOOKAHEAD_MARGIN
+        for n, start in enumerate(sorted(starts)):
+            if budget <= 0:
+                self.stats.regex_timeouts += len(starts) - n  # left unconfirmed: counted
+                return
+            a, b = max(lo, start - rule.before), min(len(data), start + after)
+            shipped = rule.origin.startswith("scanner/rules/")
+            try:
+                if rule.shape.led:  # its matches start at a hit: one try there
+                    one = rule.pattern.match(
+                        data, start, b, timeout=None if shipped else self.regex_timeout
+                    )
+                    found = [one] if one is not None and one.span() not in seen else []
+                else:
+                    found = [
+                        m
+                        for m in rule.pattern.finditer(data, a, b, timeout=self.regex_timeout)
+                        if m.span() not in seen
+                    ]
+            except TimeoutError:
+                self.stats.regex_timeouts += 1
+                budget -= 1
+                continue
+            seen.update(m.span() for m in found)
+            yield from self._accept(rule, data, found, b)
 
     def _filter(self, rule: Rule, data: bytes, m: regex.Match[bytes]) -> Match | None:
         self.stats.candidates += 1
@@ -195,6 +269,21 @@ class Engine:
             return None
         start, end = m.span(g)
         confidence = rule.confidence
+        run = None
+        if rule.run_separator is not None:
+            tail = m.group("run")
+            if tail:
+                if rule.run_separator.match(tail) is not None:
+                    # KEY_old, KEY-backup, KEY followed by another key: the key, and
+                    # the whole run looked up too (the key service decides).
+                    run = secret + tail if len(tail) <= rule.run_max else None
+                elif len(tail) <= rule.run_max and (self.low_confidence or self.lookup_runs):
+                    run, confidence = secret + tail, "low"
+                else:
+                    return None
+            if _periodic(secret, rule.literal_bytes):  # padding, a repeated filler
+                self.stats.placeholders += 1
+                return None
         if rule.checksum is not None and not SCHEMES[rule.checksum][0](secret.decode("latin-1")):
             if not self.low_confidence:
                 return None
@@ -247,7 +336,7 @@ class Engine:
                 best = None
             if best is not None:
                 companion = best.group(1 if best.re.groups else 0)
-        return Match(rule, start, end, secret, confidence, expires_at, companion, entropy)
+        return Match(rule, start, end, secret, confidence, expires_at, companion, entropy, run)
 
     def _has_context(self, rule: Rule, data: bytes, start: int, end: int) -> bool:
         """The rule's context regex near the secret, under the regex timeout. A context
@@ -269,6 +358,25 @@ class Engine:
     def is_expired(self, match: Match) -> bool:
         now = self.now if self.now is not None else time.time()
         return match.expires_at is not None and match.expires_at < now
+
+
+def _periodic(secret: bytes, literals: tuple[bytes, ...]) -> bool:
+    """A filler, not a key: what follows the literal is one short unit repeated
+    (``mg_live_`` padding, ``abab…``), at most half its length. A random body of 16 or
+    more characters never is."""
+    n = len(secret)
+    if n < 16 or secret.find(secret[-4:], 0, n - 4) == -1:
+        return False  # a periodic body's last 4 bytes occur one period earlier
+    body = next((secret[len(p) :] for p in literals if secret.startswith(p)), secret)
+    n = len(body)
+    if n < 16:
+        return False
+    pos = body.find(body[:4], 1, n // 2 + 4)
+    while pos != -1 and pos <= n // 2:
+        if body[pos:] == body[: n - pos]:
+            return True
+        pos = body.find(body[:4], pos + 1, n // 2 + 4)
+    return False
 
 
 def _settle(matches: list[Match]) -> list[Match]:

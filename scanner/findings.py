@@ -105,6 +105,9 @@ class Finding:
     expires_at: int | None = None
     expired: bool = False
     companion_sha256: str | None = None
+    # A run-on mg_ key (KEY_old, KEY-backup): the SHA-256 of the whole run, looked up
+    # beside ``secret_sha256``; the key service's answer decides which one is the key.
+    run_sha256: str | None = None
     occurrences: int = 1
     locations: list[Location] = field(default_factory=list)
     entropy: float | None = None  # bits per character of the secret, where the rule computed it
@@ -134,6 +137,8 @@ class Finding:
             d["expired"] = self.expired
         if self.companion_sha256:
             d["companion_sha256"] = self.companion_sha256
+        if self.run_sha256:
+            d["run_sha256"] = self.run_sha256
         if self.entropy is not None:
             d["entropy"] = round(self.entropy, 3)
         if self.tags:
@@ -161,6 +166,7 @@ def finding_from_dict(d: dict[str, Any]) -> Finding:
         expires_at=d.get("expires_at"),
         expired=bool(d.get("expired", False)),
         companion_sha256=d.get("companion_sha256"),
+        run_sha256=d.get("run_sha256"),
         occurrences=int(d.get("occurrences", 1)),
         locations=[Location.from_dict(x) for x in d.get("locations", [])] or [location],
         entropy=d.get("entropy"),
@@ -198,6 +204,7 @@ class FindingSet:
                     and match.expires_at < self.expired_before
                 ),
                 companion_sha256=sha256_hex(match.companion) if match.companion else None,
+                run_sha256=sha256_hex(match.run) if match.run else None,
                 locations=[location],
                 tags=list(rule.tags),
                 entropy=match.entropy
@@ -209,6 +216,8 @@ class FindingSet:
             return finding
         first_order, finding = entry
         finding.occurrences += 1
+        if finding.run_sha256 is None and match.run:
+            finding.run_sha256 = sha256_hex(match.run)  # the key written once as KEY_old
         if len(finding.locations) < MAX_LOCATIONS and location not in finding.locations:
             finding.locations.append(location)
         if order < first_order:

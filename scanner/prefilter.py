@@ -27,7 +27,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scanner.rules import Rule
+from scanner.rules import Rule, Tail, Var
 
 # Room after the longest match so a pattern's trailing look-ahead sees real bytes.
 LOOKAHEAD_MARGIN = 64
@@ -40,18 +40,89 @@ class Literal:
     text: bytes
     caseless: bool
     rules: tuple[int, ...]
+    tail: bytes = b""  # a regex of the byte classes that must follow (Rule.shape), or b""
+    # len(text) + the tail's length (hits are reported by where they end); 0 when the
+    # tail's length varies: hyperscan then reports where the match starts (SOM)
+    width: int = 0
 
 
-def collect_literals(rules: Sequence[Rule]) -> list[Literal]:
-    by_key: dict[tuple[bytes, bool], list[int]] = {}
+def byte_class(chars: frozenset[int]) -> bytes:
+    """A regex character class of these bytes (ranges written as \\xHH)."""
+    out, run = [], []
+    for b in sorted(chars):
+        if run and b == run[-1] + 1:
+            run.append(b)
+            continue
+        if run:
+            out.append((run[0], run[-1]))
+        run = [b]
+    if run:
+        out.append((run[0], run[-1]))
+    text = "".join(f"\\x{a:02x}" if a == z else f"\\x{a:02x}-\\x{z:02x}" for a, z in out)
+    return f"[{text}]".encode()
+
+
+def tail_regex(tail: Tail) -> bytes:
+    """The tail as a regex both hyperscan and Python's ``re`` read the same way."""
+    parts: list[tuple[bytes, int]] = []
+    out = b""
+    for item in tail:
+        if isinstance(item, Var):
+            out += _runs(parts)
+            parts = []
+            hi = b"" if item.hi is None else b"%d" % item.hi
+            out += byte_class(item.chars) + b"{%d,%s}" % (item.lo, hi)
+            continue
+        cls = byte_class(item)
+        if parts and parts[-1][0] == cls:
+            parts[-1] = (cls, parts[-1][1] + 1)
+        else:
+            parts.append((cls, 1))
+    return out + _runs(parts)
+
+
+def _runs(parts: list[tuple[bytes, int]]) -> bytes:
+    return b"".join(cls if n == 1 else cls + b"{%d}" % n for cls, n in parts)
+
+
+def tail_width(tail: Tail) -> int | None:
+    """How many bytes the tail matches, or None when it has a run of varying length."""
+    if any(isinstance(t, Var) for t in tail):
+        return None
+    return len(tail)
+
+
+def collect_literals(rules: Sequence[Rule], tails: bool = True) -> list[Literal]:
+    """One entry per distinct literal, shared by the rules that use it; with ``tails``, a
+    rule whose pattern requires byte classes right after a literal gets its own entry,
+    literal + tail (``Rule.shape``): stage 1 then rejects near misses by itself."""
+    by_key: dict[tuple[bytes, bool, bytes], list[int]] = {}
+    widths: dict[tuple[bytes, bool, bytes], int] = {}
     for i, rule in enumerate(rules):
+        shape = rule.shape if tails else None
         for p in rule.prefixes:
-            key = (
-                p.lower().encode() if rule.case_insensitive else p.encode(),
-                rule.case_insensitive,
-            )
+            tail = shape.tail(p) if shape is not None else ()
+            text = p.lower().encode() if rule.case_insensitive else p.encode()
+            key = (text, rule.case_insensitive, tail_regex(tail) if tail else b"")
             by_key.setdefault(key, []).append(i)
-    return [Literal(t, c, tuple(sorted(set(ids)))) for (t, c), ids in by_key.items()]
+            w = tail_width(tail)
+            widths[key] = 0 if w is None else len(text) + w
+    return [
+        Literal(t, c, tuple(sorted(set(ids))), tail, widths[(t, c, tail)])
+        for (t, c, tail), ids in by_key.items()
+    ]
+
+
+class _Plan:
+    """Per-rule window sizes, computed once per prefilter (not once per scanned block)."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        # A rule led by its literal (Rule.shape) needs no bytes before a hit in its window
+        # (its boundary look-behind reads them in place); overlapping hits merge.
+        self.before = [0 if r.shape.led else r.before for r in rules]
+        self.after = [r.max_length + LOOKAHEAD_MARGIN for r in rules]
+        self.anchored = [r.anchored for r in rules]
+        self.bare = [i for i, r in enumerate(rules) if not r.prefixes]
 
 
 class _RegionBuilder:
@@ -59,15 +130,14 @@ class _RegionBuilder:
 
     __slots__ = ("after", "anchored", "before", "open", "regions", "size")
 
-    def __init__(self, rules: Sequence[Rule], size: int) -> None:
-        self.before = [r.before for r in rules]
-        self.after = [r.max_length + LOOKAHEAD_MARGIN for r in rules]
-        self.anchored = [r.anchored for r in rules]
+    def __init__(self, rules: Sequence[Rule], size: int, plan: _Plan | None = None) -> None:
+        plan = plan or _Plan(rules)
+        self.before, self.after, self.anchored = plan.before, plan.after, plan.anchored
         self.open: dict[int, list[int]] = {}
         self.regions: Regions = {}
         self.size = size
-        for i, r in enumerate(rules):
-            if not r.prefixes and size:
+        if size:
+            for i in plan.bare:
                 self.regions[i] = [(0, size)]  # no literal: stage 2 searches everything
 
     def add(self, rule: int, start: int) -> None:
@@ -112,8 +182,18 @@ class PythonPrefilter:
     name = "python"
 
     def __init__(self, rules: Sequence[Rule]) -> None:
+        import re
+
         self.rules = rules
-        self.literals = collect_literals(rules)
+        self.plan = _Plan(rules)
+        # One automaton entry per distinct literal; each holds (tail regex or None, rules).
+        by_text: dict[tuple[bytes, bool], list[tuple[re.Pattern[bytes] | None, tuple[int, ...]]]]
+        by_text = {}
+        for lit in collect_literals(rules):
+            tail = re.compile(lit.tail) if lit.tail else None
+            by_text.setdefault((lit.text, lit.caseless), []).append((tail, lit.rules))
+        self.literals = [Literal(t, c, ()) for t, c in by_text]
+        self.tails = list(by_text.values())
         self.any_caseless = any(lit.caseless for lit in self.literals)
         self._automata: tuple[object, object] | None = None
         try:
@@ -131,6 +211,7 @@ class PythonPrefilter:
     def _hits(self, data: bytes) -> list[tuple[int, int]]:
         hits: list[tuple[int, int]] = []  # (start, rule)
         literals = self.literals
+        tails = self.tails
         if self._automata is not None:
             text = data.decode("latin-1")
             for automaton, hay in zip(
@@ -139,23 +220,26 @@ class PythonPrefilter:
                 if not len(automaton):  # type: ignore[arg-type]
                     continue
                 for end, i in automaton.iter(hay):  # type: ignore[attr-defined]
-                    lit = literals[i]
-                    hits.extend((end + 1 - len(lit.text), r) for r in lit.rules)
+                    for tail, rules in tails[i]:
+                        if tail is None or tail.match(data, end + 1):
+                            hits.extend((end + 1 - len(literals[i].text), r) for r in rules)
             return hits
         lowered = data.lower() if self.any_caseless else data
-        for lit in literals:
+        for i, lit in enumerate(literals):
             hay = lowered if lit.caseless else data
             find = hay.find
             pos = find(lit.text)
             while pos != -1:
-                hits.extend((pos, r) for r in lit.rules)
+                for tail, rules in tails[i]:
+                    if tail is None or tail.match(data, pos + len(lit.text)):
+                        hits.extend((pos, r) for r in rules)
                 pos = find(lit.text, pos + 1)
         return hits
 
     def regions(self, data: bytes) -> Regions:
         hits = self._hits(data)
         hits.sort()
-        builder = _RegionBuilder(self.rules, len(data))
+        builder = _RegionBuilder(self.rules, len(data), self.plan)
         for start, rule in hits:
             builder.add(rule, start)
         return builder.finish()
@@ -169,19 +253,25 @@ class HyperscanPrefilter:
 
         self._hs = hyperscan
         self.rules = rules
+        self.plan = _Plan(rules)
         self.literals = collect_literals(rules)
-        self.lengths = [len(lit.text) for lit in self.literals]
+        self.lengths = [lit.width for lit in self.literals]
         self._local = threading.local()
         self.db = None
         if not self.literals:
             return
         self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self.db.compile(
-            expressions=[lit.text for lit in self.literals],
+            expressions=[
+                b"".join(b"\\x%02x" % b for b in lit.text) + lit.tail for lit in self.literals
+            ],
             ids=list(range(len(self.literals))),
             elements=len(self.literals),
-            flags=[hyperscan.HS_FLAG_CASELESS if lit.caseless else 0 for lit in self.literals],
-            literal=True,
+            flags=[
+                (hyperscan.HS_FLAG_CASELESS if lit.caseless else 0)
+                | (hyperscan.HS_FLAG_SOM_LEFTMOST if not lit.width else 0)
+                for lit in self.literals
+            ],
         )
 
     def _scratch(self) -> object:
@@ -193,7 +283,7 @@ class HyperscanPrefilter:
     def regions(self, data: bytes) -> Regions:
         if not data:
             return {}
-        builder = _RegionBuilder(self.rules, len(data))
+        builder = _RegionBuilder(self.rules, len(data), self.plan)
         if self.db is None:
             return builder.finish()
         lengths = self.lengths
@@ -201,7 +291,8 @@ class HyperscanPrefilter:
         add = builder.add
 
         def on_match(lit: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-            start = to - lengths[lit]
+            width = lengths[lit]
+            start = to - width if width else _from
             for rule in literals[lit].rules:
                 add(rule, start)
 

@@ -78,11 +78,20 @@ class Owned:
 def resolve(
     findings: list[Finding], client: KeyServiceClient, cache: NegativeCache | None = None
 ) -> list[Owned]:
+    """A run-on key (``run_sha256``: KEY_old, KEY-backup) is asked about twice in the
+    same batch, as the key and as the whole run; the service's answer decides: a record
+    for the run's hash means the run is the key (its key_id is the one acted on)."""
     ours = [f for f in findings if f.owner == "keyservice"]
-    hashes = sorted({f.secret_sha256 for f in ours})
+    hashes = sorted({h for f in ours for h in (f.secret_sha256, f.run_sha256) if h})
     skip = cache.known_unknown(hashes) if cache is not None else set()
     ask = [h for h in hashes if h not in skip]
     records = client.lookup(ask) if ask else {}
     if cache is not None:
         cache.remember_unknown(h for h in ask if h not in records)
-    return [Owned(f, records.get(f.secret_sha256)) for f in ours]
+    return [Owned(f, _record(f, records)) for f in ours]
+
+
+def _record(f: Finding, records: dict[str, KeyRecord]) -> KeyRecord | None:
+    if f.run_sha256 and f.run_sha256 in records:
+        return records[f.run_sha256]
+    return records.get(f.secret_sha256)

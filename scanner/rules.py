@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from re import _constants as _sre
 from typing import TYPE_CHECKING, Any
 
 from scanner.checksums import SCHEMES
@@ -53,6 +54,31 @@ def expand_macros(pattern: str) -> str:
     for name, text in PATTERN_MACROS.items():
         pattern = pattern.replace(name, text)
     return pattern
+
+
+# What may stand right before a key as the end of an escape sequence: a key written in
+# a JSON or JavaScript string after "\n", "\t", "\u003e" or "\"", in a URL after "%3D"
+# or "%20", in HTML after "&quot;" or "&#61;", in C or Python after "\x3d" or "\075".
+# A boundary look-behind such as (?<![A-Za-z0-9]) sees the "n" of "\n" (the "D" of
+# "%3D", the "e" of "\u003e") and would drop the key: the key starts right after it.
+AFTER_ESCAPE = (
+    r"(?<=\\[abfnrtv0'\"/\\`$]"
+    r"|\\u[0-9A-Fa-f]{4}|\\u\{[0-9A-Fa-f]{1,6}\}|\\U[0-9A-Fa-f]{8}"
+    r"|\\x[0-9A-Fa-f]{2}|\\[0-7]{3}|%[0-9A-Fa-f]{2}"
+    r"|&\#[0-9]{1,7};|&\#[xX][0-9A-Fa-f]{1,6};|&[A-Za-z][A-Za-z0-9]{1,30};)"
+)
+# A boundary look-behind over a character class, anywhere (the pack writes them first,
+# or first in a leading alternation), and a leading \b (imported gitleaks rules).
+_BOUNDARY = re.compile(r"\(\?<!\[(?:\\.|[^\]\\])+\]\)")
+_LEADING_B = re.compile(r"^((?:\(\?[a-zA-Z]+\))?)\\b")
+
+
+def escape_aware(pattern: str) -> str:
+    """The rule's pattern with every boundary look-behind also accepting the end of an
+    escape sequence (``AFTER_ESCAPE``): decided here, once, for every rule (the pack's,
+    a config's, an imported gitleaks file's), so no pattern spells it out."""
+    pattern = _BOUNDARY.sub(lambda m: f"(?:{m.group(0)}|{AFTER_ESCAPE})", pattern)
+    return _LEADING_B.sub(lambda m: f"{m.group(1)}(?:\\b|{AFTER_ESCAPE})", pattern, count=1)
 
 
 class RuleError(KeysweepError, ValueError):
@@ -119,6 +145,13 @@ class Rule:
     anchored: bool = False
     provider: str = ""  # who issues it ("GitHub"), for reports and `rules list --filter`
     origin: str = ""  # the pack file (or config) the rule came from
+    # Run-on keys (the mg_ format): the pattern's group "run" holds the key characters
+    # that follow the fixed-length secret. A run that starts with ``run_separator``
+    # (KEY_old, KEY-backup) is the key plus a suffix: the secret, and the whole run (at
+    # most ``run_max`` more characters) looked up too. A run of 1..run_max with no
+    # separator is low confidence; a longer one is no key.
+    run_separator_text: str | None = None
+    run_max: int = 32
 
     @property
     def source(self) -> str:
@@ -126,7 +159,9 @@ class Rule:
 
     @cached_property
     def pattern(self) -> regex.Pattern[bytes]:
-        return compile_pattern(self.id, "pattern", self.pattern_text, self.case_insensitive)
+        return compile_pattern(
+            self.id, "pattern", escape_aware(self.pattern_text), self.case_insensitive
+        )
 
     @cached_property
     def group(self) -> int:
@@ -138,6 +173,17 @@ class Rule:
     @cached_property
     def literal_bytes(self) -> tuple[bytes, ...]:
         return tuple(p.encode() for p in self.prefixes)
+
+    @cached_property
+    def shape(self) -> Shape:
+        # The escape-aware boundary adds zero-width alternatives only: the same shape.
+        return pattern_shape(self.pattern_text, self.prefixes, self.case_insensitive)
+
+    @cached_property
+    def run_separator(self) -> regex.Pattern[bytes] | None:
+        if self.run_separator_text is None:
+            return None
+        return compile_pattern(self.id, "run_separator", self.run_separator_text)
 
     @cached_property
     def context(self) -> regex.Pattern[bytes] | None:
@@ -152,6 +198,8 @@ class Rule:
                 f"rule {self.id!r}: secret_group {self.group} is not a group of the pattern"
             )
         _ = self.context
+        if self.run_separator is not None and "run" not in self.pattern.groupindex:
+            raise RuleError(f"rule {self.id!r}: run_separator needs a group named 'run'")
         if self.companion is not None:
             _ = self.companion.pattern
 
@@ -189,6 +237,8 @@ KNOWN_KEYS = {
     "confidence",
     "anchored",
     "provider",
+    "run_separator",
+    "run_max",
 }
 CONFIDENCES = ("high", "medium", "low")
 
@@ -277,7 +327,15 @@ def rule_from_dict(d: dict[str, Any], origin: str = "", need_prefix: bool = True
         anchored=anchored,
         provider=str(d.get("provider", "")),
         origin=origin,
+        run_separator_text=_opt_str(rule_id, "run_separator", d.get("run_separator")),
+        run_max=int(d.get("run_max", 32)),
     )
+
+
+def _opt_str(rule_id: str, name: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise RuleError(f"rule {rule_id!r}: {name} must be a non-empty string")
+    return value
 
 
 def parse_rules(text: str, origin: str) -> list[Rule]:
@@ -373,3 +431,261 @@ def load_rules(
     if unknown:
         raise RuleError(f"disabled rule(s) not found: {', '.join(sorted(unknown))}")
     return [r for r in by_id.values() if r.id not in set(disabled)]
+
+
+# --- a pattern's shape: where its matches start, and what must follow the literal ------
+
+MAX_TAIL = 24  # byte classes after a literal that stage 1 checks (enough to reject near misses)
+MAX_PATHS = 64  # alternatives followed through leading alternations
+_ALL = frozenset(range(256))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What stage 1 may know of a rule from its pattern alone.
+
+    ``led``: every match starts with one of the rule's literals (after zero-width
+    assertions such as the boundary look-behind), so stage 2 tries the pattern once
+    where each literal starts (``match``, a few hundred bytes) instead of searching a
+    merged window. ``tails``: per literal, the byte classes the pattern requires right
+    after it (``mg_live_`` then 32 of ``[A-Za-z0-9_-]``, capped at ``MAX_TAIL``): stage
+    1 looks for literal + tail in one pass, so a near miss (``mg_live_`` + 20
+    characters) never reaches Python."""
+
+    led: bool = False
+    tails: tuple[tuple[str, Tail], ...] = ()
+
+    def tail(self, prefix: str) -> Tail:
+        return next((t for p, t in self.tails if p == prefix), ())
+
+
+class _Stop(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Var:
+    """A run of ``lo`` to ``hi`` bytes of ``chars`` (``hi`` None: no bound) in a tail."""
+
+    chars: frozenset[int]
+    lo: int
+    hi: int | None
+
+
+Tail = tuple["frozenset[int] | Var", ...]
+
+
+def _fold(chars: frozenset[int], ci: bool) -> frozenset[int]:
+    if not ci:
+        return chars
+    more = {ord(chr(c).swapcase()) for c in chars if chr(c).isalpha() and c < 128}
+    return chars | frozenset(more)
+
+
+def _class_set(items: list[Any], ci: bool) -> frozenset[int]:
+    c = _sre
+
+    negate = False
+    out: set[int] = set()
+    cats = {
+        c.CATEGORY_DIGIT: set(range(48, 58)),
+        c.CATEGORY_SPACE: {9, 10, 11, 12, 13, 32},
+        c.CATEGORY_WORD: set(range(48, 58)) | set(range(65, 91)) | set(range(97, 123)) | {95},
+    }
+    for op, av in items:
+        if op is c.NEGATE:
+            negate = True
+        elif op is c.LITERAL:
+            out.add(av)
+        elif op is c.RANGE:
+            out.update(range(av[0], av[1] + 1))
+        elif op is c.CATEGORY and av in cats:
+            out.update(cats[av])
+        elif op is c.CATEGORY and str(av).startswith("CATEGORY_NOT_"):
+            base = getattr(c, str(av).replace("NOT_", ""), None)
+            if base not in cats:
+                raise _Stop
+            out.update(_ALL - cats[base])
+        else:
+            raise _Stop
+    chars = _fold(frozenset(b for b in out if b < 256), ci)
+    return _ALL - chars if negate else chars
+
+
+def _one(op: Any, av: Any, ci: bool) -> frozenset[int] | None:
+    """The byte set of a one-character item, or None."""
+    c = _sre
+
+    if op is c.LITERAL:
+        return _fold(frozenset([av]), ci) if av < 256 else frozenset()
+    if op is c.NOT_LITERAL:
+        return _ALL - _fold(frozenset([av]), ci)
+    if op is c.IN:
+        return _class_set(av, ci)
+    if op is c.ANY:
+        return _ALL
+    return None
+
+
+def _paths(
+    items: list[Any], ci: bool, rest: list[Any], limit: int = 48
+) -> list[tuple[list[Any], bool]]:
+    """Every way the pattern can start, as byte sets (cut at MAX_TAIL after the longest
+    literal), each with whether the walk was cut short by a construct it does not follow."""
+    c = _sre
+
+    seq = list(items) + list(rest)
+    out: list[Any] = []
+    for i, (op, av) in enumerate(seq):
+        if len(out) >= limit:
+            return [(out, True)]
+        if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
+            continue  # zero-width
+        one = _one(op, av, ci)
+        if one is not None:
+            out.append(one)
+            continue
+        if op is c.SUBPATTERN:
+            _group, add, _del, sub = av
+            inner_ci = ci or bool(add & c.SRE_FLAG_IGNORECASE)
+            tails = _paths(list(sub), inner_ci, [], limit - len(out))
+            if len(tails) != 1:
+                return [(out + t, True) for t, _ in tails]
+            t, cut = tails[0]
+            out.extend(t)
+            if cut:
+                return [(out, True)]
+            continue
+        if op is c.BRANCH:
+            _, alternatives = av
+            if len(alternatives) > MAX_PATHS:
+                return [(out, True)]
+            found = []
+            for alt in alternatives:
+                for t, cut in _paths(list(alt), ci, seq[i + 1 :], limit - len(out)):
+                    found.append((out + t, cut))
+            return found[:MAX_PATHS] if len(found) <= MAX_PATHS else [(out, True)]
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            lo, hi, sub = av
+            sub = list(sub)
+            one = _one(*sub[0], ci) if len(sub) == 1 else None
+            if one is None:
+                return [(out, True)]
+            if hi == lo:
+                out.extend([one] * min(lo, limit))
+            else:
+                out.append(Var(one, lo, None if hi > 64 else hi))
+            continue
+        return [(out, True)]
+    return [(out, False)]
+
+
+# Syntax the ``regex`` module (VERSION1) reads otherwise than Python's parser: set
+# operations and nested sets, properties, branch reset, fuzzy and other flags. A
+# pattern using one gets no shape (slower, never wrong).
+_REGEX_ONLY = (
+    "--",
+    "&&",
+    "||",
+    "~~",
+    "[[",
+    "\\p",
+    "\\P",
+    "\\N",
+    "\\X",
+    "\\L<",
+    "\\m",
+    "\\M",
+    "\\G",
+    "\\K",
+    "(?|",
+    "(?r",
+    "(?f",
+    "(?V",
+    "(?e",
+    "(?b",
+    "(?w",
+    "(?(",
+    "{e",
+    "{i",
+    "{d",
+    "{s",
+)
+
+
+def _trim(tail: tuple[Any, ...]) -> Tail:
+    """No trailing byte that could be anything, and a trailing run becomes its minimum
+    (so stage 1 reports a match once, where that minimum ends)."""
+    out = list(tail)
+    while out:
+        last = out[-1]
+        if isinstance(last, Var):
+            out[-1:] = [last.chars] * min(last.lo, MAX_TAIL)
+            continue
+        if last == _ALL:
+            out.pop()
+            continue
+        break
+    return tuple(out)
+
+
+def pattern_shape(pattern: str, prefixes: tuple[str, ...], insensitive: bool) -> Shape:
+    """The rule's ``Shape``; an empty one (neither led nor tails) for any pattern this
+    walk does not follow (it reads Python's own regex parser; the ``regex`` module's
+    extensions make it give up, which only costs speed)."""
+    from re import _constants as c
+    from re import _parser
+
+    if not prefixes or any(v in pattern for v in _REGEX_ONLY):
+        return Shape()
+    try:
+        parsed = _parser.parse(pattern, 0)
+        ci = insensitive or bool(parsed.state.flags & c.SRE_FLAG_IGNORECASE)
+        longest = max(len(p.encode("latin-1", "replace")) for p in prefixes)
+        paths = _paths(list(parsed), ci, [], longest + MAX_TAIL + 1)
+    except Exception:  # a construct Python's parser does not know: no shape
+        return Shape()
+    lits = [p.lower() if ci else p for p in prefixes]
+    lit_set = set(lits)
+    lengths = sorted({len(p) for p in lits})
+
+    def spelled(path: list[Any]) -> tuple[int, set[str]]:
+        """(n, the literals the path's first n bytes spell) when they spell literals
+        only; (0, set()) when the path may start otherwise."""
+        for n in lengths:
+            if len(path) < n or any(isinstance(s, Var) for s in path[:n]):
+                continue
+            combos = 1
+            for s in path[:n]:
+                combos *= len(s)
+            if combos > 256:
+                continue
+            words = [b""]
+            for s in path[:n]:
+                words = [w + bytes([ch]) for w in words for ch in sorted(s)]
+            texts = {w.decode("latin-1") for w in words}
+            if ci:
+                texts = {t.lower() for t in texts}
+            if texts <= lit_set:
+                return n, texts
+        return 0, set()
+
+    spelt = [(spelled(path), path) for path, _ in paths]
+    led = all(n for (n, _), _ in spelt)
+    tails = []
+    for p in prefixes if led else ():
+        lp = p.lower() if ci else p
+        ways = dict.fromkeys(tuple(path[n:]) for (n, t), path in spelt if lp in t)
+        after = [list(a) for a in ways]
+        if not after:
+            continue
+        if len(after) == 1:
+            tail = tuple(after[0][:MAX_TAIL])
+        else:  # several ways on: what they share, byte by byte, up to a run
+            n = min(MAX_TAIL, *(len(a) for a in after))
+            n = next((i for i in range(n) if any(isinstance(a[i], Var) for a in after)), n)
+            tail = tuple(frozenset().union(*(a[i] for a in after)) for i in range(n))
+        tail = _trim(tail)
+        if tail:
+            tails.append((p, tail))
+    return Shape(led=led, tails=tuple(tails))

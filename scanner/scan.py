@@ -59,12 +59,14 @@ def build_engine(
     rules: list[Rule] | None = None,
     confidence: str | None = None,
     honour_allow: bool = True,
+    lookup_runs: bool = False,
 ) -> Engine:
     """The engine for a scan at ``confidence`` (``high`` when not given, ``low`` with
     ``low_confidence``): ``high`` runs the providers' rules, ``medium`` adds the
     generic ones, ``low`` also keeps tokens whose checksum fails. ``honour_allow=False``
     for public content (the workers, partner alerts): allow comments, the scanned
-    repository's allowlists and baselines decide nothing (see ``Engine``)."""
+    repository's allowlists and baselines decide nothing (see ``Engine``).
+    ``lookup_runs``: keep low-confidence mg_ runs for the key service to decide."""
     level = confidence or ("low" if low_confidence else "high")
     if rules is None:
         rules = rules_for(config)
@@ -74,6 +76,7 @@ def build_engine(
         low_confidence=level == "low",
         prefilter=config.prefilter,
         honour_allow=honour_allow,
+        lookup_runs=lookup_runs,
     )
 
 

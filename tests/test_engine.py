@@ -50,7 +50,7 @@ def test_empty_input(engine: Engine) -> None:
 
 
 def test_ten_megabytes_of_prefix_is_one_bounded_window(engine: Engine) -> None:
-    # Every hit is merged into one window per rule, scanned once: work stays linear.
+    # Overlapping hits merge into one window per rule, searched once: work stays linear.
     data = b"mg_live_" * (10 * 1024 * 1024 // 8)
     regions = engine.prefilter.regions(data)
     assert sum(len(v) for v in regions.values()) == 1
@@ -74,11 +74,13 @@ def test_key_running_on_into_more_key_characters_is_not_a_key(engine: Engine) ->
     assert engine.scan(("Z" + key).encode()) == []
 
 
-def test_key_at_window_edge_after_long_run(engine: Engine) -> None:
-    # A 64-character body is the longest accepted; 65 runs on and is rejected.
-    body64 = mg_live()[8:] * 2
-    assert ids(engine.scan(f"mg_live_{body64}".encode())) == ["mg-live-key"]
-    assert engine.scan(f"mg_live_{body64}x".encode()) == []
+def test_a_run_of_64_body_characters_is_low_confidence_only() -> None:
+    body64 = mg_live()[8:] + "Q" + mg_live()[9:]
+    data = f"mg_live_{body64}".encode()
+    assert Engine(RULES).scan(data) == []
+    (m,) = Engine(RULES, low_confidence=True).scan(data)
+    assert (m.confidence, m.secret, m.run) == ("low", data[:40], data)
+    assert Engine(RULES, low_confidence=True).scan(data + b"x") == []  # 65: no key
 
 
 @pytest.mark.parametrize(
@@ -129,7 +131,7 @@ def test_catastrophic_pattern_times_out_and_the_scan_goes_on() -> None:
     key = mg_live()
     data = ("a" * 40 + "\n" + key + "\n").encode()
     matches = eng.scan(data)
-    assert eng.stats.regex_timeouts == 1
+    assert eng.stats.regex_timeouts >= 1  # the window, then each hit alone, bounded
     assert [m.secret for m in matches] == [key.encode()]
 
 
