@@ -336,7 +336,9 @@ class Engine:
                 best = None
             if best is not None:
                 companion = best.group(1 if best.re.groups else 0)
-        return Match(rule, start, end, secret, confidence, expires_at, companion, entropy, run)
+        return Match(
+            rule, start, end, secret, confidence, expires_at, companion, entropy, run=run
+        )
 
     def _has_context(self, rule: Rule, data: bytes, start: int, end: int) -> bool:
         """The rule's context regex near the secret, under the regex timeout. A context

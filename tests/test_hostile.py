@@ -8,6 +8,8 @@ import base64
 import hashlib
 import json
 import os
+import secrets
+import string
 import subprocess
 import sys
 import urllib.parse
@@ -376,6 +378,13 @@ CATASTROPHIC = "(a|a)+$"  # exponential on "aaa…a!" (the regex module's guards
 CATASTROPHIC_ON_KEYS = r"(.|.)+[^\w-]"  # exponential on any run of key characters
 
 
+def acme_token() -> str:
+    """The rule's own alphabet only (a base64url token with a - or _ is not one)."""
+    return "acme_tok_" + "".join(
+        secrets.choice(string.ascii_letters + string.digits) for _ in range(24)
+    )
+
+
 def acme_rule(context: str) -> dict:
     return {
         "id": "acme-token",
@@ -391,7 +400,7 @@ def acme_rule(context: str) -> dict:
 def test_a_context_or_allowlist_regex_that_times_out_keeps_the_key() -> None:
     """In the engine, with a short timeout: each timeout is counted and the key is
     reported (a timed-out context counts as found, a timed-out allowlist allows nothing)."""
-    token = "acme_tok_" + b64url(os.urandom(18))
+    token = acme_token()
     key = mg_live()
     rule = rule_from_dict(acme_rule(CATASTROPHIC), "test")
     engine = Engine(
@@ -409,7 +418,7 @@ def test_a_context_or_allowlist_regex_that_times_out_keeps_the_key() -> None:
 def test_a_catastrophic_custom_context_and_allowlist_do_not_hang_a_scan(tmp_path: Path) -> None:
     """Through the CLI: a config whose custom rule's context and allowlist are
     catastrophic; the scan finishes and reports both keys with their exact hashes."""
-    token = "acme_tok_" + b64url(os.urandom(18))
+    token = acme_token()
     key = mg_live()
     d = tmp_path / "src"
     d.mkdir()

@@ -3,14 +3,10 @@
 exact SHA-256; and no output (the finding's JSON, ``redacted``, the text, JSON and SARIF
 reports) holds more than 12 characters of the key's random part.
 
-Where the surroundings touch the key, two behaviours belong to the engine stream's
-work in issue #11 and are not in this branch: a key right after an escape sequence
-(``\\n``, ``%3D``, ``\\u003e``: escape-aware boundaries) and a key that runs on into
-more key characters (``_old``, ``-backup``, another ``mg_live_``: the 32-character
-key reported from the run). Those properties are ``xfail(strict=True)`` below: they
-fail today, and turn red (XPASS) once that work is merged, so the marker is removed
-then. Every other strategy keeps a boundary the current engine respects between the
-key and its surroundings (a separator such as a space, a quote or a NUL byte).
+Where the surroundings touch the key, two more properties hold: a key right after an
+escape sequence (``\\n``, ``%3D``, ``\\u003e``) is found, and a key that runs on into more
+key characters (``_old``, ``-backup``) is found as its 32-character key. Every other
+strategy keeps a separator between the key and its surroundings.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import hashlib
 import io
 import json
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -207,10 +202,6 @@ CONTEXTS = [b"", b'{"k": "', b"token=", b"<p>", b"x ", b"?a=1&key="]
     right=b'"',
     after=b"}",
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine stream (issue #11): escape-aware boundaries; remove this mark once merged",
-)
 def test_a_key_right_after_an_escape_is_found(
     key: str, before: bytes, escape: bytes, right: bytes, after: bytes
 ) -> None:
@@ -227,11 +218,6 @@ RUN_ONS = [b"_old", b"-backup", b"_2", b"-old", b"_bak", b"-v2"]  # the issue's 
     left=b"=",
     run_on=b"_old",
     after=b"\n",
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine stream (issue #11): a key running on into _old/-backup is reported as "
-    "its 32-character key; remove this mark once merged",
 )
 def test_a_key_that_runs_on_is_found_as_its_32_characters(
     key: str, left: bytes, run_on: bytes, after: bytes
