@@ -17,7 +17,7 @@ import pytest
 from scanner.engine import Engine
 from scanner.rules import escape_aware, load_rules, rule_from_dict
 from tests.conftest import KEYSWEEP
-from tests.helpers import github_token, mg_live, mg_test
+from tests.helpers import GIT_ENV, Repo, git, github_token, mg_live, mg_test
 from tests.keyservice_fixture import keyservice  # noqa: F401
 
 RULES = load_rules()
@@ -48,7 +48,7 @@ ESCAPES = [
     ("json-html-escaped", '{"html": "\\u003e', '\\u003c/td\\u003e"}'),
     ("url-percent-3d", "https://api.example.net/cb?token%3D", "&x=1"),
     ("url-percent-20", "Authorization: Bearer%20", "\n"),
-    ("html-quot", "<div data-cfg=\"{&quot;key&quot;:&quot;", '&quot;}"></div>'),
+    ("html-quot", '<div data-cfg="{&quot;key&quot;:&quot;', '&quot;}"></div>'),
     ("html-numeric", "<input value=&#34;", "&#34;>"),
     ("c-hex-escape", 'char *k = "\\x3d', '";'),
     ("c-octal-escape", 'printf("k\\075', '");'),
@@ -264,3 +264,66 @@ def test_a_low_confidence_run_is_looked_up_when_a_key_service_is_configured(  # 
     assert (f["keyservice"]["key_id"], f["keyservice"]["action"]) == (legacy_id, "revoked")
     # Without a key service the same scan shows neither.
     assert keysweep(str(tmp_path), "--no-history") == []
+
+
+# --- the same forms through the pre-commit hook and the workers' scan task ----------------
+
+
+def test_escape_forms_and_run_ons_are_blocked_by_the_pre_commit_hook(tmp_path: Path) -> None:
+    env = {**os.environ, **GIT_ENV, "KEYSWEEP_CACHE_DIR": str(tmp_path / "cache")}
+    r = Repo(tmp_path / "work")
+    r.write("README.md", "# project\n")
+    r.commit("init")
+
+    def hook() -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [KEYSWEEP, "hook", "pre-commit"], cwd=r.path, capture_output=True, env=env, timeout=120
+        )
+
+    r.write("notes.txt", "hello\n")
+    git(r.path, "add", "notes.txt")
+    assert hook().returncode == 0  # the full path; the next run may take the cached one
+    keys = [mg_live() for _ in ESCAPES]
+    text = "".join(f"{b}{k}{a}\n" for (_, b, a), k in zip(ESCAPES, keys, strict=True))
+    old = mg_live()
+    r.write("cfg.json", text + f"OLD_KEY={old}_old\n")
+    git(r.path, "add", "cfg.json")
+    p = hook()
+    err = p.stderr.decode()
+    assert p.returncode == 1, err
+    whole = text + f"OLD_KEY={old}_old\n"
+    for k in [*keys, old]:
+        line = whole[: whole.index(k)].count("\n") + 1
+        assert f"cfg.json:{line} " in err and k[:16] + "…" in err, (line, err)
+        assert k not in err
+
+
+class _OneGist:
+    def __init__(self, name: str, content: str) -> None:
+        self.name, self.content = name, content
+
+    def get_json(self, path: str) -> dict:
+        c = self.content
+        return {
+            "html_url": "https://gist.example/abc",
+            "updated_at": "2026-12-06T00:00:00Z",
+            "files": {self.name: {"content": c, "size": len(c), "truncated": False}},
+        }
+
+
+def test_escape_forms_and_runs_through_the_workers_scan_task() -> None:
+    """The workers' engine: escapes, a run-on key, and a 33-64 character run kept for
+    the key service to decide (the workers always have one to ask)."""
+    from scanner.sources.github import GistSource
+    from workers import tasks
+
+    keys = [mg_live() for _ in ESCAPES]
+    text = "".join(f"{b}{k}{a}\n" for (_, b, a), k in zip(ESCAPES, keys, strict=True))
+    old, long_run = mg_live(), mg_live() + "Q" + mg_live()[8:18]
+    text += f"OLD_KEY={old}-backup\nLEGACY={long_run}\n"
+    result = tasks._scan(GistSource(_OneGist("leak.json", text), "abc", "v1"))  # type: ignore[arg-type]
+    by_hash = {f.secret_sha256: f for f in result.findings}
+    assert {sha(k) for k in keys} <= set(by_hash)
+    assert by_hash[sha(old)].run_sha256 == sha(old + "-backup")
+    legacy = by_hash[sha(long_run[:40])]
+    assert (legacy.confidence, legacy.run_sha256) == ("low", sha(long_run))
