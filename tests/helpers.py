@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from scanner.examples import expand
@@ -65,3 +66,25 @@ class Repo:
             env=env,
         )
         return git(self.path, "rev-parse", "HEAD").strip()
+
+
+def warm_hook(tmp_path: Path) -> tuple[Repo, Callable[[], subprocess.CompletedProcess[bytes]]]:
+    """A repository with one commit whose pre-commit hook has run once on a clean staged
+    file (so its fast-path cache exists), and the hook to run again as git would."""
+    from tests.conftest import KEYSWEEP
+
+    env = {**os.environ, **GIT_ENV, "KEYSWEEP_CACHE_DIR": str(tmp_path / "cache")}
+    r = Repo(tmp_path / "work")
+    r.write("README.md", "# project\n")
+    r.commit("init")
+
+    def hook() -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [KEYSWEEP, "hook", "pre-commit"], cwd=r.path, capture_output=True, env=env, timeout=120
+        )
+
+    r.write("notes.txt", "hello\n")
+    git(r.path, "add", "notes.txt")
+    assert hook().returncode == 0  # the full path: writes the fast path's cache
+    assert list((tmp_path / "cache").iterdir())
+    return r, hook

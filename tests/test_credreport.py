@@ -109,6 +109,18 @@ print(hand_over(collector.found.findings()))
 """
 
 
+def hand_over(dep: Any, tokens: set[str]) -> str:
+    """What a fetch worker does with tokens it found: seal and queue them; the count."""
+    return subprocess.run(
+        [sys.executable, "-c", HAND_OVER],
+        input="\n".join(tokens),
+        env=dep.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) -> None:
     with start_sim(tmp_path / "sim") as sim:
         sim.credentials(per_hour=2)
@@ -122,15 +134,7 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
             dep.env["KEYSWEEP_REPORT_EVERY"] = "3600"  # full batches go at once all the same
             dep.env["KEYSWEEP_REPORT_MAX_PENDING"] = "2400"
             tokens = {github_token() for _ in range(2500)}
-            queued = subprocess.run(
-                [sys.executable, "-c", HAND_OVER],
-                input="\n".join(tokens),
-                env=dep.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            assert queued.stdout.strip() == "2400"  # the rest dropped, and counted
+            assert hand_over(dep, tokens) == "2400"  # the rest dropped, and counted
             dep.start("reporter", "report-credentials")
             # Positive signal: the reporter says its hourly budget is spent.
             assert dep.wait_for(lambda: b"hourly budget spent" in dep.log_text(), 60)
@@ -149,15 +153,7 @@ def test_reporter_keeps_to_1000_a_request_and_the_hourly_budget(tmp_path: Path) 
             assert "pending 400, reported 2000, dropped 100" in status.stdout
             # Found again: the reported and pending ones are not queued twice; the ones
             # dropped for want of room are, now that there is room.
-            again = subprocess.run(
-                [sys.executable, "-c", HAND_OVER],
-                input="\n".join(tokens),
-                env=dep.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            assert again.stdout.strip() == "100"
+            assert hand_over(dep, tokens) == "100"
 
 
 def test_reporter_without_its_key_says_what_to_do(tmp_path: Path) -> None:
@@ -181,14 +177,7 @@ def test_a_batch_github_refuses_three_times_is_dropped(tmp_path: Path) -> None:
         sim.credentials(max=5)  # GitHub answers 422 to more than this per request
         with deployment(tmp_path, sim.url, start=False, extra_env=report_env(tmp_path)) as dep:
             tokens = {github_token() for _ in range(10)}
-            subprocess.run(
-                [sys.executable, "-c", HAND_OVER],
-                input="\n".join(tokens),
-                env=dep.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+            hand_over(dep, tokens)
             dep.start("reporter", "report-credentials")
             assert dep.wait_for(lambda: dep.counts().get("credrevoke_dropped", 0) == 10, 60)
             assert [r["status"] for r in sim.credentials()["requests"]] == [422, 422, 422]
@@ -202,14 +191,7 @@ def test_github_failing_part_way_keeps_every_token_until_reported(tmp_path: Path
         sim.fault("/credentials/revoke", 503, count=2)
         with deployment(tmp_path, sim.url, start=False, extra_env=report_env(tmp_path)) as dep:
             tokens = {github_token() for _ in range(30)}
-            subprocess.run(
-                [sys.executable, "-c", HAND_OVER],
-                input="\n".join(tokens),
-                env=dep.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+            hand_over(dep, tokens)
             dep.start("reporter", "report-credentials")
             assert dep.wait_for(lambda: dep.counts().get("credrevoke_reported", 0) == 30, 60), (
                 dep.counts()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import subprocess
 import urllib.parse
@@ -26,7 +25,7 @@ from scanner.engine import Engine
 from scanner.findings import sha256_hex
 from scanner.rules import at_confidence, load_rules
 from tests.conftest import KEYSWEEP
-from tests.helpers import GIT_ENV, Repo, git
+from tests.helpers import Repo, git, warm_hook
 
 
 def key(prefix: str = "mg_live_") -> str:
@@ -221,20 +220,7 @@ def test_near_misses_are_not_findings(tmp_path: Path) -> None:
 
 
 def test_hook_blocks_a_staged_base64_key_also_on_the_fast_path(tmp_path: Path) -> None:
-    env = {**os.environ, **GIT_ENV, "KEYSWEEP_CACHE_DIR": str(tmp_path / "cache")}
-    r = Repo(tmp_path / "work")
-    r.write("README.md", "# project\n")
-    r.commit("init")
-
-    def hook() -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [KEYSWEEP, "hook", "pre-commit"], cwd=r.path, capture_output=True, env=env, timeout=120
-        )
-
-    r.write("notes.txt", "hello\n")
-    git(r.path, "add", "notes.txt")
-    assert hook().returncode == 0  # the full path: writes the fast path's cache
-    assert list((tmp_path / "cache").iterdir())
+    r, hook = warm_hook(tmp_path)
     k = key()
     r.write("deploy/secret.yaml", k8s_secret(k))
     git(r.path, "add", "deploy/secret.yaml")

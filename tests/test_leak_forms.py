@@ -17,7 +17,7 @@ import pytest
 from scanner.engine import Engine
 from scanner.rules import escape_aware, load_rules, rule_from_dict
 from tests.conftest import KEYSWEEP
-from tests.helpers import GIT_ENV, Repo, git, github_token, mg_live, mg_test
+from tests.helpers import git, github_token, mg_live, mg_test, warm_hook
 from tests.keyservice_fixture import keyservice  # noqa: F401
 
 RULES = load_rules()
@@ -270,19 +270,7 @@ def test_a_low_confidence_run_is_looked_up_when_a_key_service_is_configured(  # 
 
 
 def test_escape_forms_and_run_ons_are_blocked_by_the_pre_commit_hook(tmp_path: Path) -> None:
-    env = {**os.environ, **GIT_ENV, "KEYSWEEP_CACHE_DIR": str(tmp_path / "cache")}
-    r = Repo(tmp_path / "work")
-    r.write("README.md", "# project\n")
-    r.commit("init")
-
-    def hook() -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [KEYSWEEP, "hook", "pre-commit"], cwd=r.path, capture_output=True, env=env, timeout=120
-        )
-
-    r.write("notes.txt", "hello\n")
-    git(r.path, "add", "notes.txt")
-    assert hook().returncode == 0  # the full path; the next run may take the cached one
+    r, hook = warm_hook(tmp_path)
     keys = [mg_live() for _ in ESCAPES]
     text = "".join(f"{b}{k}{a}\n" for (_, b, a), k in zip(ESCAPES, keys, strict=True))
     old = mg_live()
