@@ -74,6 +74,7 @@ def _build_engine_and_config(  # type: ignore[no-untyped-def]
         else None,
         low_confidence=confidence == "low",
         prefilter=config.prefilter,
+        regex_timeout=config.regex_timeout,
     )
     return engine, config
 

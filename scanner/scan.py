@@ -77,6 +77,7 @@ def build_engine(
         prefilter=config.prefilter,
         honour_allow=honour_allow,
         lookup_runs=lookup_runs,
+        regex_timeout=config.regex_timeout,
     )
 
 
@@ -103,7 +104,7 @@ def gitleaks_keep(config: Config, engine: Engine | None = None):  # type: ignore
     if gitleaks is None:
         return None
     if engine is None:
-        return gitleaks.keep
+        return partial(gitleaks.keep, timeout=config.regex_timeout)
     if not engine.honour_allow:
         return None
     return partial(gitleaks.keep, timeout=engine.regex_timeout, stats=engine.stats)

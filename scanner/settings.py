@@ -33,6 +33,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     PrivateAttr,
     SecretStr,
@@ -100,6 +101,10 @@ class Settings(BaseSettings):
     state_dir: Path | None = None
     cache_dir: Path | None = None  # read by the hook's fast path itself, too
     prefilter: Literal["auto", "hyperscan", "python"] = "auto"
+    # Seconds one regex may run on one window (a rule's pattern beyond the shipped
+    # linear ones, a context, an allowlist); the environment only, never a scanned
+    # repository's file: a larger value is a way to hang a scan.
+    regex_timeout: PositiveFloat = 2.0
 
     # Where each key may stand in a TOML file: (table, key) -> (field, trust). A key
     # missing here is refused in a file (an environment variable may still set it).

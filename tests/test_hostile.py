@@ -374,6 +374,8 @@ def test_redacted_is_the_prefix_plus_at_most_8_for_every_rule() -> None:
 
 # --- every user-supplied regex runs under the timeout -----------------------------------------
 
+# The operator's KEYSWEEP_REGEX_TIMEOUT (2 s by default), short so each timeout is cheap.
+QUICK = {"KEYSWEEP_REGEX_TIMEOUT": "0.25"}
 CATASTROPHIC = "(a|a)+$"  # exponential on "aaa…a!" (the regex module's guards do not catch it)
 CATASTROPHIC_ON_KEYS = r"(.|.)+[^\w-]"  # exponential on any run of key characters
 
@@ -429,7 +431,7 @@ def test_a_catastrophic_custom_context_and_allowlist_do_not_hang_a_scan(tmp_path
         f"allowlist_regexes = [{json.dumps(CATASTROPHIC_ON_KEYS)}]\n\n[[rules]]\n"
         + "".join(f"{k} = {json.dumps(v)}\n" for k, v in rule.items())
     )
-    p = cli("scan", str(d), "--no-history", "--config", str(config), "--format", "json")
+    p = cli("scan", str(d), "--no-history", "--config", str(config), "--format", "json", env=QUICK)
     assert p.returncode == 1, p.stderr
     got = {f["rule_id"]: f["secret_sha256"] for f in json.loads(p.stdout)}
     assert got == {"acme-token": sha(token), "mg-live-key": sha(key)}
@@ -447,11 +449,11 @@ def test_a_catastrophic_gitleaks_allowlist_does_not_hang_a_scan_or_the_hook(
         ".gitleaks.toml",
         f'[allowlist]\nregexTarget = "line"\nregexes = [{json.dumps(CATASTROPHIC)}]\n',
     )
-    p = cli("scan", ".", "--no-history", "--format", "json", cwd=repo.path)
+    p = cli("scan", ".", "--no-history", "--format", "json", cwd=repo.path, env=QUICK)
     assert p.returncode == 1, p.stderr
     assert [f["secret_sha256"] for f in json.loads(p.stdout)] == [sha(key)]
     git(repo.path, "add", "-A")
-    env = {**GIT_ENV, "KEYSWEEP_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**GIT_ENV, **QUICK, "KEYSWEEP_CACHE_DIR": str(tmp_path / "cache")}
     p = cli("hook", "pre-commit", cwd=repo.path, env=env)
     assert p.returncode == 1, p.stderr
     assert key[:16] + "…" in p.stderr.decode()

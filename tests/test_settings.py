@@ -171,6 +171,13 @@ def _check_archive_depth(s: Settings, root: Path) -> None:
     assert _scan(s, root).skipped.capped == ["nested.zip!inner.zip (depth > 1)"]
 
 
+def _check_regex_timeout(s: Settings, root: Path) -> None:
+    from scanner.scan import build_engine, gitleaks_keep
+
+    assert build_engine(s).regex_timeout == 0.3
+    assert s.regex_timeout == 0.3 and gitleaks_keep(s) is None  # no .gitleaks.toml here
+
+
 def _check_prefilter(s: Settings, root: Path) -> None:
     from scanner.scan import build_engine
 
@@ -244,6 +251,7 @@ PROBES: dict[str, Probe] = {
     ),
     "KEYSWEEP_STATE_DIR": Probe("", "/tmp/ks-state-probe", _check_state_dir),
     "KEYSWEEP_PREFILTER": Probe("", "python", _check_prefilter),
+    "KEYSWEEP_REGEX_TIMEOUT": Probe("", "0.3", _check_regex_timeout),
 }
 
 
