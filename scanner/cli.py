@@ -703,9 +703,20 @@ def _output(path: str | None, binary_safe: bool) -> Iterator[TextIO]:
             out.flush()
             out.detach()
         return
+    import stat
     import tempfile
 
     target = Path(path)
+    try:
+        special = not stat.S_ISREG(target.stat().st_mode)
+    except OSError:
+        special = False  # not there yet: a new regular file
+    if special:
+        # /dev/null, /dev/stdout, a FIFO: written in place. A rename over it would put a
+        # regular file where the device or pipe was (as root: /dev/null for everyone).
+        with open(target, "w", encoding="utf-8", newline="\n") as fh:
+            yield fh
+        return
     fd, tmp = tempfile.mkstemp(prefix=".keysweep-", suffix=".tmp", dir=target.parent or ".")
     try:
         with open(fd, "w", encoding="utf-8", newline="\n") as fh:

@@ -5,6 +5,7 @@ as markup or terminal control; plain lines when not on a terminal; ids never cut
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import pty
@@ -195,3 +196,39 @@ def test_a_report_file_is_whole_or_absent(tmp_path: Path) -> None:
     p = run("scan", str(r.path), "--format", "json", "--output", str(tmp_path / "out.json"))
     assert p.returncode == 2 and "error" in p.stderr.decode()
     assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".keysweep-")] == []
+
+
+def test_output_to_a_pipe_or_device_writes_into_it_and_leaves_it_there(tmp_path: Path) -> None:
+    """`--output /dev/null` or a named pipe: the report goes into it, and it stays what
+    it was (a rename over it would leave a regular file there; as root, in place of
+    /dev/null for every process). Tested on a FIFO, never on /dev/null itself."""
+    import stat
+    import threading
+
+    key = mg_live()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "k.env").write_text(f"K={key}\n")
+    fifo = tmp_path / "report.pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    p = subprocess.run(
+        [
+            KEYSWEEP,
+            "scan",
+            str(tmp_path / "src"),
+            "--no-history",
+            "--format",
+            "json",
+            "--output",
+            str(fifo),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    reader.join(timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    (f,) = json.loads(got[0])
+    assert f["secret_sha256"] == hashlib.sha256(key.encode()).hexdigest()
