@@ -356,12 +356,14 @@ def test_private_key_inside_git_diff(engine: Engine) -> None:
     assert all(line in secret for line in body)
 
 
-def test_private_key_without_end_line_is_cheap(engine: Engine) -> None:
+def test_private_key_without_end_line_is_cheap() -> None:
+    # Without an END line the pattern must give up in linear time. No wall-clock bound
+    # (a loaded CI machine is slow); a timeout far above a linear pass's cost instead,
+    # which a quadratic or exponential pattern on 600 kB would still blow through.
+    engine = Engine(RULES, regex_timeout=30.0)
     lines = "\n".join("+" + expand("{b64:64}") for _ in range(3000))
     data = f"+-----BEGIN PRIVATE KEY-----\n{lines}\n".encode() * 3
-    start = time.perf_counter()
     found = engine.scan(data)
-    assert time.perf_counter() - start < 2.0
     assert engine.stats.regex_timeouts == 0
     assert [m for m in found if m.rule.id == "private-key"] == []
 
