@@ -491,6 +491,7 @@ class ScanRun:
     scope: str  # what was scanned, in words
     notes: list[str] = field(default_factory=list)  # what was not scanned, and how to
     baseline_root: Path | None = None  # where the default baseline lives
+    baseline_read: Path | None = None  # the baseline file a scan of this target reads by default
 
 
 def _q(word: str) -> str:
@@ -509,7 +510,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     from dataclasses import replace
 
     from scanner import target as targets
-    from scanner.config import load_config, resolve_baseline
+    from scanner.config import DEFAULT_BASELINE, load_config, resolve_baseline
     from scanner.links import browse_url, repository_name
     from scanner.scan import (
         Collector,
@@ -547,6 +548,9 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     )
     if baseline is not None:
         log.info("baseline: %s", baseline)
+    read_at = None
+    if root is not None:
+        read_at = (root if root.is_dir() else root.parent) / (config.baseline or DEFAULT_BASELINE)
     rev_args = tgt.rev_args
     if args.log_opts:
         rev_args = [*(rev_args or []), *targets.log_opts(args.log_opts)]
@@ -565,7 +569,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
 
         stdin = StdinPatchSource(sys.stdin.buffer, archive_depth=config.archive_depth)
         result = scan_source(stdin, engine, config, opts)
-        return ScanRun(result, engine.rules, config, stdin.scope)
+        return ScanRun(result, engine.rules, config, stdin.scope, baseline_read=read_at)
 
     progress = _progress(not args.no_progress)
     collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config, engine))
@@ -615,7 +619,11 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         with cloned(remote) as repo:
             result = history(repo, remote.display, [], rev_args)
         return ScanRun(
-            result, engine.rules, config, f"{result.commits} commits of {remote.display}"
+            result,
+            engine.rules,
+            config,
+            f"{result.commits} commits of {remote.display}",
+            baseline_read=read_at,
         )
     if tgt.kind == "files":
         assert tgt.path is not None
@@ -631,7 +639,8 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         for f in result.findings:
             f.location = replace(f.location, repo=str(where if where.is_dir() else where.parent))
             f.locations = [replace(x, repo=f.location.repo) for x in f.locations]
-        return ScanRun(result, engine.rules, config, f"{result.files} files under {where}")
+        scope = f"{result.files} files under {where}"
+        return ScanRun(result, engine.rules, config, scope, baseline_read=read_at)
     assert tgt.top is not None
     display = repository_name(tgt.top)
     pathspec = " ".join(tgt.paths)
@@ -641,7 +650,9 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
             f.locations = [replace(x, repo=display) for x in f.locations]
         limit = f" under {pathspec}" if pathspec else ""
         scope = f"staged changes in {result.files} files{limit} of {display}"
-        return ScanRun(result, engine.rules, config, scope, baseline_root=tgt.top)
+        return ScanRun(
+            result, engine.rules, config, scope, baseline_root=tgt.top, baseline_read=read_at
+        )
     result = history(tgt.top, display, tgt.paths, rev_args)
     if tgt.revision:
         scope = f"{result.commits} commits ({tgt.revision}) of {display}"
@@ -652,7 +663,9 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         )
     else:
         scope = f"{result.commits} commits of {display}"
-    run = ScanRun(result, engine.rules, config, scope, baseline_root=tgt.top)
+    run = ScanRun(
+        result, engine.rules, config, scope, baseline_root=tgt.top, baseline_read=read_at
+    )
     if not tgt.revision and not args.log_opts and (tgt.top / ".git").exists():
         pending = targets.uncommitted(tgt.top, tgt.paths)
         if pending.staged:
@@ -826,6 +839,45 @@ def _shown(f, outcomes: dict) -> bool:  # type: ignore[no-untyped-def,type-arg]
     return o is not None and o.action != "unknown"
 
 
+def _baseline_advice(run: ScanRun, args: argparse.Namespace) -> tuple[str, str]:
+    """The command that records this scan's findings in the baseline (the same target and
+    scope, added to what the baseline holds), and how to scan again so it is read."""
+    words = ["keysweep", "baseline", "add"]
+    if args.staged:
+        words.append("--staged")
+    if args.no_history:
+        words.append("--no-history")
+    if args.log_opts:
+        words.append(f"--log-opts={args.log_opts}")
+    if args.since:
+        words += ["--since", args.since]
+    if args.config:
+        words += ["--config", str(args.config)]
+    if args.low_confidence or args.confidence == "low":
+        words += ["--confidence", "low"]
+    if args.include_binary:
+        words.append("--include-binary")
+    for host in args.allow_host:
+        words += ["--allow-host", host]
+    if args.baseline:
+        words += ["--output", str(args.baseline)]
+    if args.target != ".":
+        words.append(args.target)
+    command = " ".join(_q(w) for w in words)
+    if args.target == "-":
+        command += " (given the same input)"
+    written = args.baseline or _default_baseline(run, args)
+    if args.baseline or (
+        run.baseline_read is not None and Path(written).resolve() == run.baseline_read.resolve()
+    ):
+        where = " (the baseline is read from the top of the repository)"
+        return command, "scan again" + (where if run.baseline_root and not args.baseline else "")
+    shown = os.path.relpath(Path(written).resolve())
+    if shown.startswith(".." + os.sep):
+        shown = str(Path(written).resolve())
+    return command, f"scan again with --baseline {_q(shown)}"
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     run = run_scan(args)
     result, rules, config = run.result, run.rules, run.config
@@ -855,12 +907,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             from scanner.report.advice import allow_hint
             from scanner.report.text import write_text
 
-            hint = allow_hint(
-                "keysweep baseline create" + ("" if args.target == "." else f" {_q(args.target)}"),
-                "scan again (the baseline is read from the top of the repository)"
-                if run.baseline_root is not None
-                else "scan again with --baseline .keysweep-baseline.json",
-            )
+            hint = allow_hint(*_baseline_advice(run, args))
             write_text(
                 result.findings,
                 out,

@@ -189,18 +189,76 @@ def test_scan_notes_say_what_was_not_scanned_and_the_command_finds_it(tmp_path: 
     assert files.returncode == 1 and "notes.txt:1" in files.stdout.decode()
 
 
+def baseline_hint(p: subprocess.CompletedProcess) -> tuple[str, list[str]]:
+    """The scan report's baseline advice: the command, and the options of "scan again"."""
+    assert p.returncode == 1, p.stderr.decode()
+    hint = p.stdout.decode().split("record it in a baseline: ")[1].splitlines()[0]
+    command, again = hint.split(", then ")
+    m = re.search(r"with (--baseline \S+)\.$", again)
+    return command, shlex.split(m.group(1)) if m else []
+
+
 def test_scan_report_baseline_hint_as_printed(tmp_path: Path) -> None:
     repo = Repo(tmp_path / "r")
     repo.write("sub/a.py", f"K = '{mg_test()}'\n")
     repo.commit("fixture key")
-    p = run(repo.path / "sub", KEYSWEEP, "scan")
-    assert p.returncode == 1
-    hint = p.stdout.decode().split("record it in a baseline: ")[1]
-    command = hint.split(", then")[0]
-    assert command == "keysweep baseline create"
+    command, again = baseline_hint(run(repo.path / "sub", KEYSWEEP, "scan"))
+    assert command == "keysweep baseline add" and again == []
     assert sh(repo.path / "sub", command).returncode == 0
     assert run(repo.path / "sub", KEYSWEEP, "scan").returncode == 0
     assert run(repo.path, KEYSWEEP, "scan").returncode == 0
+
+
+def test_scan_report_baseline_hint_keeps_what_the_baseline_held(tmp_path: Path) -> None:
+    """The advice after a scan of part of a repository adds to the baseline: the entries
+    recorded for the rest of it stay (a `baseline create` there would drop them)."""
+    repo = Repo(tmp_path / "r")
+    repo.write("a/conf.py", f"K = '{mg_test()}'\n")
+    repo.write("b/conf.py", f"K = '{mg_test()}'\n")
+    repo.commit("fixture keys")
+    assert run(repo.path, KEYSWEEP, "baseline", "create").returncode == 0
+    repo.write("b/more.py", f"K = '{mg_test()}'\n")
+    repo.commit("another fixture key")
+    command, again = baseline_hint(run(repo.path / "b", KEYSWEEP, "scan"))
+    assert sh(repo.path / "b", command).returncode == 0
+    assert run(repo.path / "b", KEYSWEEP, "scan", *again).returncode == 0
+    assert run(repo.path, KEYSWEEP, "scan").returncode == 0  # a/'s entry is still there
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        ["--no-history", "d"],  # a directory of the work tree, as it is
+        ["--staged"],
+        ["--log-opts=--since=2024-01-01 main"],
+        ["HEAD~1..HEAD"],
+        ["--since", "HEAD~1"],
+        ["--confidence", "low"],
+    ],
+    ids=["no-history", "staged", "log-opts", "range", "since", "low-confidence"],
+)
+def test_scan_report_baseline_hint_records_what_that_scan_found(
+    tmp_path: Path, scope: list[str]
+) -> None:
+    """Whatever the scan's scope, the printed command records what it reported, and the
+    scan run again as the advice says reports nothing."""
+    repo = Repo(tmp_path / "r")
+    repo.write("README.md", "# project\n")
+    repo.commit("init")
+    key = mg_test()
+    if scope == ["--confidence", "low"]:
+        key += "Zq7Xw"  # 37 characters, no separator: a run only low confidence reports
+    repo.write("conf.py", f"K = '{key}'\n")
+    repo.commit("fixture key")
+    repo.write("d/untracked.py", f"K = '{mg_test()}'\n")
+    repo.write("staged.py", f"K = '{mg_test()}'\n")
+    git(repo.path, "add", "staged.py")
+    before = run(repo.path, KEYSWEEP, "scan", *scope)
+    command, again = baseline_hint(before)
+    assert sh(repo.path, command).returncode == 0
+    after = run(repo.path, KEYSWEEP, "scan", *scope, *again)
+    assert after.returncode == 0, after.stdout.decode()
+    assert "in baseline" in after.stdout.decode()
 
 
 def test_files_hook_baseline_as_printed(tmp_path: Path) -> None:
