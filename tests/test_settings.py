@@ -431,6 +431,39 @@ def test_cache_dir_is_where_the_hook_keeps_its_prefilter(
     assert load_settings().cache_dir == tmp_path / "hook-cache"
 
 
+def test_the_readmes_keysweep_toml_works_as_written(tmp_path: Path) -> None:
+    """The README's `.keysweep.toml`, copied into a repository: each line does what its
+    comment says, and the baseline it names must exist (`keysweep baseline create`)."""
+    from scanner.examples import expand
+    from tests.helpers import Repo
+
+    text = (ROOT / "README.md").read_text("utf-8")
+    m = re.search(r"A repository's `\.keysweep\.toml`:\n\n```toml\n(.*?)```", text, re.S)
+    assert m, "the README shows a repository's .keysweep.toml"
+    repo = Repo(tmp_path / "r")
+    repo.write(".keysweep.toml", m.group(1))
+    repo.commit("keysweep settings")
+    p = run("scan", cwd=repo.path)
+    assert p.returncode == 2 and "/.keysweep-baseline.json: cannot read" in p.stderr
+    assert run("baseline", "create", cwd=repo.path).returncode == 0
+    assert run("scan", cwd=repo.path).returncode == 0
+    acme = "acme_tok_" + expand("{base62:24}")
+    repo.write("src/acme.py", f"TOKEN = '{acme}'\n")  # [[rules]] acme-token
+    repo.write("src/session.py", f"SESSION = '{expand('{jwt}')}'\n")  # disabled_rules jwt
+    repo.write("tests/fixtures/keys.py", f"KEY = '{mg_live()}'\n")  # exclude_paths
+    repo.write("src/dev.py", f"KEY = 'mg_test_{'0' * 8}{expand('{b64url:24}')}'\n")  # allowlist
+    repo.commit("settings at work")
+    for scope in ([], ["--no-history"]):
+        p = run("scan", *scope, "--format", "json", cwd=repo.path)
+        found = [(f["rule_id"], f["source"]["path"]) for f in json.loads(p.stdout)]
+        assert found == [("acme-token", "src/acme.py")], p.stderr
+    assert run("baseline", "add", cwd=repo.path).returncode == 0
+    assert run("scan", cwd=repo.path).returncode == 0
+    # The same from the variable.
+    missing = run("scan", cwd=repo.path, env={"KEYSWEEP_BASELINE": "elsewhere.json"})
+    assert missing.returncode == 2 and "/elsewhere.json: cannot read" in missing.stderr
+
+
 # --- whose rules apply, and what is refused ----------------------------------------------
 
 
