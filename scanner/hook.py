@@ -346,6 +346,23 @@ def _rules_by_id(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return {r.id: r for r in engine.rules}
 
 
+def pre_push_guarded(root: Path) -> bool:
+    """Whether a pre-push hook runs keysweep here: ``keysweep install-hook --pre-push``'s,
+    or the pre-commit framework's with the ``keysweep-pre-push`` hook configured."""
+    try:
+        hooks = Path(run_git(root, "rev-parse", "--git-path", "hooks").decode().strip())
+        hook = (hooks if hooks.is_absolute() else root / hooks) / "pre-push"
+        if not os.access(hook, os.X_OK):
+            return False
+        text = hook.read_text("utf-8", "replace")
+        if "keysweep" in text:
+            return True
+        config = (root / ".pre-commit-config.yaml").read_text("utf-8", "replace")
+    except Exception:
+        return False
+    return "pre-commit" in text and "keysweep-pre-push" in config
+
+
 def run_pre_commit(
     config_path: Path | None, baseline: Path | None, confidence: str = DEFAULT_CONFIDENCE
 ) -> int:
@@ -354,14 +371,14 @@ def run_pre_commit(
     if not findings:
         return EXIT_PASS
     engine, _ = _engine_and_config(root, config_path, confidence)
+    bypass = "`git commit --no-verify` skips this check; " + (
+        "the keysweep pre-push hook still checks the commit before it leaves your machine."
+        if pre_push_guarded(root)
+        else "no keysweep pre-push hook is installed to check the commit before it is pushed "
+        "(`keysweep install-hook --pre-push` adds one)."
+    )
     print(
-        block_message(
-            findings,
-            "commit",
-            "`git commit --no-verify` skips this check; the keysweep pre-push hook still checks "
-            "the commit before it leaves your machine.",
-            _rules_by_id(engine),
-        ),
+        block_message(findings, "commit", bypass, _rules_by_id(engine)),
         file=sys.stderr,
     )
     return EXIT_BLOCK

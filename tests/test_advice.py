@@ -89,6 +89,33 @@ def test_blocked_commit_baseline_command_lets_that_commit_through(hooked) -> Non
     assert run(repo.path, KEYSWEEP, "scan", "--format", "json").returncode == 0
 
 
+def test_blocked_commit_without_pre_push_hook_says_how_to_add_it(tmp_path: Path) -> None:
+    """Only the pre-commit hook installed: the message does not promise a pre-push check;
+    the command it gives installs one, and a commit made with --no-verify is then stopped
+    at push."""
+    repo = Repo(tmp_path / "work")
+    repo.write("README.md", "# project\n")
+    repo.commit("init")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git(repo.path, "remote", "add", "origin", str(remote))
+    git(repo.path, "push", "-q", "origin", "main")
+    assert run(repo.path, KEYSWEEP, "install-hook").returncode == 0
+    repo.write("app.py", f"KEY = '{mg_live()}'\n")
+    git(repo.path, "add", "app.py")
+    blocked = commit(repo, "leak")
+    err = blocked.stderr.decode()
+    assert blocked.returncode != 0 and "no keysweep pre-push hook is installed" in err
+    (command,) = re.findall(r"`(keysweep [^`]*)`", err)
+    assert command == "keysweep install-hook --pre-push"
+    assert sh(repo.path, command).returncode == 0
+    again = commit(repo, "leak")
+    assert "the keysweep pre-push hook still checks the commit" in again.stderr.decode()
+    assert commit(repo, "leak", "--no-verify").returncode == 0
+    pushed = push(repo)
+    assert pushed.returncode != 0 and "app.py:1" in pushed.stderr.decode()
+
+
 def test_blocked_push_of_the_last_commit_amend_as_printed(hooked) -> None:  # type: ignore[no-untyped-def]
     repo, _ = hooked
     repo.write("src/app.py", f"import os\nKEY = '{mg_live()}'\n")

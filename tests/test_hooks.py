@@ -68,7 +68,9 @@ def test_staged_key_blocks_with_location_and_advice(repo: Repo, cache: Path) -> 
     assert "src/app.py:4" in err and "mg-live-key" in err and key[:16] + "…" in err
     assert "live production key: rotate it now (Keys → Rotate)" in err
     assert "keysweep:allow" in err and "keysweep baseline add --staged" in err
-    assert "git commit --no-verify" in err and "pre-push hook still checks" in err
+    assert "git commit --no-verify" in err
+    # No pre-push hook is installed here: the message does not promise one.
+    assert "no keysweep pre-push hook is installed" in err and "still checks" not in err
     assert key not in err + p.stdout.decode()
 
 
@@ -226,6 +228,7 @@ def test_install_hook_blocks_commit_and_push(pushed: tuple[Repo, Path], cache: P
     git(repo.path, "add", "leak.py")
     c = commit(repo.path)
     assert c.returncode != 0 and "commit blocked" in c.stderr.decode()
+    assert "the keysweep pre-push hook still checks the commit" in c.stderr.decode()
     # --no-verify gets past pre-commit, and pre-push still stops it.
     assert commit(repo.path, "--no-verify").returncode == 0
     push = subprocess.run(
@@ -332,6 +335,7 @@ def test_pre_commit_framework(pushed: tuple[Repo, Path], framework_home: dict, c
     c = git_commit()
     out = c.stdout.decode() + c.stderr.decode()
     assert c.returncode != 0 and "settings.py:2" in out and "rotate it now" in out
+    assert "the keysweep pre-push hook still checks the commit" in out
     assert key not in out
     # An allow comment lets it through.
     repo.write("settings.py", f"DEBUG = 1\nKEY = '{key}'  # keysweep:allow\n")
