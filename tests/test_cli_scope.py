@@ -85,6 +85,15 @@ def test_commit_ranges_as_git_takes_them(three: dict) -> None:
     assert nothing.returncode == 2 and "not a revision" in nothing.stderr.decode()
 
 
+def test_jobs_changes_how_many_git_pipelines_not_what_is_found(three: dict) -> None:
+    r = three["repo"]
+    every = paths(run("scan", "--format", "json", cwd=r.path))
+    for jobs in ("1", "3"):
+        p = run("scan", "--jobs", jobs, "--format", "json", cwd=r.path)
+        assert p.returncode == 1 and paths(p) == every
+    assert run("scan", "--jobs", "many", cwd=r.path).returncode == 2
+
+
 def test_since_error_keeps_gits_words(three: dict) -> None:
     p = run("scan", "--since", "nosuchref", cwd=three["repo"].path)
     assert p.returncode == 2
@@ -259,6 +268,7 @@ def test_output_dash_redact_version_verbose(three: dict, tmp_path: Path) -> None
     assert run("--version").stdout == v.stdout
     verbose = run("scan", "-v", cwd=r.path)
     assert "keysweep: INFO: history of" in verbose.stderr.decode()
+    assert "keysweep: INFO: history of" in run("scan", "--verbose", cwd=r.path).stderr.decode()
     assert "git rev-list --all" in verbose.stderr.decode()
     quiet = run("scan", "--log-level", "error", cwd=r.path)
     assert "INFO" not in quiet.stderr.decode()

@@ -279,6 +279,27 @@ def test_install_hook_chains_and_never_overwrites_silently(repo: Repo, cache: Pa
     assert "keysweep" in existing.read_text()
 
 
+def test_install_hook_honours_core_hooks_path(repo: Repo, cache: Path) -> None:
+    """A team that keeps its hooks in the repository (core.hooksPath) gets keysweep's
+    there, beside its own, and git runs them."""
+    shared = repo.path / ".githooks"
+    shared.mkdir()
+    (shared / "pre-push").write_text("#!/bin/sh\ncat > /dev/null\nexit 0\n")
+    (shared / "pre-push").chmod(0o755)
+    git(repo.path, "config", "core.hooksPath", ".githooks")
+    p = subprocess.run(
+        [KEYSWEEP, "install-hook", "--pre-push"], cwd=repo.path, capture_output=True, env=ENV
+    )
+    out = p.stdout.decode()
+    assert p.returncode == 0 and f"pre-commit hook at {shared / 'pre-commit'}" in out
+    assert "kept as pre-push.local" in out and (shared / "pre-push.local").exists()
+    assert not (repo.path / ".git" / "hooks" / "pre-commit").exists()
+    repo.write("leak.py", f"K = '{mg_live()}'\n")
+    git(repo.path, "add", "leak.py")
+    c = commit(repo.path)
+    assert c.returncode != 0 and "commit blocked" in c.stderr.decode()
+
+
 # --- the real pre-commit framework, with this repository as the hook repository ---------
 
 
