@@ -154,6 +154,14 @@ def test_baseline_create_then_only_new_findings(leaky: dict, tmp_path: Path) -> 
     assert p.returncode == 0
     text = base.read_text()
     assert leaky["live"] not in text and leaky["gh"] not in text
+    entries = json.loads(text)["findings"]
+    assert {tuple(sorted(e)) for e in entries} == {
+        ("commit", "fingerprint", "path", "redacted", "rule_id")
+    }
+    assert {(e["path"], e["commit"]) for e in entries} == {
+        ("src/app.py", leaky["sha"]),
+        ("notes.md", leaky["sha"]),
+    }
     assert run("scan", str(leaky["path"]), "--baseline", str(base)).returncode == 0
     # Moving the key to another line and file does not churn the baseline.
     r = Repo.__new__(Repo)

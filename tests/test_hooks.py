@@ -246,6 +246,36 @@ def test_install_hook_blocks_commit_and_push(pushed: tuple[Repo, Path], cache: P
     assert push.returncode == 0, push.stderr.decode()
 
 
+def test_install_hook_pre_push_sees_every_ref_of_push_all(
+    pushed: tuple[Repo, Path], cache: Path
+) -> None:
+    """`git push --all`: the key is on a branch that is not the first ref git hands over
+    (the pre-commit framework would see only the first); install-hook's hook reads every
+    ref, and nothing is pushed."""
+    repo, remote = pushed
+    assert (
+        subprocess.run(
+            [KEYSWEEP, "install-hook", "--pre-push"], cwd=repo.path, capture_output=True, env=ENV
+        ).returncode
+        == 0
+    )
+    git(repo.path, "checkout", "-q", "-b", "aa-clean")
+    repo.write("clean.txt", "fine\n")
+    git(repo.path, "add", "clean.txt")
+    assert commit(repo.path).returncode == 0
+    git(repo.path, "checkout", "-q", "-b", "zz-leak", "main")
+    repo.write("leak.py", f"K = '{mg_live()}'\n")
+    git(repo.path, "add", "leak.py")
+    assert commit(repo.path, "--no-verify").returncode == 0
+    git(repo.path, "checkout", "-q", "main")
+    push = subprocess.run(
+        ["git", "-C", str(repo.path), "push", "--all", "origin"], capture_output=True, env=ENV
+    )
+    assert push.returncode != 0 and "leak.py:1" in push.stderr.decode()
+    heads = git(remote, "for-each-ref", "--format=%(refname)", "refs/heads")
+    assert heads.split() == ["refs/heads/main"]  # neither branch went out
+
+
 def test_install_hook_chains_and_never_overwrites_silently(repo: Repo, cache: Path) -> None:
     hooks = repo.path / ".git" / "hooks"
     existing = hooks / "pre-commit"
