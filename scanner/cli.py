@@ -887,6 +887,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not (args.low_confidence or args.confidence == "low"):
         result.findings = [f for f in result.findings if _shown(f, outcomes)]
     report_outcomes = {fp: o.as_dict() for fp, o in outcomes.items()}
+    if args.format == "text" and not (args.revoke or args.dry_run):
+        # A plain scan only asked who owns each key: not a dry run the person asked for.
+        for o in report_outcomes.values():
+            if o.get("action") == "would_revoke":
+                o["action"] = "looked_up"
     to_stdout = args.output in (None, "-")
     with _output(args.output, binary_safe=args.format != "text") as out:
         if args.format == "json":

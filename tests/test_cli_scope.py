@@ -217,6 +217,13 @@ def test_dry_run_reads_would_revoke_and_unknown_keys_are_not_to_rotate(
     unknown = next(b for b in blocks if "a.env:2" in b)
     assert "never issued this key: there is nothing to rotate" in unknown
     assert "rotate it now" not in unknown and "stays in git history" not in unknown
+    # Without --revoke or --dry-run the scan only asked who owns the key: no "dry run"
+    # the person never asked for, and the live key is still theirs to rotate.
+    plain = run("scan", str(r.path), env=env).stdout.decode()
+    ours = next(b for b in plain.split("\n\n") if "a.env:1" in b)
+    assert "dry run" not in ours and "would revoke" not in ours
+    assert "not revoked: this scan only looked it up (--revoke revokes it)" in ours
+    assert "status    active\n" in ours and "rotate it now" in ours
 
 
 def test_remediation_per_family_and_history_only_for_history(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ ACTIONS = {
     "revoked": "revoked now",
     "already_revoked": "was already revoked",
     "would_revoke": "would revoke (dry run: nothing changed)",
+    "looked_up": "not revoked: this scan only looked it up (--revoke revokes it)",
     "alert_only": "alert only (policy): not revoked",
     "ignored": "ignored (policy)",
     "failed": "NOT revoked: the key service call failed",
@@ -35,6 +36,8 @@ def describe_resolution(r: Mapping[str, Any]) -> list[tuple[str, str]]:
     if owner.get("email"):
         who += f" ({owner.get('name') or ''} <{owner['email']}>)".replace("( <", "(<")
     status = f"{r.get('status_before')} → {r.get('status_after')}"
+    if r.get("action") == "looked_up":
+        status = str(r.get("status_before"))  # nothing was done: no "before → after"
     if r.get("revoked_at"):
         status += f" (revoked at {r['revoked_at']})"
     rows = [
