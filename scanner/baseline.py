@@ -46,7 +46,10 @@ def write_baseline(
     from scanner.report.safe_text import json_safe
 
     doc = json_safe(baseline_document(findings, keep))
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    try:
+        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    except OSError as exc:
+        raise BaselineError(f"baseline {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def load_entries(path: Path) -> list[dict[str, Any]]:

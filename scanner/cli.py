@@ -730,7 +730,10 @@ def _output(path: str | None, binary_safe: bool) -> Iterator[TextIO]:
         with open(target, "w", encoding="utf-8", newline="\n") as fh:
             yield fh
         return
-    fd, tmp = tempfile.mkstemp(prefix=".keysweep-", suffix=".tmp", dir=target.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".keysweep-", suffix=".tmp", dir=target.parent or ".")
+    except OSError as exc:
+        raise KeysweepError(f"--output {path}: cannot write: {exc.strerror or exc}") from None
     try:
         with open(fd, "w", encoding="utf-8", newline="\n") as fh:
             yield fh

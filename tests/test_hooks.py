@@ -145,6 +145,48 @@ def test_allow_comment_baseline_and_config(repo: Repo, cache: Path) -> None:
     assert hook(repo.path, "pre-commit").returncode == 0
 
 
+def test_every_hook_honours_baseline_flag_setting_and_config_flag(
+    pushed: tuple[Repo, Path], cache: Path
+) -> None:
+    """The README: all three hooks honour `--baseline`, the `baseline` setting and
+    `--config`, as they honour `.keysweep-baseline.json` and `.keysweep.toml`."""
+    repo, _ = pushed
+    base = git(repo.path, "rev-parse", "HEAD").strip()
+    repo.write("conf/dev.env", f"KEY={mg_test()}\n")
+    git(repo.path, "add", "conf/dev.env")
+    assert commit(repo.path, "--no-verify").returncode == 0  # what pre-push sees
+    repo.write("conf/local.env", f"KEY={mg_test()}\n")
+    git(repo.path, "add", "conf/local.env")  # what pre-commit sees
+
+    def hooks(*options: str) -> list[int]:
+        head = git(repo.path, "rev-parse", "HEAD").strip()
+        line = f"refs/heads/main {head} refs/heads/main {base}\n".encode()
+        return [
+            hook(repo.path, "pre-commit", *options).returncode,
+            hook(repo.path, "files", "conf/dev.env", "conf/local.env", *options).returncode,
+            hook(repo.path, "pre-push", "origin", "url", *options, stdin=line).returncode,
+        ]
+
+    assert hooks() == [1, 1, 1]
+    (repo.path / "ci").mkdir()
+    for scope in ([], ["--staged"]):
+        p = subprocess.run(
+            [KEYSWEEP, "baseline", "add", *scope, "--output", "ci/known.json"],
+            cwd=repo.path,
+            capture_output=True,
+            env=ENV,
+        )
+        assert p.returncode == 0, p.stderr.decode()
+    assert hooks("--baseline", "ci/known.json") == [0, 0, 0]
+    repo.write(".keysweep.toml", 'baseline = "ci/known.json"\n')
+    assert hooks() == [0, 0, 0]
+    repo.remove(".keysweep.toml")
+    assert hooks() == [1, 1, 1]
+    elsewhere = repo.path.parent / "elsewhere.toml"
+    elsewhere.write_text('disabled_rules = ["mg-test-key"]\n')
+    assert hooks("--config", str(elsewhere)) == [0, 0, 0]
+
+
 def test_fast_path_cache_never_hides_a_key(repo: Repo, cache: Path) -> None:
     repo.write("clean.txt", "hello\n")
     git(repo.path, "add", "clean.txt")

@@ -196,6 +196,15 @@ def test_a_report_file_is_whole_or_absent(tmp_path: Path) -> None:
     p = run("scan", str(r.path), "--format", "json", "--output", str(tmp_path / "out.json"))
     assert p.returncode == 2 and "error" in p.stderr.decode()
     assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".keysweep-")] == []
+    # A directory that is not there: one line naming the file asked for, not a temporary.
+    missing = tmp_path / "no-such-dir" / "report.json"
+    p = run("scan", str(r.path), "--format", "json", "--output", str(missing))
+    err = p.stderr.decode()
+    assert p.returncode == 2 and err.count("\n") == 1
+    assert f"--output {missing}: cannot write: No such file or directory" in err
+    p = run("baseline", "create", str(r.path), "--output", str(missing))
+    assert p.returncode == 2
+    assert f"baseline {missing}: cannot write: No such file or directory" in p.stderr.decode()
 
 
 def test_output_to_a_pipe_or_device_writes_into_it_and_leaves_it_there(tmp_path: Path) -> None:
