@@ -78,6 +78,46 @@ def test_the_readme_documents_every_setting_and_nothing_else() -> None:
             assert r.set_by == "environment", r
 
 
+def test_the_readmes_defaults_are_the_codes() -> None:
+    """Each concrete default in the README's settings table is what the model holds when
+    nothing is set (the clean_env fixture has removed every KEYSWEEP_ variable)."""
+    from scanner.partner.settings import ReportSettings, ServeSettings
+    from workers.settings import WorkerSettings
+
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = text[text.index("## Configuration") :]
+    section = section[: section.index("\n## ", 3)]
+    documented_defaults = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[1].startswith("`KEYSWEEP_"):
+            documented_defaults[cells[1].strip("`")] = cells[2]
+    actual: dict[str, object] = {}
+    for model in (Settings, WorkerSettings, ServeSettings, ReportSettings):
+        instance = model()
+        for name in type(instance).model_fields:
+            actual[model.env_name(name)] = getattr(instance, name)
+    checked = 0
+    for variable, cell in documented_defaults.items():
+        if variable not in actual or "~" in cell or "if present" in cell:
+            continue  # resolved elsewhere, each tested where it is used
+        value = actual[variable]
+        if cell == "none":
+            assert value in (None, [], ()), variable
+        elif cell.startswith("off"):
+            assert value is False, variable
+        else:
+            shown = cell.strip("`")
+            if isinstance(value, (list, tuple)):
+                assert ",".join(map(str, value)) == shown, variable
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert float(shown) == value, variable
+            else:
+                assert str(value) == shown, variable
+        checked += 1
+    assert checked >= 45
+
+
 def _file_key_tuple(key: str) -> tuple[str, ...]:
     if key == "[[rules]]":
         return ("rules",)
