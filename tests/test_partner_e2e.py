@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import http.server
 import json
+import os
 import secrets
 import socket
 import threading
@@ -371,3 +372,29 @@ def test_not_ready_without_a_broker_and_gitlab_off_without_a_token(
             unknown = mg_live()
             answer = sim.partner_send([item(unknown)])
             assert answer["status"] == 200 and answer["body"][0]["label"] == "false_positive"
+
+
+def test_serve_host_and_port_options_win_over_the_variables(tmp_path: Path) -> None:
+    """`keysweep serve --host … --port …` (the README's container form): the options
+    decide where it listens, whatever KEYSWEEP_SERVE_HOST / _PORT say."""
+    from tests.conftest import KEYSWEEP
+    from tests.procs import ServiceProcess, spawn, wait_until_healthy
+    from tests.serve_fixture import ServeError
+
+    port_file, log_path = tmp_path / "serve.url", tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "KEYSWEEP_SERVE_HOST": "203.0.113.9",  # not an address of this machine
+        "KEYSWEEP_SERVE_PORT": "1",  # privileged: binding it fails unless root
+    }
+    cmd = [KEYSWEEP, "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+    proc = spawn(cmd, env, log_path)
+    try:
+        url = wait_until_healthy(
+            proc, port_file, log_path, health="/healthz", name="serve", error=ServeError, timeout=30
+        )
+    finally:
+        if proc.poll() is None:
+            ServiceProcess(proc, "", log_path).stop()
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) not in (0, 1)
