@@ -107,6 +107,10 @@ def repository_name(top: Path) -> str:
             if len(fields) >= 2 and fields[0] not in remotes:
                 remotes[fields[0]] = fields[1]
     url = remotes.get("origin") or (next(iter(remotes.values())) if len(remotes) == 1 else None)
+    if url and "://" not in url and not re.match(r"[^/]+:", url):
+        # A local path (git remote add origin ../mirror.git): as git reads it, from the
+        # top of the work tree; shown absolute, as a repository without a remote is.
+        return str((top / url).resolve())
     if url:
         return strip_credentials(url)
     return str(top.resolve())

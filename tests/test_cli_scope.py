@@ -175,6 +175,17 @@ def test_findings_name_their_repository_with_a_link(three: dict, tmp_path: Path)
         assert "x-access-token" not in web["source"]["repo"]
         text = run("scan", str(r.path)).stdout.decode()
         assert f"link      {link}" in text
+    # Not origin but the only remote: its URL.
+    git(r.path, "remote", "rename", "origin", "upstream")
+    only = json.loads(run("scan", str(r.path), "--format", "json").stdout)
+    assert {f["source"]["repo"] for f in only} == {"https://bitbucket.org/acme/proj"}
+    # A remote that is a local path names that repository by its absolute path, from
+    # wherever the scan runs.
+    mirror = tmp_path / "mirror.git"
+    git(tmp_path, "clone", "-q", "--bare", str(r.path), str(mirror))
+    git(r.path, "remote", "add", "origin", "../mirror.git")
+    local = json.loads(run("scan", "--format", "json", cwd=r.path / "web").stdout)
+    assert {f["source"]["repo"] for f in local} == {str(mirror.resolve())}
 
 
 def test_audit_events_carry_the_link(keyservice, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
