@@ -178,3 +178,46 @@ def test_the_gist_cursor_never_passes_a_page_it_did_not_read(sim: GitHubSim) -> 
         }
     assert ids == listed and len(listed) == 150
     assert state.get_cursor("gists")["since"]
+
+
+def test_keysweep_enqueue_records_its_work_in_the_ledger() -> None:
+    """`keysweep enqueue repo|gist` (README: Background deployment): the work is tracked
+    from the start like the pollers' (so a lost message is redone), and `keysweep status`
+    shows it queued and pending."""
+    import os
+    import subprocess
+
+    from tests.conftest import KEYSWEEP
+
+    broker_db = 9  # no other test uses it
+    broker = redis_env.connect(broker_db)
+    broker.flushdb()
+    prefix = f"ksenqueue-{uuid.uuid4().hex[:8]}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")},
+        "KEYSWEEP_BROKER_URL": redis_env.url(broker_db),
+        "KEYSWEEP_REDIS_URL": redis_env.url(14),
+        "KEYSWEEP_REDIS_PREFIX": prefix,
+    }
+
+    def keysweep(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [KEYSWEEP, *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    try:
+        gist = keysweep("enqueue", "gist", "0123abcd")
+        assert gist.returncode == 0 and "queued gist 0123abcd" in gist.stdout
+        repo = keysweep("enqueue", "repo", "https://github.com/acme/proj")
+        assert repo.returncode == 0, repo.stderr
+        assert "queued a full-history scan of https://github.com/acme/proj" in repo.stdout
+        status = json.loads(keysweep("status", "--format", "json").stdout)
+        assert status["queues"]["fetch"] == 2 and status["ledger"]["pending"] == 2
+        assert "pending:  2 piece(s) of work not yet done" in keysweep("status").stdout
+        bad = keysweep("enqueue", "gist", "../../etc")
+        assert bad.returncode == 2 and "a gist id is letters and digits" in bad.stderr
+    finally:
+        broker.flushdb()
+        state = redis_env.connect(14)
+        for k in state.scan_iter(f"{prefix}:*"):
+            state.delete(k)

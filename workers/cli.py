@@ -335,20 +335,24 @@ def enqueue(argv: list[str]) -> int:
     p.add_argument("target", help="repository URL (https://github.com/owner/repo) or gist id")
     args = p.parse_args(argv)
     from scanner.sources.remote import parse_remote
+    from workers import ledger
+    from workers.pollers import SCAN_BATCH, SCAN_REPO
     from workers.settings import settings
-    from workers.tasks import scan_batch, scan_repo
 
     s = settings()
+    # Recorded in the pending-work ledger before it is sent, as the pollers' work is: a
+    # message the broker loses, or a worker that dies holding it, is re-sent.
     if args.kind == "repo":
         remote = parse_remote(
             args.target, [*s.clone_hosts, *s.clone_http_hosts], http_hosts=s.clone_http_hosts
         )  # refuse a hostile URL here
-        scan_repo.delay(url=remote.url, reason="manual")
+        ledger.publish(ledger.track(SCAN_REPO, "fetch", {"url": remote.url, "reason": "manual"}))
         print(f"keysweep: queued a full-history scan of {remote.display}")
     else:
         if not args.target.isalnum():
             p.error("a gist id is letters and digits")
-        scan_batch.delay(docs=[{"kind": "gist", "gist_id": args.target}])
+        docs = [{"kind": "gist", "gist_id": args.target}]
+        ledger.publish(ledger.track(SCAN_BATCH, "fetch", {"docs": docs}))
         print(f"keysweep: queued gist {args.target}")
     return 0
 
