@@ -129,6 +129,22 @@ def test_circuit_opens_then_half_opens_and_closes(sleeps: list[float]) -> None:
     assert route.call_count == 4 and breaker.state == "closed"
 
 
+def test_the_scan_clients_breaker_is_the_readmes() -> None:
+    """README (Revoking leaked keys): 5 consecutive failures, then 30 s open, then one probe."""
+    clock = Clock()
+    b = KeyServiceClient(URL, "t").breaker
+    b.clock = clock
+    for _ in range(4):
+        b.failure()
+    assert b.allow()
+    b.failure()
+    assert not b.allow()
+    clock.now += 29
+    assert not b.allow()
+    clock.now += 2
+    assert b.allow() and b.state == "half-open"
+
+
 def test_half_open_probe_failure_reopens() -> None:
     clock = Clock()
     b = CircuitBreaker(threshold=2, reset_after=10, clock=clock)
