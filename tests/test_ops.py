@@ -80,3 +80,18 @@ def test_rules_and_dashboard_use_only_metrics_the_workers_export() -> None:
     assert dash["uid"] == "keysweep" and len({p["id"] for p in dash["panels"]}) == len(
         dash["panels"]
     )
+
+
+def test_the_readme_names_every_exported_metric_and_no_other() -> None:
+    """README (Operations): the metric names it lists are the ones the workers export,
+    and every family the workers export is listed."""
+    readme = (ROOT / "README.md").read_text()
+    ops = readme[readme.index("## Operations") : readme.index("## Leaks reported to us")]
+    listed = set(re.findall(r"`(keysweep_[a-z_]+)(?:\{[^}]*\})?`", ops))
+    names = exported()
+
+    def family(n: str) -> str:
+        return re.sub(r"_(total|bucket|sum|count)$", "", n)
+
+    assert {m for m in listed if m not in names and m not in {family(n) for n in names}} == set()
+    assert {family(n) for n in names} - {family(m) for m in listed} == set()
