@@ -9,8 +9,10 @@ smallest modules, so a clean commit costs one git call and one scan.
 
 The cache is keyed by everything that decides the literal set: the bytes of
 every rule-pack file (``scanner/rules/*.toml``), the repository's
-``.keysweep.toml``, ``pyproject.toml`` and ``.gitleaks.toml`` bytes, the
-hyperscan version and this file format. It is written atomically (private
+``.keysweep.toml``, ``pyproject.toml`` and ``.gitleaks.toml`` bytes (with the
+files its ``[extend] path`` names), the operator's config file, the
+``KEYSWEEP_RULES`` and ``KEYSWEEP_DISABLED_RULES`` variables, the hyperscan
+version and this file format. It is written atomically (private
 directory, temporary file, rename) and any problem reading it just means the
 full path runs. A hit, or anything unusual, returns None: the full path
 decides.
@@ -60,6 +62,36 @@ def _read(path: str) -> bytes:
         return b""
 
 
+def _operator_file() -> str:
+    """The operator's config file, found as scanner.settings finds it."""
+    explicit = os.environ.get("KEYSWEEP_CONFIG")
+    if explicit:
+        return os.path.expanduser(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "keysweep", "config.toml")
+
+
+def _gitleaks_chain(root: str) -> list[bytes]:
+    """``.gitleaks.toml`` and the files its ``[extend] path`` names, in order."""
+    import re
+
+    out: list[bytes] = []
+    path = os.path.join(root, ".gitleaks.toml")
+    for _ in range(4):  # the loader refuses chains deeper than this anyway
+        data = _read(path)
+        out.append(data)
+        section = re.search(rb"(?ms)^\s*\[extend\][^\n]*\n(.*?)(?=^\s*\[|\Z)", data)
+        target = section and re.search(rb"""(?m)^\s*path\s*=\s*["']([^"']+)["']""", section[1])
+        if not target:
+            break
+        path = os.path.join(os.path.dirname(path), os.fsdecode(target[1]))
+    return out
+
+
+# Variables that change the rules themselves (and so the literal set).
+RULE_VARIABLES = ("KEYSWEEP_RULES", "KEYSWEEP_DISABLED_RULES")
+
+
 def cache_key(root: str, hyperscan_version: str) -> str:
     from hashlib import sha256
 
@@ -74,7 +106,10 @@ def cache_key(root: str, hyperscan_version: str) -> str:
         *(n.encode() + b"\0" + _read(os.path.join(folder, n)) for n in pack),
         _read(os.path.join(root, ".keysweep.toml")),
         _read(os.path.join(root, "pyproject.toml")),
-        _read(os.path.join(root, ".gitleaks.toml")),
+        *_gitleaks_chain(root),
+        # The operator's file and the variables may add rules too ([[rules]], KEYSWEEP_RULES).
+        _read(_operator_file()),
+        *(os.environ.get(name, "").encode() for name in RULE_VARIABLES),
     ):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)

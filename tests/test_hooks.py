@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -204,6 +205,45 @@ def test_fast_path_cache_never_hides_a_key(repo: Repo, cache: Path) -> None:
     # A config change is a new cache key: a newly disabled rule takes effect.
     repo.write(".keysweep.toml", 'disabled_rules = ["mg-live-key"]\n')
     assert hook(repo.path, "pre-commit").returncode == 0
+
+
+def test_fast_path_cache_knows_rules_from_outside_the_repository(
+    repo: Repo, cache: Path, tmp_path: Path
+) -> None:
+    """README (Speed): the cache makes the hook faster, never more lenient, also when a
+    rule comes from the operator's file, KEYSWEEP_RULES or a file `.gitleaks.toml`'s
+    `[extend] path` names (none of them is the repository's own config)."""
+    from scanner.examples import expand
+
+    repo.write("clean.txt", "hello\n")
+    git(repo.path, "add", "clean.txt")
+    assert hook(repo.path, "pre-commit").returncode == 0  # full path: writes the cache
+    repo.write("t.py", f"x = 'acme_tok_{expand('{base62:24}')}'\n")
+    git(repo.path, "add", "t.py")
+    assert hook(repo.path, "pre-commit").returncode == 0  # no rule knows it: fast path
+    rule = {
+        "id": "acme-token",
+        "description": "ACME internal token",
+        "prefixes": ["acme_tok_"],
+        "pattern": "(acme_tok_[A-Za-z0-9]{24})",
+    }
+    operator = tmp_path / "operator.toml"
+    operator.write_text(
+        "[[rules]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in rule.items())
+    )
+    assert hook(repo.path, "pre-commit", env={"KEYSWEEP_CONFIG": str(operator)}).returncode == 1
+    p = hook(repo.path, "pre-commit", env={"KEYSWEEP_RULES": json.dumps([rule])})
+    assert p.returncode == 1 and "acme-token" in p.stderr.decode()
+    # .gitleaks.toml unchanged, the file it extends gains the rule.
+    repo.write("ci/gitleaks-base.toml", "# the team's shared rules\n")
+    repo.write(".gitleaks.toml", '[extend]\npath = "ci/gitleaks-base.toml"\n')
+    assert hook(repo.path, "pre-commit").returncode == 0  # writes the cache for this config
+    assert hook(repo.path, "pre-commit").returncode == 0
+    repo.write(
+        "ci/gitleaks-base.toml",
+        '[[rules]]\nid = "acme"\nregex = "(acme_tok_[A-Za-z0-9]{24})"\nkeywords = ["acme_tok_"]\n',
+    )
+    assert hook(repo.path, "pre-commit").returncode == 1
 
 
 def test_hook_error_is_exit_2_with_one_line(tmp_path: Path, cache: Path) -> None:
