@@ -78,6 +78,19 @@ def test_the_readme_documents_every_setting_and_nothing_else() -> None:
             assert r.set_by == "environment", r
 
 
+@pytest.mark.parametrize("value", ["mg-live-key,jwt", "mg-live-key, jwt", '["mg-live-key", "jwt"]'])
+def test_list_variables_are_comma_separated_or_a_json_array(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README (Configuration): lists from a variable are comma-separated, or a JSON array."""
+    from workers.settings import WorkerSettings
+
+    monkeypatch.setenv("KEYSWEEP_DISABLED_RULES", value)
+    assert load_settings().disabled_rules == ["mg-live-key", "jwt"]
+    monkeypatch.setenv("KEYSWEEP_CLONE_HOSTS", value.replace("mg-live-key", "a.example"))
+    assert list(WorkerSettings().clone_hosts) == ["a.example", "jwt"]
+
+
 def test_the_readmes_defaults_are_the_codes() -> None:
     """Each concrete default in the README's settings table is what the model holds when
     nothing is set (the clean_env fixture has removed every KEYSWEEP_ variable)."""
