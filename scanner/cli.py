@@ -627,17 +627,26 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         )
     if tgt.kind == "files":
         assert tgt.path is not None
+        where = tgt.path.resolve()
+        home = where if where.is_dir() else where.parent
+        prefix = ""
+        if tgt.work_tree is not None:
+            # A directory of a repository, as it is: named from the repository's top, as
+            # its config, baseline and a history scan name them.
+            home = tgt.work_tree.resolve()
+            prefix = os.path.relpath(where if where.is_dir() else where.parent, home)
+            prefix = "" if prefix == "." else prefix
         files = FileSource(
             tgt.path,
             max_size=config.max_file_size,
             exclude=config.exclude_paths,
             include_binary=opts.include_binary,
             archive_depth=config.archive_depth,
+            prefix=prefix,
         )
         result = scan_source(files, engine, config, opts)
-        where = tgt.path.resolve()
         for f in result.findings:
-            f.location = replace(f.location, repo=str(where if where.is_dir() else where.parent))
+            f.location = replace(f.location, repo=str(home))
             f.locations = [replace(x, repo=f.location.repo) for x in f.locations]
         scope = f"{result.files} files under {where}"
         return ScanRun(result, engine.rules, config, scope, baseline_read=read_at)

@@ -43,10 +43,13 @@ class Target:
     paths: list[str] = field(default_factory=list)  # pathspec, relative to top
     rev_args: list[str] | None = None  # None: every ref (``--all``)
     revision: str | None = None  # a range or commit given as the target
+    work_tree: Path | None = None  # files inside a work tree (--no-history): its top
 
     @property
     def config_root(self) -> Path | None:
-        return self.top or self.path
+        """Where the config and the baseline are read: the repository's top, also for
+        the files of one of its directories (--no-history), as the hooks read them."""
+        return self.top or self.work_tree or self.path
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -140,7 +143,7 @@ def resolve(
         raise TargetError(f"{given}: --staged needs a git work tree")
     if history and is_bare_repository(path):
         return Target("history", given, path, path)
-    return Target("files", given, path)
+    return Target("files", given, path, work_tree=None if history else work_tree_top(path))
 
 
 @dataclass

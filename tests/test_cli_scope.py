@@ -67,6 +67,28 @@ def test_subdirectory_means_that_repositorys_history_limited_to_it(three: dict) 
     ]
 
 
+def test_a_directory_of_a_work_tree_as_it_is_is_that_repositorys(tmp_path: Path) -> None:
+    """`keysweep scan DIR --no-history` below the top of a work tree: the repository's own
+    .keysweep.toml and baseline apply, and paths are named from its top, as a history
+    scan, the hooks and the baseline name them."""
+    r = Repo(tmp_path / "proj")
+    r.write("README.md", "# project\n")
+    r.commit("init")
+    r.write("src/app.py", f"KEY = '{mg_live()}'\n")
+    r.write("src/fixtures/keys.py", f"KEY = '{mg_test()}'\n")
+    r.write(".keysweep.toml", 'exclude_paths = ["src/fixtures/*"]\n')
+    p = run("scan", "src", "--no-history", "--format", "json", cwd=r.path)
+    (f,) = json.loads(p.stdout)
+    assert (f["source"]["path"], f["source"]["repo"]) == ("src/app.py", str(r.path.resolve()))
+    inside = run("scan", ".", "--no-history", "--format", "json", cwd=r.path / "src")
+    assert paths(inside) == ["src/app.py"]
+    one = run("scan", "app.py", "--no-history", "--format", "json", cwd=r.path / "src")
+    assert paths(one) == ["src/app.py"]
+    assert run("baseline", "create", "--no-history", cwd=r.path).returncode == 0
+    assert run("scan", "src", "--no-history", cwd=r.path).returncode == 0
+    assert run("scan", ".", "--no-history", cwd=r.path / "src").returncode == 0
+
+
 def test_commit_ranges_as_git_takes_them(three: dict) -> None:
     r, shas = three["repo"], three["shas"]
     one = run("scan", shas["web"], "--format", "json", cwd=r.path)

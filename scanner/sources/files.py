@@ -193,18 +193,25 @@ def iter_files(
     skips: SkipCounts | None = None,
     repo: str | None = None,
     limits: Limits | None = None,
+    prefix: str = "",
 ) -> Iterator[BufferFragment]:
     """Every regular file under ``root`` (or ``root`` itself) as fragments (an archive's
-    members each one); ``repo`` names where they are (an absolute path) in each finding."""
+    members each one); ``repo`` names where they are (an absolute path) in each finding.
+    ``prefix``: where ``root`` (a directory) is inside the repository that holds it, so
+    paths are named (and matched against ``exclude``) from the repository's top."""
     skips = skips if skips is not None else SkipCounts()
     exclude = exclude or []
     root = root.resolve() if root.is_dir() else root
     if not root.is_dir():
-        yield from _one_file(root, root.name, max_size, include_binary, skips, repo, limits)
+        rel = os.path.join(prefix, root.name)
+        if excluded(rel, exclude):
+            skips.excluded += 1
+            return
+        yield from _one_file(root, rel, max_size, include_binary, skips, repo, limits)
         return
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         reldir = os.path.relpath(dirpath, root)
-        reldir = "" if reldir == "." else reldir
+        reldir = os.path.join(prefix, "" if reldir == "." else reldir)
         keep = []
         for d in sorted(dirnames):
             rel = os.path.join(reldir, d)
@@ -274,9 +281,11 @@ class FileSource:
         exclude: list[str] | None = None,
         include_binary: bool = False,
         archive_depth: int = DEFAULT_ARCHIVE_DEPTH,
+        prefix: str = "",
     ) -> None:
         self.root = root
         self.target = str(root)
+        self.prefix = prefix
         self.max_size, self.exclude, self.include_binary = max_size, exclude, include_binary
         self.limits = Limits(max_depth=archive_depth)
         self.skipped = SkipCounts()
@@ -294,6 +303,7 @@ class FileSource:
             include_binary=self.include_binary,
             skips=self.skipped,
             limits=self.limits,
+            prefix=self.prefix,
         ):
             self.units += 1
             sink(fragment)
