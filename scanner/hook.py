@@ -428,22 +428,29 @@ def run_files(
     """``keysweep hook files FILE...`` (pre-commit's ``keysweep-files`` hook): the named
     files as they are, for CI (``pre-commit run keysweep-files --all-files``)."""
     root = repo_root()
+    from scanner.archives import Limits
     from scanner.scan import Collector, gitleaks_keep
     from scanner.sources.files import SkipCounts, iter_files
 
     engine, config = _engine_and_config(root, config_path, confidence)
     collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
     skips = SkipCounts()
+    limits = Limits(max_depth=config.archive_depth)
     for name in files:
         path = Path(name)
-        for frag in iter_files(path, max_size=config.max_file_size, skips=skips):
+        named = (len(skips.errors), len(skips.capped))
+        for frag in iter_files(path, max_size=config.max_file_size, skips=skips, limits=limits):
             # As pre-commit named it (relative to the top of the repository); an archive's
             # members keep their "!member" after it.
             frag.path = name + (frag.path or "")[len(path.name) :]
             collector.scan(frag)
+        for said, start in ((skips.errors, named[0]), (skips.capped, named[1])):
+            said[start:] = [name + x[len(path.name) :] for x in said[start:]]
     found = _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
     for err in skips.errors:
         print(f"keysweep: warning: {_safe(err)}", file=sys.stderr)
+    for capped in skips.capped:  # not opened: said, never passed over in silence
+        print(f"keysweep: warning: archive capped, not scanned: {_safe(capped)}", file=sys.stderr)
     if not found:
         return EXIT_PASS
     import shlex

@@ -391,6 +391,34 @@ def test_the_depth_cap_is_named_and_archive_depth_opens_deeper(tmp_path: Path) -
     assert f["source"]["path"] == "deep.zip!a.zip!b.zip!c.zip!k.env"
 
 
+def test_the_files_hook_honours_archive_depth_and_names_what_it_capped(tmp_path: Path) -> None:
+    """`keysweep hook files` (CI's keysweep-files hook) opens archives to the repository's
+    `archive_depth`, as `keysweep scan --no-history` does, and says what it did not open."""
+    from tests.helpers import Repo
+
+    key = mg_live()
+    r = Repo(tmp_path / "r")
+    r.write("dist/outer.zip", zip_of({"inner.zip": zip_of({"conf/.env": f"K={key}\n".encode()})}))
+    r.commit("bundle")
+    env = {"KEYSWEEP_CACHE_DIR": str(tmp_path / "cache")}
+
+    def files_hook() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [KEYSWEEP, "hook", "files", "dist/outer.zip"],
+            cwd=r.path,
+            capture_output=True,
+            timeout=120,
+            env={**os.environ, **env},
+        )
+
+    p = files_hook()
+    assert p.returncode == 1 and "dist/outer.zip!inner.zip!conf/.env:1" in p.stderr.decode()
+    (r.path / ".keysweep.toml").write_text("archive_depth = 1\n")
+    p = files_hook()
+    assert p.returncode == 0
+    assert "archive capped, not scanned: dist/outer.zip!inner.zip (depth > 1)" in p.stderr.decode()
+
+
 def test_bombs_finish_with_a_skipped_line_in_every_format(tmp_path: Path) -> None:
     key = mg_live()
     d = tmp_path / "d"
