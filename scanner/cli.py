@@ -1110,7 +1110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(action, argparse._SubParsersAction):
             for sp in action.choices.values():
                 sp.argv = words  # type: ignore[attr-defined]
-    args = parser.parse_args(words)
+    args, extra = parser.parse_known_args(words)
+    if extra and args.command == "hook" and not any(w.startswith("-") for w in extra):
+        # pre-commit puts a hook's `args:` before the file names it passes:
+        # `keysweep hook files --confidence high a.py b.py`. The names are the files.
+        args.hook_args += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR

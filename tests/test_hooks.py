@@ -188,6 +188,23 @@ def test_every_hook_honours_baseline_flag_setting_and_config_flag(
     assert hooks("--config", str(elsewhere)) == [0, 0, 0]
 
 
+def test_files_hook_takes_options_before_the_file_names(repo: Repo, cache: Path) -> None:
+    """pre-commit runs `entry args... files...`: `args: [--confidence, high]` (the README's
+    advice) or `--baseline FILE` come before the names of keysweep-files' files."""
+    from scanner.examples import expand
+
+    password = expand("{base62:18}7Q")  # made now: this repository holds no secret
+    repo.write("db.py", f'DB_PASSWORD = "{password}"\n')  # a generic secret: medium only
+    repo.write("conf.env", f"KEY={mg_test()}\n")
+    assert hook(repo.path, "files", "db.py", "conf.env").returncode == 1
+    assert hook(repo.path, "files", "--confidence", "high", "db.py").returncode == 0
+    p = hook(repo.path, "files", "--confidence", "high", "db.py", "conf.env")
+    assert p.returncode == 1 and "conf.env:1" in p.stderr.decode()
+    assert "db.py" not in p.stderr.decode()
+    bad = hook(repo.path, "files", "--confidense", "high", "db.py")
+    assert bad.returncode == 2 and "did you mean --confidence?" in bad.stderr.decode()
+
+
 def test_fast_path_cache_never_hides_a_key(repo: Repo, cache: Path) -> None:
     repo.write("clean.txt", "hello\n")
     git(repo.path, "add", "clean.txt")
