@@ -73,6 +73,22 @@ def test_json_fields(leaky: dict) -> None:
     assert leaky["live"] not in p.stdout.decode()
 
 
+def test_one_secret_in_many_places_is_one_finding_with_up_to_100_locations(
+    tmp_path: Path,
+) -> None:
+    """README (What a finding holds): `occurrences` counts every place, `locations` keeps
+    up to 100 of them."""
+    d = tmp_path / "d"
+    d.mkdir()
+    key = mg_live()
+    for i in range(120):
+        (d / f"f{i:03d}.env").write_text(f"KEY={key}\n")
+    p = run("scan", str(d), "--no-history", "--format", "json")
+    (f,) = json.loads(p.stdout)
+    assert f["occurrences"] == 120 and len(f["locations"]) == 100
+    assert len({loc["path"] for loc in f["locations"]}) == 100
+
+
 def test_jsonl_one_object_per_line(leaky: dict) -> None:
     p = run("scan", str(leaky["path"]), "--format", "jsonl")
     lines = p.stdout.decode().splitlines()
