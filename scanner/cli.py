@@ -412,11 +412,22 @@ def build_parser() -> Parser:
         description="Mint an mg_ key through the key service (POST /v1/keys, reference service "
         "only). The cleartext is printed once on stdout; keep it out of logs.",
     )
-    kc.add_argument("--env", choices=("live", "test"), default="test")
-    kc.add_argument("--org", default="org_demo")
-    kc.add_argument("--project", default="proj_demo")
-    kc.add_argument("--owner-name", default="Demo Owner")
-    kc.add_argument("--owner-email", default="owner@example.com")
+    kc.add_argument(
+        "--env",
+        choices=("live", "test"),
+        default="test",
+        help="mg_live_ (production) or mg_test_ key (default: test)",
+    )
+    kc.add_argument("--org", default="org_demo", help="organisation id (default: org_demo)")
+    kc.add_argument("--project", default="proj_demo", help="project id (default: proj_demo)")
+    kc.add_argument(
+        "--owner-name", default="Demo Owner", help="owner the alerts name (default: Demo Owner)"
+    )
+    kc.add_argument(
+        "--owner-email",
+        default="owner@example.com",
+        help="where the owner's alert goes (default: owner@example.com)",
+    )
     kc.add_argument("--config", type=Path, metavar="FILE")
 
     inst = sub.add_parser(
@@ -492,6 +503,11 @@ class ScanRun:
     notes: list[str] = field(default_factory=list)  # what was not scanned, and how to
     baseline_root: Path | None = None  # where the default baseline lives
     baseline_read: Path | None = None  # the baseline file a scan of this target reads by default
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 commit``, ``2 commits``, ``0 files``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _q(word: str) -> str:
@@ -622,7 +638,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
             result,
             engine.rules,
             config,
-            f"{result.commits} commits of {remote.display}",
+            f"{counted(result.commits, 'commit')} of {remote.display}",
             baseline_read=read_at,
         )
     if tgt.kind == "files":
@@ -648,7 +664,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         for f in result.findings:
             f.location = replace(f.location, repo=str(home))
             f.locations = [replace(x, repo=f.location.repo) for x in f.locations]
-        scope = f"{result.files} files under {where}"
+        scope = f"{counted(result.files, 'file')} under {where}"
         return ScanRun(result, engine.rules, config, scope, baseline_read=read_at)
     assert tgt.top is not None
     display = repository_name(tgt.top)
@@ -658,20 +674,20 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
         for f in result.findings:
             f.locations = [replace(x, repo=display) for x in f.locations]
         limit = f" under {pathspec}" if pathspec else ""
-        scope = f"staged changes in {result.files} files{limit} of {display}"
+        scope = f"staged changes in {counted(result.files, 'file')}{limit} of {display}"
         return ScanRun(
             result, engine.rules, config, scope, baseline_root=tgt.top, baseline_read=read_at
         )
     result = history(tgt.top, display, tgt.paths, rev_args)
     if tgt.revision:
-        scope = f"{result.commits} commits ({tgt.revision}) of {display}"
+        scope = f"{counted(result.commits, 'commit')} ({tgt.revision}) of {display}"
     elif pathspec:
         scope = (
-            f"{result.commits} commits of {display} touching {pathspec} "
+            f"{counted(result.commits, 'commit')} of {display} touching {pathspec} "
             f"(as git log --full-history -- {pathspec})"
         )
     else:
-        scope = f"{result.commits} commits of {display}"
+        scope = f"{counted(result.commits, 'commit')} of {display}"
     run = ScanRun(
         result, engine.rules, config, scope, baseline_root=tgt.top, baseline_read=read_at
     )

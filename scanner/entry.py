@@ -10,7 +10,19 @@ import sys
 
 
 def main() -> int:
-    words = sys.argv[1:]
+    try:
+        return _main(sys.argv[1:])
+    except BrokenPipeError:
+        # The reader went away (``keysweep status | head``): no traceback, and nothing
+        # more written at exit (Python would flush stdout into the closed pipe again).
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(words: list[str]) -> int:
     if words[:2] == ["hook", "pre-commit"]:
         from scanner.hook_cache import fast_pre_commit
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -268,3 +269,58 @@ def test_scanning_this_repository_finds_nothing() -> None:
     )
     p = run("scan", "-", "--format", "json", stdin=files)
     assert p.returncode == 0 and json.loads(p.stdout) == []
+
+
+@pytest.mark.parametrize("command", [["rules", "list"], ["status"]])
+def test_output_into_a_closed_pipe_ends_quietly(command: list[str]) -> None:
+    # `keysweep rules list | head -1`, `keysweep status | head -1`: the reader is gone
+    # before keysweep writes. No traceback, exit 0, as `ls | head` does.
+    import uuid
+
+    from tests import redis_env
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")},
+        "KEYSWEEP_BROKER_URL": redis_env.url(14),
+        "KEYSWEEP_REDIS_URL": redis_env.url(14),
+        "KEYSWEEP_REDIS_PREFIX": f"kspipe-{uuid.uuid4().hex[:8]}",
+    }
+    r, w = os.pipe()
+    os.close(r)  # nobody will read
+    try:
+        p = subprocess.run(
+            [KEYSWEEP, *command], stdout=w, stderr=subprocess.PIPE, env=env, timeout=60
+        )
+    finally:
+        os.close(w)
+    err = p.stderr.decode()
+    assert p.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_keys_create_records_the_owner_it_is_given(tmp_path: Path) -> None:
+    # README: `keys create` takes --env, --org, --project, --owner-name, --owner-email.
+    from scanner.findings import sha256_hex
+    from scanner.keyservice import KeyServiceClient
+    from tests.keyservice_fixture import start_keyservice
+
+    with start_keyservice(tmp_path) as ks:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")},
+            "KEYSWEEP_KEYSERVICE_URL": ks.url,
+            "KEYSWEEP_KEYSERVICE_TOKEN": ks.token or "",
+        }
+        p = subprocess.run(
+            [KEYSWEEP, "keys", "create", "--env", "live", "--org", "org_acme",
+             "--project", "proj_web", "--owner-name", "Ann Lee", "--owner-email",
+             "ann@acme.test"],
+            capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        key = p.stdout.strip()
+        assert key.startswith("mg_live_") and "the key above is shown once" in p.stderr
+        with KeyServiceClient(ks.url, ks.token or "") as client:
+            record = client.lookup([sha256_hex(key.encode())])[sha256_hex(key.encode())]
+        assert (record.environment, record.org_id, record.project_id) == (
+            "live", "org_acme", "proj_web",
+        )  # fmt: skip
+        assert (record.owner_name, record.owner_email) == ("Ann Lee", "ann@acme.test")

@@ -347,3 +347,15 @@ def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
     fish = run("completion", "fish").stdout.decode()
     assert "complete -c keysweep" in fish and "-l no-history" in fish
     assert "#compdef keysweep" in run("completion", "zsh").stdout.decode()
+
+
+def test_the_summary_counts_in_words(three: dict, tmp_path: Path) -> None:
+    r, shas = three["repo"], three["shas"]
+    one = run("scan", shas["web"], cwd=r.path)
+    assert f"1 commit ({shas['web']}) of" in one.stdout.decode() + one.stderr.decode()
+    d = tmp_path / "one-file"
+    d.mkdir()
+    (d / "a.txt").write_text("nothing here\n")
+    clean = run("scan", str(d), "--no-history")
+    out = clean.stdout.decode() + clean.stderr.decode()
+    assert clean.returncode == 0 and f"no leaks found; 1 file under {d}" in out, out
