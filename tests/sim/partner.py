@@ -246,14 +246,18 @@ class Partner:
         return {"status": r.status_code, "body": answer}
 
     async def stream(self, rate: float, seconds: float, tokens: list[dict[str, Any]]) -> None:
-        """Deliver ``tokens`` at ``rate`` per second, in batches (the benchmark's load)."""
+        """Deliver ``tokens`` at ``rate`` per second in batches of ``config.batch`` (the
+        benchmark's load): a batch leaves once that many tokens are due (the last one
+        with what is left), as GitHub batches what its scanning found; a token's clock
+        starts when its batch is sent."""
         start = time.monotonic()
         sent = 0
         size = max(1, self.config.batch)
         while sent < len(tokens):
             await asyncio.sleep(0.01)
-            owed = min(len(tokens), int((time.monotonic() - start) * rate)) - sent
-            while owed > 0:
+            due = min(len(tokens), int((time.monotonic() - start) * rate))
+            owed = due - sent
+            while owed >= size or (owed > 0 and due == len(tokens)):
                 n = min(size, owed)
                 self.spawn(tokens[sent : sent + n])
                 sent += n
