@@ -212,6 +212,12 @@ def intake(
         for h in hashes
         if recs.get(h, {}).get("status") == "revoked" and h in first_sent
     ]
+    windows: dict[int, list[float]] = collections.defaultdict(list)
+    for h in hashes:
+        if recs.get(h, {}).get("status") == "revoked" and h in first_sent:
+            windows[int((first_sent[h] - t0) // 5)].append(
+                epoch(recs[h]["revoked_at"]) - first_sent[h]
+            )
     lost = sum(1 for h in hashes if recs.get(h, {}).get("status") != "revoked")
     twice = sum(1 for r in real if revs.get(r["display_prefix"], 0) > 1)
     statuses = collections.Counter(str(x.get("status")) for x in d["deliveries"])
@@ -260,6 +266,11 @@ def intake(
     print(
         f"  alert -> revoked: p50 {out['p50']:.2f} s, p99 {out['p99']:.2f} s over {len(lat)} "
         f"keys; lost {lost}, revoked twice {twice}"
+    )
+    print(
+        "  p99 by 5 s of sending: "
+        + " ".join(f"{pct(windows[w], 99):.2f}" for w in sorted(windows))
+        + " s"
     )
     return out
 
