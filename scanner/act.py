@@ -16,6 +16,7 @@ Audit events carry the display prefix as target and locations, never the key.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -206,18 +207,20 @@ def _act_safely(o: Owned, client: KeyServiceClient, policy: Policy, dry_run: boo
         )
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # pid, size, pool
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
     """One pool per process, shared by every caller (its threads only wait on the key
-    service): at most ``size`` calls to it at once from this process."""
+    service): at most ``size`` calls to it at once from this process. A forked child
+    makes its own (threads do not survive a fork)."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None or _POOL[0] < size:
-            _POOL = (size, ThreadPoolExecutor(max_workers=size, thread_name_prefix="keysweep-act"))
-        return _POOL[1]
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < size:
+            pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="keysweep-act")
+            _POOL = (os.getpid(), size, pool)
+        return _POOL[2]
 
 
 def act(
