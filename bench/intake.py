@@ -107,6 +107,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def redis_cpu_seconds() -> float:
+    """CPU seconds the Redis server (broker and state) has used so far."""
+    from tests import redis_env
+
+    info = redis_env.connect(0).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def served_seconds(metrics: str, endpoint: str = "github") -> tuple[float, float]:
     """p50 and p99 (bucket upper bounds) of keysweep serve's own request seconds."""
     buckets: list[tuple[float, float]] = []
@@ -166,12 +174,14 @@ def key_service_floor(ks: Any, seconds: float = 3.0, clients: int = 8) -> float:
 def intake(
     args: argparse.Namespace, sim: Any, ks: KeyService, serve: Any, procs: dict[str, int]
 ) -> dict[str, float]:
-    cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
     sim.partner_config(batch=args.batch, duplicate_ratio=args.duplicates, retry_ratio=args.retries)
     sim.reset()
     started = time.time()
     stream = sim.partner_stream(args.rate, args.seconds, args.real_every)
     minted = time.time() - started
+    # From here on: the delivery (minting the keys is done before it starts).
+    cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    cpu0["redis"] = redis_cpu_seconds()
     real = stream["real"]
     hashes = [r["sha256"] for r in real]
 
@@ -186,6 +196,8 @@ def intake(
         return sum(1 for h in hashes if recs.get(h, {}).get("status") == "revoked") == len(hashes)
 
     settle(all_revoked, 120)
+    used = {name: cpu_seconds(pid) - cpu0[name] for name, pid in procs.items()}
+    used["redis"] = redis_cpu_seconds() - cpu0["redis"]
     d = sim.deliveries()
     firsts = [x for x in d["deliveries"] if x["attempt"] == 1]
     ok = [x for x in d["deliveries"] if x.get("status") == 200]
@@ -200,6 +212,12 @@ def intake(
         for h in hashes
         if recs.get(h, {}).get("status") == "revoked" and h in first_sent
     ]
+    windows: dict[int, list[float]] = collections.defaultdict(list)
+    for h in hashes:
+        if recs.get(h, {}).get("status") == "revoked" and h in first_sent:
+            windows[int((first_sent[h] - t0) // 5)].append(
+                epoch(recs[h]["revoked_at"]) - first_sent[h]
+            )
     lost = sum(1 for h in hashes if recs.get(h, {}).get("status") != "revoked")
     twice = sum(1 for r in real if revs.get(r["display_prefix"], 0) > 1)
     statuses = collections.Counter(str(x.get("status")) for x in d["deliveries"])
@@ -232,15 +250,27 @@ def intake(
         f"  request seconds as GitHub waits: p50 {out['req_p50']:.3f} p99 {out['req_p99']:.3f}; "
         f"inside keysweep serve: p50 <= {s50:g} p99 <= {s99:g}"
     )
-    used = {name: cpu_seconds(pid) - cpu0[name] for name, pid in procs.items()}
     print(
         "  CPU seconds used meanwhile: "
         + ", ".join(f"{name} {sec:.1f}" for name, sec in used.items())
         + f" (wall {t1 - t0:.1f} s, 2 cores, shared)"
     )
     print(
+        "  CPU ms per 1,000 tokens: "
+        + ", ".join(
+            f"{name} {1e6 * sec / max(1, stream['tokens']):.0f}" for name, sec in used.items()
+        )
+        + f"; keysweep (serve + act worker) per revoked key: "
+        f"{1e3 * (used['serve'] + used['act worker']) / max(1, len(real)):.1f} ms"
+    )
+    print(
         f"  alert -> revoked: p50 {out['p50']:.2f} s, p99 {out['p99']:.2f} s over {len(lat)} "
         f"keys; lost {lost}, revoked twice {twice}"
+    )
+    print(
+        "  p99 by 5 s of sending: "
+        + " ".join(f"{pct(windows[w], 99):.2f}" for w in sorted(windows))
+        + " s"
     )
     return out
 

@@ -16,6 +16,9 @@ Audit events carry the display prefix as target and locations, never the key.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -190,27 +193,64 @@ def act_one(
     return out
 
 
+def _act_safely(o: Owned, client: KeyServiceClient, policy: Policy, dry_run: bool) -> Outcome:
+    try:
+        return act_one(o, client, policy, dry_run=dry_run)
+    except KeysweepError as exc:
+        return Outcome(
+            fingerprint=o.finding.fingerprint,
+            redacted=o.finding.redacted,
+            action="failed",
+            key_id=o.record.key_id if o.record else None,
+            error=str(exc),
+            retry=isinstance(exc, TransientError),
+        )
+
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # pid, size, pool
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """One pool per process, shared by every caller (its threads only wait on the key
+    service): at most ``size`` calls to it at once from this process. A forked child
+    makes its own (threads do not survive a fork)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < size:
+            pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="keysweep-act")
+            _POOL = (os.getpid(), size, pool)
+        return _POOL[2]
+
+
 def act(
     owned: list[Owned],
     client: KeyServiceClient,
     policy: Policy,
     *,
     dry_run: bool = False,
+    concurrency: int = 1,
 ) -> list[Outcome]:
-    """Act on each key; one key's failure is recorded and the others go on."""
-    outcomes = []
-    for o in owned:
-        try:
-            outcomes.append(act_one(o, client, policy, dry_run=dry_run))
-        except KeysweepError as exc:
-            outcomes.append(
-                Outcome(
-                    fingerprint=o.finding.fingerprint,
-                    redacted=o.finding.redacted,
-                    action="failed",
-                    key_id=o.record.key_id if o.record else None,
-                    error=str(exc),
-                    retry=isinstance(exc, TransientError),
-                )
-            )
-    return outcomes
+    """Act on each key; one key's failure is recorded and the others go on.
+
+    With ``concurrency`` > 1, different keys are acted on at the same time (their calls
+    to the key service overlap); the findings of one key stay in order, one after the
+    other, so its revocation and audit events are asked for exactly as when
+    sequential. Outcomes come back in the order of ``owned``."""
+    groups: dict[str, list[int]] = {}
+    for i, o in enumerate(owned):
+        groups.setdefault(o.record.key_id if o.record else f"#{i}", []).append(i)
+    work = [g for g in groups.values() if owned[g[0]].record is not None]
+    outcomes: list[Outcome | None] = [None] * len(owned)
+
+    def run(indices: list[int]) -> None:
+        for i in indices:
+            outcomes[i] = _act_safely(owned[i], client, policy, dry_run)
+
+    if concurrency > 1 and len(work) > 1 and not dry_run:
+        for fut in [_pool(concurrency).submit(run, g) for g in work]:
+            fut.result()
+    for g in groups.values():
+        if outcomes[g[0]] is None:
+            run(g)
+    return [o for o in outcomes if o is not None]

@@ -54,6 +54,9 @@ class Context:
     # Public content (workers, partner alerts) alerts on confident matches only;
     # a person scanning their own code sees what they asked for.
     alert_confidence: str = "low"
+    # Keys of one batch acted on at the same time (calls to the key service overlap;
+    # one key's calls stay in order). 1: one after the other.
+    concurrency: int = 1
 
 
 @dataclass
@@ -73,7 +76,13 @@ def act(findings: list[Finding], ctx: Context) -> dict[str, Outcome]:
     if not ours or ctx.keyservice is None:
         return {}
     owned = resolve(ours, ctx.keyservice, ctx.negative_cache)
-    outcomes = act_on(owned, ctx.keyservice, ctx.policy, dry_run=ctx.dry_run or not ctx.revoke)
+    outcomes = act_on(
+        owned,
+        ctx.keyservice,
+        ctx.policy,
+        dry_run=ctx.dry_run or not ctx.revoke,
+        concurrency=ctx.concurrency,
+    )
     return {o.fingerprint: o for o in outcomes}
 
 

@@ -153,6 +153,22 @@ def count(name: str, n: int = 1) -> None:
     client().hincrby(key("stats"), name, n)
 
 
+def count_many(
+    names: dict[str, int], latencies: list[float] | None = None, kind: str = "fetch_to_revoke"
+) -> None:
+    """``count`` for several counters and ``record_latency`` for several latencies, in
+    one round trip."""
+    if not names and not latencies:
+        return
+    pipe = client().pipeline(transaction=False)
+    for name, n in names.items():
+        pipe.hincrby(key("stats"), name, n)
+    if latencies:
+        pipe.rpush(key("latency", kind), *(f"{s:.4f}" for s in latencies))
+        pipe.ltrim(key("latency", kind), -100_000, -1)
+    pipe.execute()
+
+
 def counts() -> dict[str, int]:
     return {k: int(v) for k, v in client().hgetall(key("stats")).items()}
 

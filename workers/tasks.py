@@ -17,7 +17,9 @@ nothing twice.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import Counter
 from functools import cache
 from typing import Any
 
@@ -67,14 +69,41 @@ def engine() -> Engine:
     return build_engine(settings(), honour_allow=False, lookup_runs=True)
 
 
-@cache
+_KEYSERVICE: list[KeyServiceClient | None] = []
+_KEYSERVICE_LOCK = threading.Lock()
+
+
 def keyservice() -> KeyServiceClient | None:
-    url, token = settings().keyservice()
-    # The ledger parks act work while the key service is down and probes it (at most
-    # every KEYSWEEP_PARK_PROBE_MAX s): the client's own breaker only needs to stop a
-    # storm inside one batch, so it reopens after 5 s instead of 30.
-    breaker = CircuitBreaker(reset_after=5.0)
-    return KeyServiceClient(url, token, breaker=breaker) if url and token else None
+    """This process's one client (one connection pool, kept alive), made once even
+    when the first tasks of a threads pool all start together."""
+    if _KEYSERVICE:
+        return _KEYSERVICE[0]
+    with _KEYSERVICE_LOCK:
+        if not _KEYSERVICE:
+            url, token = settings().keyservice()
+            # The ledger parks act work while the key service is down and probes it (at
+            # most every KEYSWEEP_PARK_PROBE_MAX s): the client's own breaker only needs
+            # to stop a storm inside one batch, so it reopens after 5 s instead of 30.
+            breaker = CircuitBreaker(reset_after=5.0)
+            _KEYSERVICE.append(
+                KeyServiceClient(url, token, breaker=breaker) if url and token else None
+            )
+        return _KEYSERVICE[0]
+
+
+@signals.worker_process_init.connect
+def _warm_child(**_: Any) -> None:
+    """A prefork child makes its client before its first task, not during it."""
+    keyservice()
+
+
+@signals.worker_ready.connect
+def _warm(sender: Any = None, **_: Any) -> None:
+    """A threads (or solo) pool runs tasks in this process: make the client now. A
+    prefork parent does not (its children make their own after the fork)."""
+    pool = getattr(sender, "pool", None)
+    if type(pool).__module__ in ("celery.concurrency.thread", "celery.concurrency.solo"):
+        keyservice()
 
 
 def countdown(task: Task, wait: float | None = None) -> float:
@@ -207,8 +236,13 @@ def context(*, notify: bool = False) -> Context:
         negative_cache=state.RedisNegativeCache(),
         notifier=notifier,
         alert_confidence="high",
+        concurrency=ACT_CONCURRENCY,
     )
 
+
+# Keys of one batch acted on at once, per worker process (calls to the key service
+# overlap; one key's calls stay in order).
+ACT_CONCURRENCY = 8
 
 TRANSIENT = {
     "autoretry_for": (TransientError,),
@@ -252,14 +286,19 @@ def _observe(found: list[Finding], raw: list[dict[str, Any]], outcomes: dict[str
     fetched = {d["fingerprint"]: float(d.get("fetched_at") or time.time()) for d in raw}
     published = {f.fingerprint: _epoch(f.location.date) for f in found}
     now = time.time()
+    actions: Counter[str] = Counter()
+    latencies: list[float] = []
     for o in outcomes.values():
-        state.count(f"outcome_{o.action}")
-        metrics.REVOCATIONS.labels(o.action).inc()
+        actions[o.action] += 1
         if o.action == "revoked":
-            state.record_latency(now - fetched.get(o.fingerprint, now))
-            metrics.FETCH_TO_REVOKE.observe(now - fetched.get(o.fingerprint, now))
+            latencies.append(now - fetched.get(o.fingerprint, now))
+            metrics.FETCH_TO_REVOKE.observe(latencies[-1])
             if published.get(o.fingerprint):
                 metrics.PUSH_TO_REVOKE.observe(max(0.0, now - published[o.fingerprint]))
+    for action, n in actions.items():
+        metrics.REVOCATIONS.labels(action).inc(n)
+    # One round trip for the batch's counters and latencies.
+    state.count_many({f"outcome_{a}": n for a, n in actions.items()}, latencies)
 
 
 @app.task(bind=True, soft_time_limit=90, time_limit=120, max_retries=None, **TRANSIENT)

@@ -85,6 +85,12 @@ class Partner:
         self.cred_per_hour = 60
         self.cred_max = 1000
         self.http: httpx.AsyncClient | None = None
+        # Alerts go out through several small pools, as from several GitHub machines:
+        # httpcore looks through every connection of a pool for each request and each
+        # answer, so one pool of hundreds of connections made the simulator, not the
+        # partner, the busiest process under load.
+        self.senders: list[httpx.AsyncClient] = []
+        self.next_sender = 0
         self.task: asyncio.Task[None] | None = None
         self.inflight: set[asyncio.Task[None]] = set()
         self.stream_task: asyncio.Task[None] | None = None
@@ -92,15 +98,20 @@ class Partner:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        self.http = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=256))
+        self.http = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=32))
+        self.senders = [
+            httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=32))
+            for _ in range(8)
+        ]
         self.task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
         for t in [self.task, self.stream_task, *self.inflight]:
             if t is not None:
                 t.cancel()
-        if self.http is not None:
-            await self.http.aclose()
+        for client in [self.http, *self.senders]:
+            if client is not None:
+                await client.aclose()
 
     def reset(self) -> None:
         self.pending.clear()
@@ -178,8 +189,12 @@ class Partner:
             headers = {"Content-Type": "application/json"}
         return headers
 
+    def sender(self) -> httpx.AsyncClient:
+        self.next_sender = (self.next_sender + 1) % len(self.senders)
+        return self.senders[self.next_sender]
+
     async def deliver(self, items: list[dict[str, Any]], *, attempt: int = 1) -> dict[str, Any]:
-        assert self.http is not None and self.config.url
+        assert self.senders and self.config.url
         body = json.dumps(items, separators=(",", ":")).encode()
         headers = self.headers(body)
         now = time.time()
@@ -189,7 +204,7 @@ class Partner:
             self.reported[h] = self.reported.get(h, 0) + 1
         record: dict[str, Any] = {"t": now, "tokens": len(items), "attempt": attempt}
         try:
-            r = await self.http.post(self.config.url, content=body, headers=headers)
+            r = await self.sender().post(self.config.url, content=body, headers=headers)
             record.update(status=r.status_code, seconds=time.time() - now)
             if r.status_code == 200:
                 labels: dict[str, int] = {}
@@ -246,14 +261,18 @@ class Partner:
         return {"status": r.status_code, "body": answer}
 
     async def stream(self, rate: float, seconds: float, tokens: list[dict[str, Any]]) -> None:
-        """Deliver ``tokens`` at ``rate`` per second, in batches (the benchmark's load)."""
+        """Deliver ``tokens`` at ``rate`` per second in batches of ``config.batch`` (the
+        benchmark's load): a batch leaves once that many tokens are due (the last one
+        with what is left), as GitHub batches what its scanning found; a token's clock
+        starts when its batch is sent."""
         start = time.monotonic()
         sent = 0
         size = max(1, self.config.batch)
         while sent < len(tokens):
             await asyncio.sleep(0.01)
-            owed = min(len(tokens), int((time.monotonic() - start) * rate)) - sent
-            while owed > 0:
+            due = min(len(tokens), int((time.monotonic() - start) * rate))
+            owed = due - sent
+            while owed >= size or (owed > 0 and due == len(tokens)):
                 n = min(size, owed)
                 self.spawn(tokens[sent : sent + n])
                 sent += n
