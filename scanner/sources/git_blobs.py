@@ -35,6 +35,7 @@ scans limited to paths, stay on ``git_history``'s diffs.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import queue
 import re
@@ -47,7 +48,6 @@ from typing import Any
 from scanner.findings import Location
 from scanner.sources import git_history
 from scanner.sources.git_history import (
-    ARCHIVE_BLOB_MAX,
     COMMIT_FORMAT,
     GIT_ENV,
     SUBJECT_MAX,
@@ -308,10 +308,8 @@ class BlobHistory:
             except (BrokenPipeError, ValueError, OSError):
                 asked.put(None)
             finally:
-                try:
+                with contextlib.suppress(BrokenPipeError, OSError):
                     cat.stdin.close()
-                except (BrokenPipeError, OSError):
-                    pass
 
         def scanner() -> None:
             while True:
@@ -485,7 +483,8 @@ class BlobHistory:
         first = out.read(min(n, step))
         left = n - len(first)
         if self.archives and looks_like_archive(name, first[:ARCHIVE_SNIFF]):
-            if n <= ARCHIVE_BLOB_MAX:
+            cap = git_history.ARCHIVE_BLOB_MAX
+            if n <= cap:
                 data = first + out.read(left)
                 out.read(1)
                 segments, parts, size = [], [], 0
@@ -504,7 +503,7 @@ class BlobHistory:
                 return
             if _magic(first[:ARCHIVE_SNIFF]) is not None:
                 self._skip(out, left + 1)
-                mib = ARCHIVE_BLOB_MAX // (1024 * 1024)
+                mib = cap // (1024 * 1024)
                 git_history._note(self.skipped, Skipped(name, f"larger than {mib} MiB"))
                 return
         if is_binary(first[:SNIFF]):
