@@ -332,3 +332,37 @@ def test_scan_git_of_a_whole_history_reads_blobs(tmp_path: Path, monkeypatch) ->
     assert len(scan_git(r.path, engine, config, ScanOptions(), rev_args=["HEAD"]).findings) == 1
     assert len(scan_git(r.path, engine, config, ScanOptions(), paths=["a.txt"]).findings) == 1
     assert used == ["blobs"]
+
+
+def test_a_new_version_is_read_where_it_changed_and_copies_whole(tmp_path: Path) -> None:
+    """Versions of a large file are compared with the version before: a key in the part
+    that did not change is where it was added; a copy of the file at another path (in the
+    same commit or later) is a file of its own, all its keys reported there, as a diff
+    reports a file added."""
+    r = Repo(tmp_path / "big")
+    k1, k2, k3 = mg_live(), mg_test(), github_token()
+    lines = [f"filler line {i:04d} " + "abcdefgh" * 5 for i in range(1200)]
+    lines[9] = f"FIRST = '{k1}'"
+    r.write("big.txt", "\n".join(lines) + "\n")
+    c1 = r.commit("v1")
+    lines[899] = f"SECOND = '{k2}'"
+    r.write("big.txt", "\n".join(lines) + "\n")
+    r.write("same-commit-copy.txt", "\n".join(lines) + "\n")
+    c2 = r.commit("v2 and a copy")
+    lines.insert(600, f"THIRD = '{k3}'")
+    r.write("big.txt", "\n".join(lines) + "\n")
+    c3 = r.commit("v3")
+    r.write("later/copy.txt", "\n".join(lines) + "\n")
+    c4 = r.commit("copied later")
+    f = found(scan(r.path, by_blobs=True))
+    assert sorted(all_places(f[k1])) == sorted(
+        [(c1, "big.txt", 10), (c2, "same-commit-copy.txt", 10), (c4, "later/copy.txt", 10)]
+    )
+    assert sorted(all_places(f[k2])) == sorted(
+        [(c2, "big.txt", 900), (c2, "same-commit-copy.txt", 900), (c4, "later/copy.txt", 901)]
+    )
+    assert sorted(all_places(f[k3])) == sorted([(c3, "big.txt", 601), (c4, "later/copy.txt", 601)])
+    assert [f[k].occurrences for k in (k1, k2, k3)] == [3, 3, 2]
+    diffs = found(scan(r.path, by_blobs=False))
+    for k in (k1, k2, k3):
+        assert sorted(all_places(f[k])) == sorted(all_places(diffs[k]))

@@ -64,6 +64,7 @@ from scanner.sources.git_history import (
 LOG = (
     "log",
     "--all",
+    "--reverse",
     "--raw",
     "-r",
     "--no-renames",
@@ -97,16 +98,54 @@ SEP = b"\n\n"  # between two blobs of a batch (a NUL here would cost the decoder
 MAX_PATHS = 100  # paths remembered per blob (a finding keeps 100 locations)
 NAME_MAX = 1024  # bytes of an author's name or email kept per commit
 SNIFF = 8192
+# A new version of a file is scanned where it differs from the version before it, and
+# this far (bytes) around that, in whole lines: a rule's context, an allow comment, a
+# PEM block around a changed line are still read whole.
+MARGIN = 4096
+GRAIN = 1024  # bytes: how finely the common prefix and suffix are measured
+DELTA_CACHE = 24 * 1024 * 1024  # bytes of the latest version per path kept to compare
+PREFETCH = 8  # batches (about 1 MB each) read ahead of the scanners, log chunks too
+PIPE_SIZE = 1024 * 1024  # cat-file's pipe and our reads of it: fewer, larger copies
+
+
+def _grow_pipe(stream: Any) -> None:
+    """Ask Linux for a larger pipe (fewer wake-ups per MB); elsewhere, nothing."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except (ImportError, OSError, ValueError):
+        pass
 
 
 def _chars(raw: bytes) -> int:
     return len(raw.decode("utf-8", "replace"))
 
 
+class _OldestFirst:
+    """A ``git log --reverse`` chunk (messages): its order says older is earlier, as the
+    blobs' does (``PatchChunk`` numbers commits newest first)."""
+
+    __slots__ = ("_chunk", "_move", "data")
+
+    def __init__(self, chunk: Any, move: Callable[[Location], Location] | None) -> None:
+        self._chunk, self._move, self.data = chunk, move, chunk.data
+
+    def locate(self, offset: int) -> tuple[Location, Any] | None:
+        found = self._chunk.locate(offset)
+        if found is None:
+            return None
+        loc, order = found
+        return (self._move(loc) if self._move is not None else loc), -order
+
+    def clean_secret(self, secret: bytes) -> bytes:
+        return self._chunk.clean_secret(secret)  # type: ignore[no-any-return]
+
+
 class _Segment:
     """One blob (or an archive member, or a window of a long blob) inside a batch."""
 
-    __slots__ = ("blob", "col0", "end", "line0", "own_hi", "own_lo", "start", "suffix")
+    __slots__ = ("blob", "col0", "end", "exclude", "line0", "own_hi", "own_lo", "start", "suffix")
 
     def __init__(
         self,
@@ -117,8 +156,10 @@ class _Segment:
         line0: int = 1,
         col0: int = 0,
         own: tuple[int, int] | None = None,
+        exclude: bytes | None = None,
     ) -> None:
         self.start, self.end, self.blob, self.suffix = start, end, blob, suffix
+        self.exclude = exclude  # a path not to report it at (already reported there)
         self.line0, self.col0 = line0, col0  # line and column (characters) at ``start``
         self.own_lo, self.own_hi = own if own is not None else (start, end)
 
@@ -165,7 +206,7 @@ class BlobBatch:
             column = seg.col0 + _chars(self.data[seg.start : offset]) + 1
         else:
             column = _chars(self.data[nl + 1 : offset]) + 1
-        return self._history.places(seg.blob, seg.suffix, line, column)
+        return self._history.places(seg.blob, seg.suffix, line, column, seg.exclude)
 
 
 class BlobHistory:
@@ -197,41 +238,60 @@ class BlobHistory:
         # {raw path: commit index} once it is known at several paths.
         self._first: dict[bytes, tuple[int, bytes] | dict[bytes, int]] = {}
         self._headers: list[bytes] = []  # per commit index: COMMIT_FORMAT header + subject
-        self._lock = threading.Lock()
+        self._started = self._closed = False
+        self._cat: Any = None
+        self._log: Any = None
+        self._threads: list[threading.Thread] = []
+        self._failures: list[BaseException] = []
+        self._total = 0
+        self._last: dict[bytes, bytes] = {}  # path -> the latest version read (capped)
+        self._cached = 0
+        # blob -> the path it was compared at, for blobs scanned where they changed only:
+        # at any other path (a copy) they are scanned again whole, after the rest.
+        self._partial: dict[bytes, bytes] = {}
+        # Blob batches for the scanners; more than they need while the caller gets ready.
+        self._work: queue.Queue[BlobBatch | None] = queue.Queue(maxsize=max(2 * jobs, PREFETCH))
+        # ``git log`` chunks, for their messages (bounded: the log waits for the scan).
+        self._messages: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
 
     # --- where a blob is --------------------------------------------------------------
 
     def places(
-        self, blob: bytes, suffix: str, line: int, column: int
+        self, blob: bytes, suffix: str, line: int, column: int, exclude: bytes | None = None
     ) -> list[tuple[Location, Any]]:
+        """Where a match in ``blob`` is: each path it was written to (but ``exclude``), at
+        the oldest commit that wrote it there; the order is that commit's (oldest first)."""
         entry = self._first.get(blob)
         if entry is None:
             return []
         pairs = entry.items() if isinstance(entry, dict) else [(entry[1], entry[0])]
+        # Scanned only where it changed: that holds at the path it was compared at; its
+        # other paths get a scan of their own (``_copies``, which excludes this one).
+        only = self._partial.get(blob) if exclude is None else None
         out = []
         for raw, index in pairs:
+            if raw == exclude or (only is not None and raw != only):
+                continue
             path = unquote_path(raw) + suffix
             loc = commit_location(self.target, self._headers[index], path, line, column)
             if self.relocate is not None:
                 loc = self.relocate(loc)
-            out.append((loc, -index))
+            out.append((loc, index))
         return out
 
     def _seen(self, blob: bytes, index: int, path: bytes) -> bool:
-        """Note that commit ``index`` writes ``blob`` at ``path`` (the log is newest
-        first: each sighting is the oldest so far); True the first time ``blob`` is seen."""
+        """Note that commit ``index`` writes ``blob`` at ``path`` (the log is oldest first:
+        the first sighting at a path is the one kept); True the first time ``blob`` is seen."""
         entry = self._first.get(blob)
         if entry is None:
             self._first[blob] = (index, path)
             return True
         if isinstance(entry, tuple):
             if entry[1] == path:
-                self._first[blob] = (index, path)
                 return False
             entry = self._first[blob] = {entry[1]: entry[0]}
-        if path not in entry and len(entry) >= MAX_PATHS:
-            del entry[next(iter(entry))]  # the path it was seen at first: the newest
-        entry[path] = index
+        if path not in entry and len(entry) < MAX_PATHS:
+            entry[path] = index
         return False
 
     def _header(self, data: bytes, c: int) -> bytes:
@@ -249,21 +309,27 @@ class BlobHistory:
 
     # --- the scan ---------------------------------------------------------------------
 
-    def feed(self, sink: Callable[[Any], None]) -> None:
+    def start(self) -> None:
+        """Start reading: ``git log`` and ``git cat-file`` run, the log is parsed and the
+        first blobs are read while the caller gets ready (builds its engine); ``feed``
+        scans. Call ``close`` if ``feed`` is never called."""
+        if self._started:
+            return
         env = {**os.environ, **GIT_ENV}
         git = ["git", "-C", str(self.repo), *GIT_LIMITS]
-        total = 0
-        if self.progress is not None:
-            count = git_history.run_git(self.repo, "rev-list", "--all", "--count")
-            total = int(count.strip() or 0)
         try:
             cat = subprocess.Popen(
-                [*git, "cat-file", "--batch"],
+                [*git, "cat-file", "--batch", "--buffer"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 env=env,
+                bufsize=PIPE_SIZE,
             )
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH") from None
+        try:
+            _grow_pipe(cat.stdout)
             log = subprocess.Popen(
                 [*git, *LOG],
                 stdin=subprocess.DEVNULL,
@@ -271,22 +337,14 @@ class BlobHistory:
                 stderr=subprocess.PIPE,
                 env=env,
             )
-        except FileNotFoundError:
-            raise GitError("git is not installed or not on PATH") from None
+        except BaseException:
+            cat.kill()
+            cat.wait()
+            raise
+        self._cat, self._log = cat, log
+        self._started = True
         wanted: queue.SimpleQueue[tuple[bytes, bytes, int] | None] = queue.SimpleQueue()
         asked: queue.SimpleQueue[tuple[bytes, bytes, int] | None] = queue.SimpleQueue()
-        work: queue.Queue[BlobBatch | None] = queue.Queue(maxsize=2 * max(1, self.jobs))
-        failures: list[BaseException] = []
-
-        def guarded(fn: Callable[[], None]) -> Callable[[], None]:
-            def run() -> None:
-                try:
-                    fn()
-                except BaseException as exc:  # surfaced in the caller's thread
-                    failures.append(exc)
-                    cat.kill()
-
-            return run
 
         def ask() -> None:
             """Blob ids to ``git cat-file`` as the log names them (never blocks the log)."""
@@ -311,9 +369,71 @@ class BlobHistory:
                 with contextlib.suppress(BrokenPipeError, OSError):
                     cat.stdin.close()
 
+        def read_log() -> None:
+            try:
+                self._read_log(log, wanted)
+            finally:
+                wanted.put(None)
+                self._messages.put(None)
+                self.attributed.set()
+
+        self._threads = [
+            threading.Thread(target=self._guarded(ask), daemon=True),
+            threading.Thread(target=self._guarded(read_log), daemon=True),
+            threading.Thread(
+                target=self._guarded(lambda: self._read(cat, asked, self._work)), daemon=True
+            ),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # surfaced in the caller's thread
+                self._failures.append(exc)
+                self._stop()
+
+        return run
+
+    def _stop(self) -> None:
+        """Stop reading (a failure, or ``close``): every thread then ends."""
+        for proc in (self._cat, self._log):
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+    def close(self) -> None:
+        """End what ``start`` began (after ``feed``, or instead of it): the git processes
+        are stopped, the queues drained so no thread stays blocked, every thread joined."""
+        if not self._started or self._closed:
+            return
+        self._closed = True
+        self._stop()
+        self.attributed.set()
+        while any(t.is_alive() for t in self._threads):
+            for q in (self._work, self._messages):
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        q.get_nowait()
+            for t in self._threads:
+                t.join(timeout=0.02)
+        for proc in (self._cat, self._log):
+            proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def feed(self, sink: Callable[[Any], None]) -> None:
+        if self.progress is not None:
+            count = git_history.run_git(self.repo, "rev-list", "--all", "--count")
+            self._total = int(count.strip() or 0)
+        self.start()
+        failures = self._failures
+
         def scanner() -> None:
             while True:
-                batch = work.get()
+                batch = self._work.get()
                 if batch is None:
                     return
                 if not failures:
@@ -321,43 +441,69 @@ class BlobHistory:
                         sink(batch)
                     except BaseException as exc:
                         failures.append(exc)
+                        self._stop()
                         self.attributed.set()
 
-        threads = [threading.Thread(target=guarded(ask), daemon=True)]
-        threads += [threading.Thread(target=scanner, daemon=True) for _ in range(self.jobs)]
-        reader = threading.Thread(
-            target=guarded(lambda: self._read(cat, asked, work, total)), daemon=True
-        )
-        for t in [*threads, reader]:
+        scanners = [threading.Thread(target=scanner, daemon=True) for _ in range(self.jobs)]
+        for t in scanners:
             t.start()
+        done = False
         try:
-            self._read_log(log, sink, wanted)
-        except BaseException:
-            cat.kill()
-            raise
+            # Messages are scanned here, as the log is read; blobs by the scanners.
+            while (chunk := self._messages.get()) is not None:
+                if not failures:
+                    sink(_OldestFirst(chunk, self.relocate))
+            self._threads[-1].join()  # the reader: every blob is in the queue
+            self._copies()
+            done = True
         finally:
-            wanted.put(None)
-            self.attributed.set()
-            reader.join()
-            for _ in range(self.jobs):
-                work.put(None)
-            for t in threads:
+            if not done:
+                self.close()  # stop reading, free whatever waits on a queue
+            for _ in scanners:
+                self._work.put(None)
+            for t in scanners:
                 t.join()
-            cat.kill()
-            cat.wait()
-            if cat.stdout is not None:
-                cat.stdout.close()
+            self.close()
         if failures:
             raise failures[0]
         if self.progress is not None:
-            self.progress(self.units, max(total, self.units))
+            self.progress(self.units, max(self._total, self.units))
 
-    def _read_log(
-        self, log: Any, sink: Callable[[Any], None], wanted: queue.SimpleQueue[Any]
-    ) -> None:
-        """Each chunk of ``git log``: its raw lines noted, its messages to ``sink``."""
-        from scanner.sources import Relocated
+    def _copies(self) -> None:
+        """Blobs scanned only where they changed (``_changed``) that were also written at
+        another path (a copy, a file added again under another name): read again and
+        scanned whole for those other paths."""
+        again = [
+            (blob, path)
+            for blob, path in self._partial.items()
+            if isinstance(self._first.get(blob), dict)
+        ]
+        if not again:
+            return
+        parts: list[bytes] = []
+        segments: list[_Segment] = []
+        size = 0
+        for blob, data, _why in git_history.cat_blobs(
+            self.repo, [b.decode("ascii") for b, _ in again], git_history.MAX_CHUNK
+        ):
+            if data is None:
+                continue
+            key = blob.encode("ascii")
+            if parts:
+                parts.append(SEP)
+                size += len(SEP)
+            segments.append(_Segment(size, size + len(data), key, exclude=self._partial[key]))
+            parts.append(data)
+            size += len(data)
+            if size >= BATCH:
+                self._work.put(BlobBatch(b"".join(parts), segments, self))
+                parts, segments, size = [], [], 0
+        if segments:
+            self._work.put(BlobBatch(b"".join(parts), segments, self))
 
+    def _read_log(self, log: Any, wanted: queue.SimpleQueue[Any]) -> None:
+        """Each chunk of ``git log``: its raw lines noted, then kept for ``feed`` to scan
+        its messages."""
         index = -1
         for chunk in git_history.iter_stream_chunks(log, self.target, 0, self.errors, "git log"):
             data, lo, hi = chunk.data, chunk.own_lo, chunk.own_hi
@@ -377,16 +523,12 @@ class BlobHistory:
                     if self._seen(blob, index, path):
                         wanted.put((blob, path, index))
             self.units = index + 1
-            sink(Relocated(chunk, self.relocate) if self.relocate is not None else chunk)
+            self._messages.put(chunk)
 
     # --- reading blobs ----------------------------------------------------------------
 
     def _read(
-        self,
-        cat: Any,
-        asked: queue.SimpleQueue[Any],
-        work: queue.Queue[BlobBatch | None],
-        total: int,
+        self, cat: Any, asked: queue.SimpleQueue[Any], work: queue.Queue[BlobBatch | None]
     ) -> None:
         """Each blob ``git cat-file`` gives, into batches for the scanners."""
         out = cat.stdout
@@ -401,12 +543,12 @@ class BlobHistory:
                 work.put(BlobBatch(b"".join(parts), segments, self))
             parts, segments, size = [], [], 0
 
-        def add(data: bytes, blob: bytes, suffix: str = "") -> None:
+        def add(data: bytes, blob: bytes, suffix: str = "", line0: int = 1) -> None:
             nonlocal size
             if parts:
                 parts.append(SEP)
                 size += len(SEP)
-            segments.append(_Segment(size, size + len(data), blob, suffix))
+            segments.append(_Segment(size, size + len(data), blob, suffix, line0))
             parts.append(data)
             size += len(data)
             if size >= BATCH:
@@ -433,12 +575,71 @@ class BlobHistory:
             else:
                 data = out.read(n)
                 out.read(1)
-                for text, suffix in self._contents(name, data):
-                    add(text, blob, suffix)
+                if self._plain(name, data):
+                    lo, hi, line0 = self._changed(path, data)
+                    if lo or hi < n:
+                        self._partial[blob] = path
+                    add(data[lo:hi] if lo or hi < n else data, blob, "", line0)
+                else:
+                    for text, suffix in self._contents(name, data):
+                        add(text, blob, suffix)
             done += 1
-            if self.progress is not None and done % 256 == 0:
-                self.progress(min(index + 1, max(total, index + 1)), total)
+            progress = self.progress
+            if progress is not None and done % 256 == 0:
+                progress(min(index + 1, max(self._total, index + 1)), self._total)
         flush()
+
+    def _plain(self, name: str, data: bytes) -> bool:
+        """Text that is not an archive (the usual blob)."""
+        from scanner.archives import SNIFF as ARCHIVE_SNIFF
+        from scanner.archives import looks_like_archive
+        from scanner.sources.files import is_binary
+
+        if self.archives and looks_like_archive(name, data[:ARCHIVE_SNIFF]):
+            return False
+        return not is_binary(data)
+
+    def _changed(self, path: bytes, data: bytes) -> tuple[int, int, int]:
+        """The part of this version of ``path`` that differs from the version read before
+        it (an older one: blobs come oldest first), widened by ``MARGIN`` and to whole
+        lines: (start, end, line number at start). What is the same as in the older
+        version is reported there, at the same path: a newer version only repeats it."""
+        last = self._last
+        prev = last.pop(path, None)
+        last[path] = data
+        self._cached += len(data) - (len(prev) if prev is not None else 0)
+        while self._cached > DELTA_CACHE and last:
+            self._cached -= len(last.pop(next(iter(last))))
+        n = len(data)
+        if prev is None or n < 2 * MARGIN:
+            return 0, n, 1
+        # The common prefix and suffix to ``GRAIN`` bytes (the margin widens them anyway):
+        # a binary search over blocks, each step one memcmp.
+        view, common = memoryview(data), min(n, len(prev))
+        lo, hi = 0, common // GRAIN
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if prev.startswith(view[: mid * GRAIN]):
+                lo = mid
+            else:
+                hi = mid - 1
+        prefix = lo * GRAIN
+        lo, hi = 0, (common - prefix) // GRAIN
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if prev.endswith(view[n - mid * GRAIN :]):
+                lo = mid
+            else:
+                hi = mid - 1
+        suffix = lo * GRAIN
+        start = max(0, prefix - MARGIN)
+        start = data.rfind(b"\n", 0, start) + 1 if start else 0
+        end = min(n, n - suffix + MARGIN)
+        nl = data.find(b"\n", end)
+        end = n if nl == -1 else nl + 1
+        if end <= start:
+            return 0, 0, 1
+        return start, end, 1 + data.count(b"\n", 0, start)
 
     def _contents(self, name: str, data: bytes) -> Iterator[tuple[bytes, str]]:
         """What to scan of one blob: itself, or an archive's text members (each with its

@@ -868,6 +868,7 @@ class GitHistorySource:
         # Every ref's whole history (no range, no paths) is read blob by blob
         # (``git_blobs``); None: unless the repository is too large for it.
         self.by_blobs = by_blobs
+        self._blobs: Any = None  # the BlobHistory reading this history, once prepared
         self.skipped = SkipCounts()
         self.units = 0
         self.errors: list[str] = []
@@ -876,26 +877,40 @@ class GitHistorySource:
         """Whether this scan is every commit of every ref, whole (not a range, not paths)."""
         return self.since is None and self.rev_args is None and not self.paths
 
-    def feed(self, sink: Callable[[PatchChunk], None]) -> None:
-        if self.full_history() and self.by_blobs is not False:
-            from scanner.sources.git_blobs import BlobHistory, use_blobs
+    def prepare(self) -> None:
+        """Start reading git now (a whole history: ``git_blobs.BlobHistory.start``), while
+        the caller builds its engine; ``feed`` scans, ``close`` ends it if ``feed`` is not
+        called. Nothing to do for diffs."""
+        if self._blobs is not None or not self.full_history() or self.by_blobs is False:
+            return
+        from scanner.sources.git_blobs import BlobHistory, use_blobs
 
-            if self.by_blobs or use_blobs(self.repo):
-                blobs = BlobHistory(
-                    self.repo,
-                    self.target,
-                    jobs=max(1, self.jobs),
-                    progress=self.progress,
-                    relocate=self.relocate,
-                    archives=self.archives,
-                    skipped=self.skipped,
-                )
-                try:
-                    blobs.feed(sink)
-                finally:
-                    self.units = blobs.units
-                    self.errors.extend(blobs.errors)
-                return
+        if self.by_blobs or use_blobs(self.repo):
+            self._blobs = BlobHistory(
+                self.repo,
+                self.target,
+                jobs=max(1, self.jobs),
+                relocate=self.relocate,
+                archives=self.archives,
+                skipped=self.skipped,
+            )
+            self._blobs.start()
+
+    def close(self) -> None:
+        if self._blobs is not None:
+            self._blobs.close()
+
+    def feed(self, sink: Callable[[PatchChunk], None]) -> None:
+        self.prepare()
+        if self._blobs is not None:
+            blobs = self._blobs
+            blobs.progress = self.progress
+            try:
+                blobs.feed(sink)
+            finally:
+                self.units = blobs.units
+                self.errors.extend(blobs.errors)
+            return
         totals = {"total": 0, "done": 0}
         lock = threading.Lock()
 
