@@ -366,3 +366,37 @@ def test_a_new_version_is_read_where_it_changed_and_copies_whole(tmp_path: Path)
     diffs = found(scan(r.path, by_blobs=False))
     for k in (k1, k2, k3):
         assert sorted(all_places(f[k])) == sorted(all_places(diffs[k]))
+
+
+def test_versions_of_a_large_file_are_read_where_they_changed(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "many")
+    lines = [f"line {i:05d} " + "abcdefgh" * 6 for i in range(1500)]
+    commits = []
+    for v in range(6):
+        lines[200 * v + 100] = f"changed in version {v}"
+        r.write("data.txt", "\n".join(lines) + "\n")
+        commits.append(r.commit(f"v{v}"))
+    whole = sum(len(git(r.path, "show", f"{c}:data.txt")) for c in commits)
+    assert scan(r.path, by_blobs=True).bytes_scanned < whole // 2
+    assert scan(r.path, by_blobs=False).bytes_scanned < whole // 2  # diffs, for scale
+
+
+def test_a_private_key_replaced_inside_its_armour_is_found(tmp_path: Path) -> None:
+    """The lines around a change are read with it: a PEM key whose body changes while
+    its BEGIN and END lines stay is found in the new version (a diff shows the body
+    alone)."""
+    from scanner.examples import expand
+
+    def pem() -> str:
+        body = "\n".join(expand("{b64:64}") for _ in range(12))
+        return f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
+
+    r = Repo(tmp_path / "pem")
+    before = "\n".join(f"# notes {i:03d} " + "z" * 50 for i in range(200))
+    first, second = pem(), pem()
+    r.write("keys.py", f'{before}\nKEY = """{first}"""\n{before}\n')
+    c1 = r.commit("key")
+    r.write("keys.py", f'{before}\nKEY = """{second}"""\n{before}\n')
+    c2 = r.commit("new key")
+    f = found(scan(r.path, by_blobs=True))
+    assert where(f[first]) == (c1, "keys.py", 201) and where(f[second]) == (c2, "keys.py", 201)
