@@ -1,35 +1,44 @@
-"""Full git history, file version by file version (every ref, no range).
+"""Full git history, file version by file version (every ref, no range, no path).
 
 A full-history scan does not need diffs: every line a commit ever added is in
 the version of the file (the blob) that commit wrote, and a blob with a key in
 it was written first by one commit. So (as Kingfisher does):
 
-1. one ``git log --all --raw`` pass (commit headers, messages and, per commit, the
-   new blob id of every path it adds or changes; a merge against its first
-   parent, which gives every version of every file reachable from a ref: each is
-   either a commit's own change or already in its first parent) attributes each
-   blob id to the oldest commit (in ``git rev-list`` order, as the diff path
-   orders commits) that wrote it at each path;
-2. one ``git cat-file --batch`` reads each blob once, as the log names it;
-3. blobs are scanned whole, many small ones per engine call, by ``jobs``
-   threads; a blob longer than ``MAX_CHUNK`` is scanned in overlapping windows,
-   so memory stays bounded by the window size, whatever the blob's;
-4. a match is reported at each path the blob was written to, at the oldest
-   commit that wrote it there, with the blob's own line number (the new-file line
-   number a diff would show), and ``FindingSet.add(per_path=True)`` keeps, per
-   secret and path, the earliest version only: a key that sits in a file across
-   fifty versions is one occurrence, where it was added.
+1. one ``git log --all --reverse --raw`` pass (commit headers, messages and, per
+   commit, the new blob id of every path it adds or changes; a merge against its
+   first parent, which gives every version of every file reachable from a ref:
+   each is either a commit's own change or already in its first parent)
+   attributes each blob id, at each path, to the oldest commit (in ``git
+   rev-list`` order, as the diff path orders commits) that wrote it there;
+2. one ``git cat-file --batch`` reads each blob once, oldest first, as the log
+   names it;
+3. a new version of a file is scanned where it differs from the version of that
+   path read before it (an older one), widened by ``MARGIN`` and to whole lines
+   (``_changed``): what did not change was scanned in the older version and is
+   reported there; a blob also written at another path is scanned again whole for
+   that path (``_copies``);
+4. blobs are scanned many small ones per engine call by ``jobs`` threads; a blob
+   longer than ``MAX_CHUNK`` in overlapping windows, so memory stays bounded by
+   the window size, whatever the blob's;
+5. a match is reported at each path the blob was written to, at the oldest commit
+   that wrote it there, with the blob's own line number (the new-file line number
+   a diff would show), and ``FindingSet.add(per_path=True)`` keeps, per secret and
+   path, the earliest version only: a key that sits in a file across fifty
+   versions is one occurrence, where it was added.
 
 Messages are scanned from the same ``git log`` output (``PatchChunk``, as the
 diff path reads them). Archives are opened (``scanner.archives.expand``, the
 same caps as files); a blob whose content is binary is not reported (as in the
-diff path); ``.gitattributes`` plays no part (blobs are bytes). Scanning starts
-while ``git log`` still runs: a match waits (``ready``) until every commit is
-read, since only then is the oldest commit of a blob known.
+diff path); ``.gitattributes`` plays no part (blobs are bytes). ``start`` runs git
+while the caller builds its engine; scanning may begin before the log is read to
+its end: a match waits (``ready``) until it is, since only then is every path of a
+blob known.
 
 What this cannot do is a range (``A..B``, ``--since``, a pre-push): a blob a
 range writes may hold a key that was in the file before the range. Those, and
-scans limited to paths, stay on ``git_history``'s diffs.
+scans limited to paths, stay on ``git_history``'s diffs. Memory grows with the
+number of blobs (an id, a path and a commit number each); ``use_blobs`` sends a
+repository too large for that to the diff path.
 """
 
 from __future__ import annotations
