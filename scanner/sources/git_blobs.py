@@ -54,8 +54,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from scanner.archives import SNIFF as ARCHIVE_SNIFF
+from scanner.archives import looks_like_archive
 from scanner.findings import Location
 from scanner.sources import git_history
+from scanner.sources.files import is_binary
 from scanner.sources.git_history import (
     COMMIT_FORMAT,
     GIT_ENV,
@@ -552,7 +555,7 @@ class BlobHistory:
                 work.put(BlobBatch(b"".join(parts), segments, self))
             parts, segments, size = [], [], 0
 
-        def add(data: bytes, blob: bytes, suffix: str = "", line0: int = 1) -> None:
+        def add(data: bytes | memoryview, blob: bytes, suffix: str = "", line0: int = 1) -> None:
             nonlocal size
             if parts:
                 parts.append(SEP)
@@ -588,7 +591,7 @@ class BlobHistory:
                     lo, hi, line0 = self._changed(path, data)
                     if lo or hi < n:
                         self._partial[blob] = path
-                    add(data[lo:hi] if lo or hi < n else data, blob, "", line0)
+                    add(memoryview(data)[lo:hi] if lo or hi < n else data, blob, "", line0)
                 else:
                     for text, suffix in self._contents(name, data):
                         add(text, blob, suffix)
@@ -600,10 +603,6 @@ class BlobHistory:
 
     def _plain(self, name: str, data: bytes) -> bool:
         """Text that is not an archive (the usual blob)."""
-        from scanner.archives import SNIFF as ARCHIVE_SNIFF
-        from scanner.archives import looks_like_archive
-        from scanner.sources.files import is_binary
-
         if self.archives and looks_like_archive(name, data[:ARCHIVE_SNIFF]):
             return False
         return not is_binary(data)
