@@ -113,7 +113,7 @@ SNIFF = 8192
 # A new version of a file is scanned where it differs from the version before it, and
 # this far (bytes) around that, in whole lines: a rule's context, an allow comment, a
 # PEM block around a changed line are still read whole.
-MARGIN = 4096
+MARGIN = 2048
 GRAIN = 1024  # bytes: how finely the common prefix and suffix are measured
 DELTA_CACHE = 24 * 1024 * 1024  # bytes of the latest version per path kept to compare
 PREFETCH = 8  # batches (about 1 MB each) read ahead of the scanners, log chunks too
