@@ -211,6 +211,13 @@ def trigger_literals(rules: Sequence[Rule]) -> list[Trigger]:
             # 5-character literals cost the pass more than all the others
             for t in _b64_triggers(form, ours, before, after):
                 add(t)
+            if ours:
+                # base64 of base64 (a Kubernetes Secret holding a .dockerconfigjson whose
+                # "auth" is base64 already): the second layer's stable parts are literals
+                # too, and the first layer is found in the decoded window one level down
+                for text, _phase in base64_stable(form) or []:
+                    for t in _b64_triggers(text.encode(), False, before * 2, after * 2):
+                        add(t)
                 if not caseless and len(t.text) >= 8:
                     # base64 in a UTF-16 file (PowerShell's ``>`` writes UTF-16):
                     # two layers, utf16>base64 (the window reaches the base64's length)

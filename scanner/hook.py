@@ -23,7 +23,6 @@ from pathlib import Path
 
 from scanner.config import load_config, resolve_baseline
 from scanner.findings import Finding
-from scanner.hook_cache import STAGED_DIFF
 from scanner.report.advice import next_step
 from scanner.sources.git_history import run_git
 
@@ -107,35 +106,19 @@ def _save_fast_path(root: Path, engine) -> None:  # type: ignore[no-untyped-def]
     hook_cache.save(str(root), fast_path_database(engine), hyperscan.__version__)
 
 
-def staged_patch(root: Path) -> bytes:
-    """The added lines of what is staged, as ``git diff --cached -U0 --text``."""
-    return run_git(root, *STAGED_DIFF)
-
-
 def scan_staged(
     root: Path,
     config_path: Path | None = None,
     baseline: Path | None = None,
     confidence: str = DEFAULT_CONFIDENCE,
 ) -> list[Finding]:
-    patch = staged_patch(root)
-    if not patch:
-        return []
-    from scanner.scan import Collector, gitleaks_keep
-    from scanner.sources.git_history import PatchChunk
+    from scanner.scan import Collector, IndexSource, gitleaks_keep
 
     engine, config = _engine_and_config(root, config_path, confidence)
     if config_path is None and confidence == DEFAULT_CONFIDENCE:
         _save_fast_path(root, engine)  # the fast path serves the option-less hook only
     collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
-    chunk = PatchChunk(b"\n" + patch, str(root), 0, None)
-    collector.scan(chunk)
-    if b"\0" in patch:  # an archive staged: the files inside it (path!member)
-        from scanner.sources.files import SkipCounts
-        from scanner.sources.git_history import archive_fragments
-
-        for fragment in archive_fragments(root, chunk.archives(), SkipCounts()):
-            collector.scan(fragment)
+    IndexSource(root).feed(collector.scan)  # the staged patch, then any staged archive's files
     return _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
 
 

@@ -299,8 +299,15 @@ class IndexSource:
 
         patch = run_git(self.repo, *STAGED_DIFF, *(["--", *self.paths] if self.paths else []))
         self.units = patch.count(b"\ndiff --git ") + patch.startswith(b"diff --git ")
-        if patch:
-            sink(PatchChunk(b"\n" + patch, self.target, 0, None))
+        if not patch:
+            return
+        chunk = PatchChunk(b"\n" + patch, self.target, 0, None)
+        sink(chunk)
+        if b"\0" in patch:  # an archive staged: the files inside it (path!member)
+            from scanner.sources.git_history import archive_fragments
+
+            for fragment in archive_fragments(self.repo, chunk.archives(), self.skipped):
+                sink(fragment)
 
 
 def scan_index(

@@ -124,6 +124,19 @@ def test_each_encoded_form_in_files_is_found_with_its_exact_hash(tmp_path: Path)
         k,
     )
     k = key()
+    # an image pull secret: the registry "auth" is base64("user:password") inside a
+    # .dockerconfigjson that the Secret's data holds base64-encoded again
+    auth = b64(f"deploy:{k}".encode())
+    docker = json.dumps({"auths": {"registry.example.com": {"auth": auth}}})
+    plant(
+        "pull-secret.yaml",
+        "apiVersion: v1\nkind: Secret\ntype: kubernetes.io/dockerconfigjson\ndata:\n"
+        f"  .dockerconfigjson: {b64(docker.encode())}\n",
+        "base64>base64",
+        5,
+        k,
+    )
+    k = key()
     plant("app.js", "const a = 1;\nconst k = '" + escaped(k, "\\x{:02x}") + "';\n", "escape", 2, k)
     k = key()
     plant("page.html", "<p>\n<code>" + escaped(k, "&#{};") + "</code>\n", "html", 2, k)

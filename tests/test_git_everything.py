@@ -332,6 +332,23 @@ def test_staged_archive_is_blocked_by_pre_commit(tmp_path: Path) -> None:
         assert key not in err
 
 
+def test_scan_staged_opens_a_staged_archive_as_the_hook_does(tmp_path: Path) -> None:
+    # `keysweep scan --staged` is documented as "what the pre-commit hook sees": a
+    # zip and a gzip staged are opened there too, and point at the member's line.
+    r = Repo(tmp_path / "arc-staged")
+    r.write("README.md", "# demo\n")
+    r.commit("init")
+    zkey, gkey = mg_live(), mg_test()
+    r.write("dist/bundle.zip", _zip({"settings.py": f"DEBUG = 0\nKEY = '{zkey}'\n".encode()}))
+    r.write("dumps/env.gz", gzip.compress(f"A=1\nB=2\nTOKEN={gkey}\n".encode()))
+    git(r.path, "add", ".")
+    found = by_hash(scan_json("--staged", cwd=r.path))
+    assert set(found) == {sha(zkey), sha(gkey)}
+    z, g = found[sha(zkey)]["source"], found[sha(gkey)]["source"]
+    assert (z["path"], z["line"]) == ("dist/bundle.zip!settings.py", 2)
+    assert g["path"].startswith("dumps/env.gz!") and g["line"] == 3
+
+
 def test_pre_push_blocks_a_key_in_a_commit_message(tmp_path: Path) -> None:
     r = Repo(tmp_path / "push-msg")
     r.write("README.md", "# demo\n")
