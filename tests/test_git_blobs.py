@@ -332,6 +332,10 @@ def test_scan_git_of_a_whole_history_reads_blobs(tmp_path: Path, monkeypatch) ->
     assert len(scan_git(r.path, engine, config, ScanOptions(), rev_args=["HEAD"]).findings) == 1
     assert len(scan_git(r.path, engine, config, ScanOptions(), paths=["a.txt"]).findings) == 1
     assert used == ["blobs"]
+    # A repository with more objects than blob mode may remember is read as diffs.
+    monkeypatch.setattr(git_blobs, "MAX_OBJECTS", 1)
+    assert len(scan_git(r.path, engine, config, ScanOptions()).findings) == 1
+    assert used == ["blobs"]
 
 
 def test_a_new_version_is_read_where_it_changed_and_copies_whole(tmp_path: Path) -> None:
