@@ -404,3 +404,17 @@ def test_a_private_key_replaced_inside_its_armour_is_found(tmp_path: Path) -> No
     c2 = r.commit("new key")
     f = found(scan(r.path, by_blobs=True))
     assert where(f[first]) == (c1, "keys.py", 201) and where(f[second]) == (c2, "keys.py", 201)
+
+
+def test_git_started_before_the_engine_is_stopped_on_an_error(tmp_path: Path) -> None:
+    """The CLI starts reading a whole history before it reads its configuration: a
+    configuration that fails ends the scan with its error, git stopped, nothing hung."""
+    r = Repo(tmp_path / "early")
+    r.write("a.txt", f"{mg_live()}\n")
+    r.commit("a")
+    p = subprocess.run(
+        [KEYSWEEP, "scan", str(r.path), "--config", str(tmp_path / "missing.toml")],
+        capture_output=True,
+        timeout=120,
+    )
+    assert p.returncode == 2 and b"missing.toml" in p.stderr
