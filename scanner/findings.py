@@ -175,17 +175,39 @@ def finding_from_dict(d: dict[str, Any]) -> Finding:
 
 
 class FindingSet:
-    """Groups matches by (rule, secret); the earliest location (lowest order) is first."""
+    """Groups matches by (rule, secret); the earliest location (lowest order) is first.
+
+    ``add(..., per_path=True)`` (a history scanned file version by file version): the
+    secret at one path is one occurrence, at the earliest version that holds it (its
+    lines there, if it is on several); later versions of the file, which still hold
+    it, add nothing."""
 
     def __init__(self, expired_before: float | None = None) -> None:
         self._by_key: dict[tuple[str, str], tuple[Any, Finding]] = {}
+        # (rule, secret, path) -> (order of the version kept, its locations)
+        self._at_path: dict[tuple[str, str, str | None], tuple[Any, list[Location]]] = {}
         self.expired_before = expired_before
 
-    def add(self, match: Match, location: Location, order: Any = 0) -> Finding:
+    def add(
+        self, match: Match, location: Location, order: Any = 0, per_path: bool = False
+    ) -> Finding | None:
         rule = match.rule
         digest = sha256_hex(match.secret)
         key = (rule.id, digest)
         entry = self._by_key.get(key)
+        if per_path:
+            at = (rule.id, digest, location.path)
+            kept = self._at_path.get(at)
+            if kept is None or order < kept[0]:
+                if kept is not None and entry is not None:  # an earlier version replaces it
+                    finding = entry[1]
+                    finding.occurrences -= len(kept[1])
+                    finding.locations = [x for x in finding.locations if x not in kept[1]]
+                self._at_path[at] = (order, [location])
+            elif order == kept[0]:
+                kept[1].append(location)  # the same version: another line
+            else:
+                return None  # a later version of the file still holding it
         if entry is None:
             finding = Finding(
                 rule_id=rule.id,

@@ -166,26 +166,40 @@ class Collector:
         # The engine, and what encoded forms of the rules' prefixes hide (scanner.decode)
         # (a patch's added lines start with "+": its clean_secret drops it after a newline)
         matches = self.decoder.scan(fragment.data, patch=fragment.clean_secret(b"\n+") == b"\n")
+        if matches:
+            # A fragment that cannot say yet where its bytes are (git history by blobs:
+            # until every commit is read) makes its matches wait, outside the lock.
+            ready = getattr(fragment, "ready", None)
+            if ready is not None:
+                ready()
+        # A fragment whose bytes are in several places (one file version at several
+        # paths) gives them all; findings at one path keep its earliest version only.
+        locate_all = getattr(fragment, "locate_all", None)
+        per_path = bool(getattr(fragment, "per_path", False))
         with self.lock:
             self.bytes += len(fragment.data)
             for m in matches:
-                located = fragment.locate(m.start)
-                if located is None:
+                if locate_all is not None:
+                    places = locate_all(m.start)
+                else:
+                    located = fragment.locate(m.start)
+                    places = [located] if located is not None else []
+                if not places:
                     continue
-                loc, order = located
                 # (a decoded secret is not patch text: its "\n+" is the key's own)
                 clean = m.secret if m.decoded else fragment.clean_secret(m.secret)
                 if clean is not m.secret:
                     m = replace(m, secret=clean)
-                if loc.path and self.exclude and excluded(loc.path, self.exclude):
-                    continue
-                if self.keep is not None and not self.keep(m, loc, fragment.data, m.start):
-                    continue
-                outer = getattr(fragment, "decoded", None)  # the source's own (UTF-16 file)
-                if m.decoded is not None or outer is not None:
-                    chain = ">".join(x for x in (outer, m.decoded) if x)
-                    loc = replace(loc, decoded=chain)
-                self.found.add(m, loc, order)
+                for loc, order in places:
+                    if loc.path and self.exclude and excluded(loc.path, self.exclude):
+                        continue
+                    if self.keep is not None and not self.keep(m, loc, fragment.data, m.start):
+                        continue
+                    outer = getattr(fragment, "decoded", None)  # the source's own (UTF-16)
+                    if m.decoded is not None or outer is not None:
+                        chain = ">".join(x for x in (outer, m.decoded) if x)
+                        loc = replace(loc, decoded=chain)
+                    self.found.add(m, loc, order, per_path=per_path)
 
 
 def scan_source(

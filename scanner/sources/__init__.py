@@ -31,6 +31,11 @@ class Fragment(Protocol):
         """The secret as it stands in the file (a patch prefixes each line with '+')."""
         ...
 
+    # Optional (``scanner.sources.git_blobs.BlobBatch``): ``ready()`` blocks until the
+    # fragment can say where its bytes are; ``locate_all(offset)`` gives every place
+    # (one file version written at several paths); ``per_path = True`` asks the
+    # findings to keep, per secret and path, only the earliest place.
+
 
 Sink = Callable[[Fragment], None]
 

@@ -154,6 +154,29 @@ def _chars(raw: bytes) -> int:
     return len(raw.decode("utf-8", "replace"))
 
 
+def commit_location(
+    repo: str, header: bytes | None, path: str | None, line: int | None, column: int | None
+) -> Location:
+    """A location in a commit whose ``header`` is its id, author, email, date and
+    subject (``US``-separated, as ``COMMIT_FORMAT`` writes them)."""
+    sha = name = email = date = subject = None
+    if header:
+        parts = header.decode("utf-8", "replace").split("\x1f")
+        sha, name, email, date, subject = (parts + [None] * 5)[:5]
+    return Location(
+        kind="git",
+        path=path,
+        line=line,
+        repo=repo,
+        commit=sha,
+        author=name,
+        email=email,
+        date=date,
+        column=column,
+        subject=safe_subject(subject.rstrip() if subject else subject),
+    )
+
+
 class PatchChunk:
     """A run of ``git diff-tree -p -U0 --cc`` output (commit headers and messages
     included); ``data`` starts with a newline, or inside a line a previous chunk began
@@ -278,14 +301,17 @@ class PatchChunk:
                 if ls <= header_end:
                     return _Line(header, index, "head", None, 1, False, None, None, b"")
                 line = data.count(b"\n", header_end, ls)
-                return _Line(header, index, "message", MESSAGE_PATH, 1, False, None, line, b" ")
+                prefix = data[ls : ls + 1]  # " " on a message line (see COMMIT_FORMAT)
+                return _Line(header, index, "message", MESSAGE_PATH, 1, False, None, line, prefix)
             if carry is None:
                 return _Line(header, index, "head", None, 1, False, None, None, b"")
             first_nl = data.find(b"\n")
             line = None
             if carry.next_line is not None and carry.section in ("message", "patch"):
                 line = carry.next_line + result_lines(data, first_nl, ls - 1, carry.parents)
-            prefix = b" " if carry.section == "message" else data[ls : ls + carry.parents]
+            # A message line starts with " "; anything else after it (a ``--raw`` line of
+            # ``git log``, a blank line) is not the message.
+            prefix = data[ls : ls + (1 if carry.section == "message" else carry.parents)]
             path = MESSAGE_PATH if carry.section == "message" else carry.path
             return _Line(
                 header, index, carry.section, path, carry.parents, carry.binary, carry.blob,
@@ -341,22 +367,7 @@ class PatchChunk:
     def _location(
         self, header: bytes | None, path: str | None, line: int | None, column: int | None
     ) -> Location:
-        sha = name = email = date = subject = None
-        if header:
-            parts = header.decode("utf-8", "replace").split("\x1f")
-            sha, name, email, date, subject = (parts + [None] * 5)[:5]
-        return Location(
-            kind="git",
-            path=path,
-            line=line,
-            repo=self.repo,
-            commit=sha,
-            author=name,
-            email=email,
-            date=date,
-            column=column,
-            subject=safe_subject(subject.rstrip() if subject else subject),
-        )
+        return commit_location(self.repo, header, path, line, column)
 
     def clean_secret(self, secret: bytes) -> bytes:
         """A multi-line secret (a PEM block) without what git put before each line ('+',
@@ -579,11 +590,12 @@ def _pipeline(repo: Path, shas: bytes, paths: list[str] | None = None) -> Any:
 
 def _split(buf: bytes) -> tuple[int, int]:
     """Where to cut an oversized buffer that holds no commit boundary: (end of what this
-    chunk owns, start of the next chunk). Between files or hunks nothing spans the cut;
-    elsewhere (between lines of one hunk, or inside a line longer than a chunk) the next
-    chunk starts ``OVERLAP`` earlier, at a line start when that line is short."""
+    chunk owns, start of the next chunk). Between files or hunks (or ``git log --raw``
+    lines) nothing spans the cut; elsewhere (between lines of one hunk, or inside a line
+    longer than a chunk) the next chunk starts ``OVERLAP`` earlier, at a line start when
+    that line is short."""
     floor = len(buf) // 2
-    for marker in (b"\ndiff --", b"\n@@"):
+    for marker in (b"\ndiff --", b"\n@@", b"\n:"):
         cut = buf.rfind(marker, floor)
         if cut > 0:
             return cut, cut
@@ -605,7 +617,15 @@ def iter_slice_chunks(
     paths: list[str] | None = None,
 ) -> Iterator[PatchChunk]:
     """Chunks of the patches of ``shas``, whose first is commit number ``skip``."""
-    diff = _pipeline(repo, shas, paths)
+    yield from iter_stream_chunks(_pipeline(repo, shas, paths), repo_name, skip, errors)
+
+
+def iter_stream_chunks(
+    diff: Any, repo_name: str, skip: int, errors: list[str], what: str = "git diff-tree"
+) -> Iterator[PatchChunk]:
+    """Chunks of what the git process ``diff`` writes (commits in ``COMMIT_FORMAT``, the
+    first numbered ``skip``), cut on commit boundaries; its exit status, if not 0, is
+    added to ``errors`` as ``what`` exited."""
     stderr_lines: list[bytes] = []
     drain = threading.Thread(target=lambda: stderr_lines.extend(diff.stderr), daemon=True)
     drain.start()
@@ -656,7 +676,7 @@ def iter_slice_chunks(
         drain.join(timeout=5)
     if diff.returncode not in (0, None):
         tail = b"".join(stderr_lines).decode("utf-8", "replace").strip().splitlines()
-        errors.append(f"git diff-tree exited {diff.returncode}: {tail[-1] if tail else ''}")
+        errors.append(f"{what} exited {diff.returncode}: {tail[-1] if tail else ''}")
 
 
 def cat_blobs(
@@ -835,6 +855,7 @@ class GitHistorySource:
         paths: list[str] | None = None,
         relocate: Callable[[Location], Location] | None = None,
         archives: bool = True,
+        by_blobs: bool | None = None,
     ) -> None:
         from scanner.sources.files import SkipCounts
 
@@ -844,11 +865,52 @@ class GitHistorySource:
         self.paths = paths  # pathspec relative to the top: `git log --full-history -- PATH`
         self.relocate = relocate  # e.g. add the link a person can open
         self.archives = archives  # open archives the commits add (zip, jar, tgz, gz, ...)
+        # Every ref's whole history (no range, no paths) is read blob by blob
+        # (``git_blobs``); None: unless the repository is too large for it.
+        self.by_blobs = by_blobs
+        self._blobs: Any = None  # the BlobHistory reading this history, once prepared
         self.skipped = SkipCounts()
         self.units = 0
         self.errors: list[str] = []
 
+    def full_history(self) -> bool:
+        """Whether this scan is every commit of every ref, whole (not a range, not paths)."""
+        return self.since is None and self.rev_args is None and not self.paths
+
+    def prepare(self) -> None:
+        """Start reading git now (a whole history: ``git_blobs.BlobHistory.start``), while
+        the caller builds its engine; ``feed`` scans, ``close`` ends it if ``feed`` is not
+        called. Nothing to do for diffs."""
+        if self._blobs is not None or not self.full_history() or self.by_blobs is False:
+            return
+        from scanner.sources.git_blobs import BlobHistory, use_blobs
+
+        if self.by_blobs or use_blobs(self.repo):
+            self._blobs = BlobHistory(
+                self.repo,
+                self.target,
+                jobs=max(1, self.jobs),
+                relocate=self.relocate,
+                archives=self.archives,
+                skipped=self.skipped,
+            )
+            self._blobs.start()
+
+    def close(self) -> None:
+        if self._blobs is not None:
+            self._blobs.close()
+
     def feed(self, sink: Callable[[PatchChunk], None]) -> None:
+        self.prepare()
+        if self._blobs is not None:
+            blobs = self._blobs
+            blobs.progress = self.progress
+            try:
+                blobs.feed(sink)
+            finally:
+                self.units = blobs.units
+                self.errors.extend(blobs.errors)
+            return
         totals = {"total": 0, "done": 0}
         lock = threading.Lock()
 

@@ -1,0 +1,770 @@
+"""Full git history, file version by file version (every ref, no range, no path).
+
+A full-history scan does not need diffs: every line a commit ever added is in
+the version of the file (the blob) that commit wrote, and a blob with a key in
+it was written first by one commit. So (as Kingfisher does):
+
+1. one ``git log --all --reverse --raw`` pass (commit headers, messages and, per
+   commit, the new blob id of every path it adds or changes; a merge against its
+   first parent, which gives every version of every file reachable from a ref:
+   each is either a commit's own change or already in its first parent)
+   attributes each blob id, at each path, to the oldest commit (in ``git
+   rev-list`` order, as the diff path orders commits) that wrote it there;
+2. one ``git cat-file --batch`` reads each blob once, oldest first, as the log
+   names it;
+3. a new version of a file is scanned where it differs from the version of that
+   path read before it (an older one), widened by ``MARGIN`` and to whole lines
+   (``_changed``): what did not change was scanned in the older version and is
+   reported there; a blob also written at another path is scanned again whole for
+   that path (``_copies``);
+4. blobs are scanned many small ones per engine call by ``jobs`` threads; a blob
+   longer than ``MAX_CHUNK`` in overlapping windows, so memory stays bounded by
+   the window size, whatever the blob's;
+5. a match is reported at each path the blob was written to, at the oldest commit
+   that wrote it there, with the blob's own line number (the new-file line number
+   a diff would show), and ``FindingSet.add(per_path=True)`` keeps, per secret and
+   path, the earliest version only: a key that sits in a file across fifty
+   versions is one occurrence, where it was added.
+
+Messages are scanned from the same ``git log`` output (``PatchChunk``, as the
+diff path reads them). Archives are opened (``scanner.archives.expand``, the
+same caps as files); a blob whose content is binary is not reported (as in the
+diff path); ``.gitattributes`` plays no part (blobs are bytes). ``start`` runs git
+while the caller builds its engine; scanning may begin before the log is read to
+its end: a match waits (``ready``) until it is, since only then is every path of a
+blob known.
+
+What this cannot do is a range (``A..B``, ``--since``, a pre-push): a blob a
+range writes may hold a key that was in the file before the range. Those, and
+scans limited to paths, stay on ``git_history``'s diffs. Memory grows with the
+number of blobs (an id, a path and a commit number each); ``use_blobs`` sends a
+repository too large for that to the diff path.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import queue
+import re
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from scanner.archives import SNIFF as ARCHIVE_SNIFF
+from scanner.archives import looks_like_archive
+from scanner.findings import Location
+from scanner.sources import git_history
+from scanner.sources.files import is_binary
+from scanner.sources.git_history import (
+    COMMIT_FORMAT,
+    GIT_ENV,
+    SUBJECT_MAX,
+    US,
+    GitError,
+    commit_location,
+    unquote_path,
+)
+
+# Every commit reachable from a ref, newest first (``git rev-list --all`` order), its
+# header and message as the diff path reads them, and the blobs it writes: a merge's
+# against its first parent. Porcelain ``log`` honours a user's configuration, so every
+# option that would change what it prints is set here.
+LOG = (
+    "log",
+    "--all",
+    "--reverse",
+    "--raw",
+    "-r",
+    "--no-renames",
+    "--no-abbrev",
+    "--diff-merges=first-parent",
+    "--root",
+    "--no-mailmap",
+    "--no-show-signature",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--no-notes",
+    COMMIT_FORMAT,
+)
+GIT_LIMITS = (
+    "-c",
+    "core.quotepath=false",
+    "-c",
+    "core.deltaBaseCacheLimit=16m",
+    "-c",
+    "core.packedGitWindowSize=8m",
+    "-c",
+    "core.packedGitLimit=32m",
+)
+# A raw line: ":old_mode new_mode old_id new_id status<TAB>path" (a path git quotes
+# when it holds odd bytes), or a commit boundary.
+RAW = re.compile(rb"\n\x1e|\n:[0-7]+ ([0-7]+) [0-9a-f]+ ([0-9a-f]+) [A-Z][0-9]*\t([^\n]*)")
+GITLINK = b"160000"  # a submodule's commit, not a blob
+BATCH = 1024 * 1024  # blobs joined per engine call (fewer calls, less per-call overhead)
+SEP = b"\n\n"  # between two blobs of a batch (a NUL here would cost the decoder)
+MAX_PATHS = 100  # paths remembered per blob (a finding keeps 100 locations)
+NAME_MAX = 1024  # bytes of an author's name or email kept per commit
+SNIFF = 8192
+# A new version of a file is scanned where it differs from the version before it, and
+# this far (bytes) around that, in whole lines: a rule's context, an allow comment, a
+# PEM block around a changed line are still read whole.
+MARGIN = 2048
+GRAIN = 1024  # bytes: how finely the common prefix and suffix are measured
+DELTA_CACHE = 24 * 1024 * 1024  # bytes of the latest version per path kept to compare
+PREFETCH = 8  # batches (about 1 MB each) read ahead of the scanners, log chunks too
+PIPE_SIZE = 1024 * 1024  # cat-file's pipe and our reads of it: fewer, larger copies
+
+
+def _grow_pipe(stream: Any) -> None:
+    """Ask Linux for a larger pipe (fewer wake-ups per MB); elsewhere, nothing."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def _chars(raw: bytes) -> int:
+    return len(raw.decode("utf-8", "replace"))
+
+
+class _OldestFirst:
+    """A ``git log --reverse`` chunk (messages): its order says older is earlier, as the
+    blobs' does (``PatchChunk`` numbers commits newest first)."""
+
+    __slots__ = ("_chunk", "_move", "data")
+
+    def __init__(self, chunk: Any, move: Callable[[Location], Location] | None) -> None:
+        self._chunk, self._move, self.data = chunk, move, chunk.data
+
+    def locate(self, offset: int) -> tuple[Location, Any] | None:
+        found = self._chunk.locate(offset)
+        if found is None:
+            return None
+        loc, order = found
+        return (self._move(loc) if self._move is not None else loc), -order
+
+    def clean_secret(self, secret: bytes) -> bytes:
+        return self._chunk.clean_secret(secret)  # type: ignore[no-any-return]
+
+
+class _Segment:
+    """One blob (or an archive member, or a window of a long blob) inside a batch."""
+
+    __slots__ = ("blob", "col0", "end", "exclude", "line0", "own_hi", "own_lo", "start", "suffix")
+
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        blob: bytes,
+        suffix: str = "",
+        line0: int = 1,
+        col0: int = 0,
+        own: tuple[int, int] | None = None,
+        exclude: bytes | None = None,
+    ) -> None:
+        self.start, self.end, self.blob, self.suffix = start, end, blob, suffix
+        self.exclude = exclude  # a path not to report it at (already reported there)
+        self.line0, self.col0 = line0, col0  # line and column (characters) at ``start``
+        self.own_lo, self.own_hi = own if own is not None else (start, end)
+
+
+class BlobBatch:
+    """Blobs joined by ``SEP``; a match is located at every path its blob was written
+    to, at the oldest commit that wrote it there (``BlobHistory.places``)."""
+
+    per_path = True  # FindingSet: the earliest version of a file that holds a secret
+
+    def __init__(self, data: bytes, segments: list[_Segment], history: BlobHistory) -> None:
+        from scanner.sources import LineCounter
+
+        self.data = data
+        self.segments = segments
+        self._starts = [s.start for s in segments]
+        self._history = history
+        self._lines = LineCounter(data)
+        self._base: dict[int, int] = {}
+
+    def ready(self) -> None:
+        self._history.attributed.wait()
+
+    def clean_secret(self, secret: bytes) -> bytes:
+        return secret
+
+    def locate(self, offset: int) -> tuple[Location, Any] | None:
+        places = self.locate_all(offset)
+        return places[0] if places else None
+
+    def locate_all(self, offset: int) -> list[tuple[Location, Any]]:
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i < 0:
+            return []
+        seg = self.segments[i]
+        if not (seg.own_lo <= offset < seg.own_hi and offset < seg.end):
+            return []  # a separator, or a neighbour window's
+        base = self._base.get(i)
+        if base is None:  # matches come in order: each count starts where the last ended
+            base = self._base[i] = self._lines.line_of(seg.start)
+        line = seg.line0 + self._lines.line_of(offset) - base
+        nl = self.data.rfind(b"\n", seg.start, offset)
+        if nl == -1:
+            column = seg.col0 + _chars(self.data[seg.start : offset]) + 1
+        else:
+            column = _chars(self.data[nl + 1 : offset]) + 1
+        return self._history.places(seg.blob, seg.suffix, line, column, seg.exclude)
+
+
+class BlobHistory:
+    """Every blob reachable from a ref, each scanned once (see the module's docstring);
+    ``units`` is the number of commits, ``progress(commits_done, commits_total)``."""
+
+    mode = "git"
+
+    def __init__(
+        self,
+        repo: Path,
+        display: str,
+        *,
+        jobs: int = 2,
+        progress: Callable[[int, int], None] | None = None,
+        relocate: Callable[[Location], Location] | None = None,
+        archives: bool = True,
+        skipped: Any = None,
+    ) -> None:
+        from scanner.sources.files import SkipCounts
+
+        self.repo, self.target = repo, display
+        self.jobs, self.progress, self.relocate, self.archives = jobs, progress, relocate, archives
+        self.skipped = skipped if skipped is not None else SkipCounts()
+        self.units = 0
+        self.errors: list[str] = []
+        self.attributed = threading.Event()  # every commit read: ``_first`` is final
+        # blob id -> (commit index, raw path) of the oldest commit that wrote it, or
+        # {raw path: commit index} once it is known at several paths.
+        self._first: dict[bytes, tuple[int, bytes] | dict[bytes, int]] = {}
+        self._headers: list[bytes] = []  # per commit index: COMMIT_FORMAT header + subject
+        self._started = self._closed = False
+        self._cat: Any = None
+        self._log: Any = None
+        self._threads: list[threading.Thread] = []
+        self._failures: list[BaseException] = []
+        self._total = 0
+        self._last: dict[bytes, bytes] = {}  # path -> the latest version read (capped)
+        self._cached = 0
+        # blob -> the path it was compared at, for blobs scanned where they changed only:
+        # at any other path (a copy) they are scanned again whole, after the rest.
+        self._partial: dict[bytes, bytes] = {}
+        # Blob batches for the scanners; more than they need while the caller gets ready.
+        self._work: queue.Queue[BlobBatch | None] = queue.Queue(maxsize=max(2 * jobs, PREFETCH))
+        # ``git log`` chunks, for their messages (bounded: the log waits for the scan).
+        self._messages: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
+
+    # --- where a blob is --------------------------------------------------------------
+
+    def places(
+        self, blob: bytes, suffix: str, line: int, column: int, exclude: bytes | None = None
+    ) -> list[tuple[Location, Any]]:
+        """Where a match in ``blob`` is: each path it was written to (but ``exclude``), at
+        the oldest commit that wrote it there; the order is that commit's (oldest first)."""
+        entry = self._first.get(blob)
+        if entry is None:
+            return []
+        pairs = entry.items() if isinstance(entry, dict) else [(entry[1], entry[0])]
+        # Scanned only where it changed: that holds at the path it was compared at; its
+        # other paths get a scan of their own (``_copies``, which excludes this one).
+        only = self._partial.get(blob) if exclude is None else None
+        out = []
+        for raw, index in pairs:
+            if raw == exclude or (only is not None and raw != only):
+                continue
+            path = unquote_path(raw) + suffix
+            loc = commit_location(self.target, self._headers[index], path, line, column)
+            if self.relocate is not None:
+                loc = self.relocate(loc)
+            out.append((loc, index))
+        return out
+
+    def _seen(self, blob: bytes, index: int, path: bytes) -> bool:
+        """Note that commit ``index`` writes ``blob`` at ``path`` (the log is oldest first:
+        the first sighting at a path is the one kept); True the first time ``blob`` is seen."""
+        entry = self._first.get(blob)
+        if entry is None:
+            self._first[blob] = (index, path)
+            return True
+        if isinstance(entry, tuple):
+            if entry[1] == path:
+                return False
+            entry = self._first[blob] = {entry[1]: entry[0]}
+        if path not in entry and len(entry) < MAX_PATHS:
+            entry[path] = index
+        return False
+
+    def _header(self, data: bytes, c: int) -> bytes:
+        """The commit header at boundary ``c`` (id, author, email, date) and its subject,
+        names capped, as ``PatchChunk._commit`` reads them."""
+        end = data.find(b"\n", c + 2)
+        if end == -1:
+            end = len(data)
+        fields = data[c + 2 : end].split(US)
+        header = US.join([fields[0], *(f[:NAME_MAX] for f in fields[1:])])
+        if data[end + 1 : end + 2] == b" ":
+            stop = data.find(b"\n", end + 1, end + 2 + SUBJECT_MAX)
+            header += US + data[end + 2 : stop if stop != -1 else end + 2 + SUBJECT_MAX]
+        return header
+
+    # --- the scan ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start reading: ``git log`` and ``git cat-file`` run, the log is parsed and the
+        first blobs are read while the caller gets ready (builds its engine); ``feed``
+        scans. Call ``close`` if ``feed`` is never called."""
+        if self._started:
+            return
+        env = {**os.environ, **GIT_ENV}
+        git = ["git", "-C", str(self.repo), *GIT_LIMITS]
+        try:
+            cat = subprocess.Popen(
+                [*git, "cat-file", "--batch", "--buffer"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                bufsize=PIPE_SIZE,
+            )
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH") from None
+        try:
+            _grow_pipe(cat.stdout)
+            log = subprocess.Popen(
+                [*git, *LOG],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except BaseException:
+            cat.kill()
+            cat.wait()
+            raise
+        self._cat, self._log = cat, log
+        self._started = True
+        wanted: queue.SimpleQueue[tuple[bytes, bytes, int] | None] = queue.SimpleQueue()
+        asked: queue.SimpleQueue[tuple[bytes, bytes, int] | None] = queue.SimpleQueue()
+
+        def ask() -> None:
+            """Blob ids to ``git cat-file`` as the log names them (never blocks the log)."""
+            try:
+                while True:
+                    item = wanted.get()
+                    items = [item]
+                    while item is not None and not wanted.empty():
+                        item = wanted.get()
+                        items.append(item)
+                    ids = b"".join(i[0] + b"\n" for i in items if i is not None)
+                    for i in items:
+                        asked.put(i)
+                    if ids:
+                        cat.stdin.write(ids)
+                        cat.stdin.flush()
+                    if item is None:
+                        return
+            except (BrokenPipeError, ValueError, OSError):
+                asked.put(None)
+            finally:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    cat.stdin.close()
+
+        def read_log() -> None:
+            try:
+                self._read_log(log, wanted)
+            finally:
+                wanted.put(None)
+                self._messages.put(None)
+                self.attributed.set()
+
+        self._threads = [
+            threading.Thread(target=self._guarded(ask), daemon=True),
+            threading.Thread(target=self._guarded(read_log), daemon=True),
+            threading.Thread(
+                target=self._guarded(lambda: self._read(cat, asked, self._work)), daemon=True
+            ),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # surfaced in the caller's thread
+                self._failures.append(exc)
+                self._stop()
+
+        return run
+
+    def _stop(self) -> None:
+        """Stop reading (a failure, or ``close``): every thread then ends."""
+        for proc in (self._cat, self._log):
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+    def close(self) -> None:
+        """End what ``start`` began (after ``feed``, or instead of it): the git processes
+        are stopped, the queues drained so no thread stays blocked, every thread joined."""
+        if not self._started or self._closed:
+            return
+        self._closed = True
+        self._stop()
+        self.attributed.set()
+        while any(t.is_alive() for t in self._threads):
+            for q in (self._work, self._messages):
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        q.get_nowait()
+            for t in self._threads:
+                t.join(timeout=0.02)
+        for proc in (self._cat, self._log):
+            proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def feed(self, sink: Callable[[Any], None]) -> None:
+        if self.progress is not None:
+            count = git_history.run_git(self.repo, "rev-list", "--all", "--count")
+            self._total = int(count.strip() or 0)
+        self.start()
+        failures = self._failures
+
+        def scanner() -> None:
+            while True:
+                batch = self._work.get()
+                if batch is None:
+                    return
+                if not failures:
+                    try:
+                        sink(batch)
+                    except BaseException as exc:
+                        failures.append(exc)
+                        self._stop()
+                        self.attributed.set()
+
+        scanners = [threading.Thread(target=scanner, daemon=True) for _ in range(self.jobs)]
+        for t in scanners:
+            t.start()
+        done = False
+        try:
+            # Messages are scanned here, as the log is read; blobs by the scanners.
+            while (chunk := self._messages.get()) is not None:
+                if not failures:
+                    sink(_OldestFirst(chunk, self.relocate))
+            self._threads[-1].join()  # the reader: every blob is in the queue
+            self._copies()
+            done = True
+        finally:
+            if not done:
+                self.close()  # stop reading, free whatever waits on a queue
+            for _ in scanners:
+                self._work.put(None)
+            for t in scanners:
+                t.join()
+            self.close()
+        if failures:
+            raise failures[0]
+        if self.progress is not None:
+            self.progress(self.units, max(self._total, self.units))
+
+    def _copies(self) -> None:
+        """Blobs scanned only where they changed (``_changed``) that were also written at
+        another path (a copy, a file added again under another name): read again and
+        scanned whole for those other paths."""
+        again = [
+            (blob, path)
+            for blob, path in self._partial.items()
+            if isinstance(self._first.get(blob), dict)
+        ]
+        if not again:
+            return
+        parts: list[bytes] = []
+        segments: list[_Segment] = []
+        size = 0
+        for blob, data, _why in git_history.cat_blobs(
+            self.repo, [b.decode("ascii") for b, _ in again], git_history.MAX_CHUNK
+        ):
+            if data is None:
+                continue
+            key = blob.encode("ascii")
+            if parts:
+                parts.append(SEP)
+                size += len(SEP)
+            segments.append(_Segment(size, size + len(data), key, exclude=self._partial[key]))
+            parts.append(data)
+            size += len(data)
+            if size >= BATCH:
+                self._work.put(BlobBatch(b"".join(parts), segments, self))
+                parts, segments, size = [], [], 0
+        if segments:
+            self._work.put(BlobBatch(b"".join(parts), segments, self))
+
+    def _read_log(self, log: Any, wanted: queue.SimpleQueue[Any]) -> None:
+        """Each chunk of ``git log``: its raw lines noted, then kept for ``feed`` to scan
+        its messages."""
+        index = -1
+        paths: dict[bytes, bytes] = {}
+        for chunk in git_history.iter_stream_chunks(log, self.target, 0, self.errors, "git log"):
+            data, lo, hi = chunk.data, chunk.own_lo, chunk.own_hi
+            index = chunk.first_index - 1
+            for m in RAW.finditer(data, max(lo - 1, 0)):
+                at = m.start()  # the newline before the line
+                if at + 1 >= hi:
+                    break
+                if at + 1 < lo:
+                    continue  # a neighbour chunk's line
+                blob = m.group(2)
+                if blob is None:  # a commit boundary
+                    index += 1
+                    self._headers.append(self._header(data, at))
+                elif m.group(1) != GITLINK and blob.strip(b"0"):
+                    path = paths.setdefault(m.group(3), m.group(3))  # one copy per path
+                    if self._seen(blob, index, path):
+                        wanted.put((blob, path, index))
+            self.units = index + 1
+            self._messages.put(chunk)
+
+    # --- reading blobs ----------------------------------------------------------------
+
+    def _read(
+        self, cat: Any, asked: queue.SimpleQueue[Any], work: queue.Queue[BlobBatch | None]
+    ) -> None:
+        """Each blob ``git cat-file`` gives, into batches for the scanners."""
+        out = cat.stdout
+        parts: list[bytes] = []
+        segments: list[_Segment] = []
+        size = 0
+        done = 0
+
+        def flush() -> None:
+            nonlocal parts, segments, size
+            if segments:
+                work.put(BlobBatch(b"".join(parts), segments, self))
+            parts, segments, size = [], [], 0
+
+        def add(data: bytes | memoryview, blob: bytes, suffix: str = "", line0: int = 1) -> None:
+            nonlocal size
+            if parts:
+                parts.append(SEP)
+                size += len(SEP)
+            segments.append(_Segment(size, size + len(data), blob, suffix, line0))
+            parts.append(data)
+            size += len(data)
+            if size >= BATCH:
+                flush()
+
+        while True:
+            item = asked.get()
+            if item is None:
+                break
+            blob, path, index = item
+            head = out.readline().split()
+            if len(head) != 3 or head[1] != b"blob" or head[0] != blob:
+                if not head:
+                    raise GitError("git cat-file ended early")
+                if len(head) == 3:  # not a blob (a damaged repository): skip its bytes
+                    self._skip(out, int(head[2]) + 1)
+                self.errors.append(f"{unquote_path(path)}: blob {blob.decode()} unreadable")
+                continue
+            n = int(head[2])
+            name = unquote_path(path)
+            if n > git_history.MAX_CHUNK:
+                flush()
+                self._large(out, n, blob, name, work)
+            else:
+                data = out.read(n)
+                out.read(1)
+                if self._plain(name, data):
+                    lo, hi, line0 = self._changed(path, data)
+                    if lo or hi < n:
+                        self._partial[blob] = path
+                    add(memoryview(data)[lo:hi] if lo or hi < n else data, blob, "", line0)
+                else:
+                    for text, suffix in self._contents(name, data):
+                        add(text, blob, suffix)
+            done += 1
+            progress = self.progress
+            if progress is not None and done % 256 == 0:
+                progress(min(index + 1, max(self._total, index + 1)), self._total)
+        flush()
+
+    def _plain(self, name: str, data: bytes) -> bool:
+        """Text that is not an archive (the usual blob)."""
+        if self.archives and looks_like_archive(name, data[:ARCHIVE_SNIFF]):
+            return False
+        return not is_binary(data)
+
+    def _changed(self, path: bytes, data: bytes) -> tuple[int, int, int]:
+        """The part of this version of ``path`` that differs from the version read before
+        it (an older one: blobs come oldest first), widened by ``MARGIN`` and to whole
+        lines: (start, end, line number at start). What is the same as in the older
+        version is reported there, at the same path: a newer version only repeats it."""
+        last = self._last
+        prev = last.pop(path, None)
+        last[path] = data
+        self._cached += len(data) - (len(prev) if prev is not None else 0)
+        while self._cached > DELTA_CACHE and last:
+            self._cached -= len(last.pop(next(iter(last))))
+        n = len(data)
+        if prev is None or n < 2 * MARGIN:
+            return 0, n, 1
+        # The common prefix and suffix to ``GRAIN`` bytes (the margin widens them anyway):
+        # a binary search over blocks, each step one memcmp.
+        view, common = memoryview(data), min(n, len(prev))
+        lo, hi = 0, common // GRAIN
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if prev.startswith(view[: mid * GRAIN]):
+                lo = mid
+            else:
+                hi = mid - 1
+        prefix = lo * GRAIN
+        lo, hi = 0, (common - prefix) // GRAIN
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if prev.endswith(view[n - mid * GRAIN :]):
+                lo = mid
+            else:
+                hi = mid - 1
+        suffix = lo * GRAIN
+        start = max(0, prefix - MARGIN)
+        start = data.rfind(b"\n", 0, start) + 1 if start else 0
+        end = min(n, n - suffix + MARGIN)
+        nl = data.find(b"\n", end)
+        end = n if nl == -1 else nl + 1
+        if end <= start:
+            return 0, 0, 1
+        return start, end, 1 + data.count(b"\n", 0, start)
+
+    def _contents(self, name: str, data: bytes) -> Iterator[tuple[bytes, str]]:
+        """What to scan of one blob: itself, or an archive's text members (each with its
+        ``!member`` suffix); binary content is not reported, as in the diff path."""
+        from scanner.archives import SNIFF as ARCHIVE_SNIFF
+        from scanner.archives import Member, expand, looks_like_archive
+        from scanner.sources.files import is_binary
+
+        if self.archives and looks_like_archive(name, data[:ARCHIVE_SNIFF]):
+            for item in expand(name, data):
+                if not isinstance(item, Member):
+                    git_history._note(self.skipped, item)
+                elif item.path == name:  # named like an archive, but not one
+                    if not is_binary(item.data):
+                        yield item.data, ""
+                elif is_binary(item.data):
+                    self.skipped.binary += 1
+                else:
+                    yield item.data, item.path[len(name) :]
+            return
+        if not is_binary(data):
+            yield data, ""
+
+    @staticmethod
+    def _skip(out: Any, n: int) -> None:
+        while n > 0:
+            got = out.read(min(n, git_history.READ_BLOCK))
+            if not got:
+                return
+            n -= len(got)
+
+    def _large(
+        self, out: Any, n: int, blob: bytes, name: str, work: queue.Queue[BlobBatch | None]
+    ) -> None:
+        """A blob longer than ``MAX_CHUNK``: an archive read whole (to ``ARCHIVE_BLOB_MAX``),
+        text in overlapping windows, binary skipped; its bytes are read either way."""
+        from scanner.archives import SNIFF as ARCHIVE_SNIFF
+        from scanner.archives import Skipped, _magic, looks_like_archive
+        from scanner.sources.files import is_binary
+
+        step = git_history.MAX_CHUNK
+        first = out.read(min(n, step))
+        left = n - len(first)
+        if self.archives and looks_like_archive(name, first[:ARCHIVE_SNIFF]):
+            cap = git_history.ARCHIVE_BLOB_MAX
+            if n <= cap:
+                data = first + out.read(left)
+                out.read(1)
+                segments, parts, size = [], [], 0
+                for text, suffix in self._contents(name, data):
+                    if parts:
+                        parts.append(SEP)
+                        size += len(SEP)
+                    segments.append(_Segment(size, size + len(text), blob, suffix))
+                    parts.append(text)
+                    size += len(text)
+                    if size >= BATCH:
+                        work.put(BlobBatch(b"".join(parts), segments, self))
+                        segments, parts, size = [], [], 0
+                if segments:
+                    work.put(BlobBatch(b"".join(parts), segments, self))
+                return
+            if _magic(first[:ARCHIVE_SNIFF]) is not None:
+                self._skip(out, left + 1)
+                mib = cap // (1024 * 1024)
+                git_history._note(self.skipped, Skipped(name, f"larger than {mib} MiB"))
+                return
+        if is_binary(first[:SNIFF]):
+            self._skip(out, left + 1)
+            return
+        overlap = min(git_history.OVERLAP, step // 8)
+
+        def take() -> bytes:
+            nonlocal left
+            if left <= 0:
+                return b""
+            got = out.read(min(step, left))
+            if not got:
+                raise GitError("git cat-file ended early")
+            left -= len(got)
+            return got
+
+        before, cur, line0, col0 = b"", first, 1, 0
+        while True:
+            after = take()
+            data = before + cur + after[:overlap]
+            lo, hi = len(before), len(before) + len(cur)
+            own = (lo, hi if after else len(data))
+            work.put(BlobBatch(data, [_Segment(0, len(data), blob, "", line0, col0, own)], self))
+            if not after:
+                break
+            start = max(hi - overlap, 0)
+            gone = data[:start]
+            nl = gone.rfind(b"\n")
+            col0 = _chars(gone[nl + 1 :]) if nl != -1 else col0 + _chars(gone)
+            line0 += gone.count(b"\n")
+            before, cur = data[start:hi], after
+        out.read(1)
+
+
+def use_blobs(repo: Path) -> bool:
+    """Whether a full-history scan of ``repo`` reads blobs (``BlobHistory``): yes unless
+    the repository is so large that remembering each blob's first commit would not fit
+    in the memory a scan is allowed (then the diff path, whose memory is flat)."""
+    try:
+        out = git_history.run_git(repo, "count-objects", "-v")
+    except GitError:
+        return False
+    counts = dict(
+        line.split(b": ", 1) for line in out.splitlines() if b": " in line
+    )  # count, in-pack, ...
+    objects = sum(int(counts.get(k, b"0")) for k in (b"count", b"in-pack"))
+    return objects <= MAX_OBJECTS
+
+
+# Objects (blobs, trees, commits) above which a whole history is read as diffs: what
+# blob mode remembers per blob (celery, 165,000 objects: about 10 MB) would pass the
+# memory a scan is allowed (150 MB).
+MAX_OBJECTS = 500_000
