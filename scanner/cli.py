@@ -649,6 +649,7 @@ def _run_scan(args: argparse.Namespace, tgt: Any, early: Any) -> ScanRun:
             paths=paths or None,
             relocate=link,
         )
+        source.archive_depth = config.archive_depth  # `early` started before it was read
         if progress is None:
             return scan_source(source, engine, config, opts, collector)
         started = time.perf_counter()

@@ -118,7 +118,8 @@ def scan_staged(
     if config_path is None and confidence == DEFAULT_CONFIDENCE:
         _save_fast_path(root, engine)  # the fast path serves the option-less hook only
     collector = Collector(engine, config.exclude_paths, keep=gitleaks_keep(config))
-    IndexSource(root).feed(collector.scan)  # the staged patch, then any staged archive's files
+    # the staged patch, then the files inside any staged archive
+    IndexSource(root, archive_depth=config.archive_depth).feed(collector.scan)
     return _drop_baselined(collector.found.findings(), resolve_baseline(baseline, config, root))
 
 

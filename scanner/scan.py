@@ -23,7 +23,7 @@ from scanner.engine import Allowlist, Engine, Match
 from scanner.findings import Finding, FindingSet, Location
 from scanner.rules import Rule, at_confidence, load_rules
 from scanner.sources import Fragment, Source
-from scanner.sources.files import FileSource, SkipCounts, excluded
+from scanner.sources.files import DEFAULT_ARCHIVE_DEPTH, FileSource, SkipCounts, excluded
 from scanner.sources.git_history import GitHistorySource
 
 
@@ -274,6 +274,7 @@ def scan_git(
         progress=progress,
         paths=paths,
         relocate=relocate,
+        archive_depth=config.archive_depth,
     )
     return scan_source(source, engine, config, opts)
 
@@ -284,10 +285,16 @@ class IndexSource:
 
     mode = "staged"
 
-    def __init__(self, repo: Path, display: str | None = None, paths: list[str] | None = None):
+    def __init__(
+        self,
+        repo: Path,
+        display: str | None = None,
+        paths: list[str] | None = None,
+        archive_depth: int = DEFAULT_ARCHIVE_DEPTH,
+    ):
         from scanner.sources.files import SkipCounts
 
-        self.repo, self.paths = repo, paths or []
+        self.repo, self.paths, self.archive_depth = repo, paths or [], archive_depth
         self.target = display or str(repo)
         self.skipped = SkipCounts()
         self.units = 0
@@ -306,7 +313,8 @@ class IndexSource:
         if b"\0" in patch:  # an archive staged: the files inside it (path!member)
             from scanner.sources.git_history import archive_fragments
 
-            for fragment in archive_fragments(self.repo, chunk.archives(), self.skipped):
+            found = chunk.archives()
+            for fragment in archive_fragments(self.repo, found, self.skipped, self.archive_depth):
                 sink(fragment)
 
 
@@ -319,4 +327,5 @@ def scan_index(
     paths: list[str] | None = None,
 ) -> ScanResult:
     """What is staged in ``repo``'s index."""
-    return scan_source(IndexSource(repo, display, paths), engine, config, opts)
+    source = IndexSource(repo, display, paths, archive_depth=config.archive_depth)
+    return scan_source(source, engine, config, opts)

@@ -663,3 +663,46 @@ def test_the_files_hook_names_a_member_of_an_archive(tmp_path: Path) -> None:
     assert p.returncode == 1
     assert "dist/app.jar!config/app.properties:2" in p.stderr.decode()
     assert key not in p.stderr.decode()
+
+
+def test_archive_depth_applies_to_history_staged_and_the_pre_commit_hook(tmp_path: Path) -> None:
+    """`archive_depth` in .keysweep.toml caps a history scan (whole: by file versions;
+    a range: by diffs), `scan --staged` and the pre-commit hook as it caps files."""
+    from tests.helpers import Repo, git
+
+    key = mg_live()
+    r = Repo(tmp_path / "r")
+    r.write("README.md", "# demo\n")
+    base = r.commit("init")
+    nested = zip_of({"inner.zip": zip_of({"conf/.env": f"K={key}\n".encode()})})
+    r.write("dist/outer.zip", nested)
+    r.commit("bundle")
+    r.write("dist/again.zip", nested)
+    git(r.path, "add", "dist/again.zip")
+    env = {**os.environ, "KEYSWEEP_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [KEYSWEEP, *args], cwd=r.path, capture_output=True, timeout=120, env=env
+        )
+
+    scans = {
+        "whole history": ("scan", "--format", "json"),
+        "a range": ("scan", f"{base}..HEAD", "--format", "json"),
+        "staged": ("scan", "--staged", "--format", "json"),
+    }
+    for what, args in scans.items():
+        p = run(*args)
+        assert p.returncode == 1, (what, p.stderr.decode())
+        paths = {f["source"]["path"] for f in json.loads(p.stdout)}
+        assert paths & {"dist/outer.zip!inner.zip!conf/.env", "dist/again.zip!inner.zip!conf/.env"}
+    assert run("hook", "pre-commit").returncode == 1
+
+    (r.path / ".keysweep.toml").write_text("archive_depth = 1\n")
+    for what, args in scans.items():
+        p = run(*args)
+        assert p.returncode == 0 and json.loads(p.stdout) == [], (what, p.stderr.decode())
+        zip_ = "again" if what == "staged" else "outer"
+        assert f"1 archive capped: dist/{zip_}.zip!inner.zip (depth > 1)" in p.stderr.decode()
+    hook = run("hook", "pre-commit")
+    assert hook.returncode == 0, hook.stderr.decode()

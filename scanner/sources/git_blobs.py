@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.archives import SNIFF as ARCHIVE_SNIFF
-from scanner.archives import looks_like_archive
+from scanner.archives import Limits, looks_like_archive
 from scanner.findings import Location
 from scanner.sources import git_history
 from scanner.sources.files import is_binary
@@ -243,6 +243,10 @@ class BlobHistory:
         self.repo, self.target = repo, display
         self.jobs, self.progress, self.relocate, self.archives = jobs, progress, relocate, archives
         self.skipped = skipped if skipped is not None else SkipCounts()
+        self.archive_depth = Limits.max_depth  # archives inside archives opened
+        # Set by ``feed`` (or ``close``): ``archive_depth`` is final. Reading starts before
+        # the configuration is read, so the reader waits for it at the first archive.
+        self.configured = threading.Event()
         self.units = 0
         self.errors: list[str] = []
         self.attributed = threading.Event()  # every commit read: ``_first`` is final
@@ -421,6 +425,7 @@ class BlobHistory:
         if not self._started or self._closed:
             return
         self._closed = True
+        self.configured.set()
         self._stop()
         self.attributed.set()
         while any(t.is_alive() for t in self._threads):
@@ -437,6 +442,7 @@ class BlobHistory:
                     stream.close()
 
     def feed(self, sink: Callable[[Any], None]) -> None:
+        self.configured.set()
         if self.progress is not None:
             count = git_history.run_git(self.repo, "rev-list", "--all", "--count")
             self._total = int(count.strip() or 0)
@@ -658,7 +664,10 @@ class BlobHistory:
         from scanner.sources.files import is_binary
 
         if self.archives and looks_like_archive(name, data[:ARCHIVE_SNIFF]):
-            for item in expand(name, data):
+            self.configured.wait()
+            if self._closed:
+                return
+            for item in expand(name, data, Limits(max_depth=self.archive_depth)):
                 if not isinstance(item, Member):
                     git_history._note(self.skipped, item)
                 elif item.path == name:  # named like an archive, but not one

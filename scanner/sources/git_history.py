@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scanner.archives import Limits
 from scanner.errors import KeysweepError
 from scanner.findings import Location
 
@@ -742,7 +743,10 @@ def _note(skipped: Any, item: Any) -> None:
 
 
 def archive_fragments(
-    repo: Path, found: list[tuple[Location, Any, str]], skipped: Any
+    repo: Path,
+    found: list[tuple[Location, Any, str]],
+    skipped: Any,
+    archive_depth: int = Limits.max_depth,
 ) -> Iterator[BlobMemberFragment]:
     """The files inside the archives ``PatchChunk.archives`` found, each blob read and
     opened once (``scanner.archives.expand``), located at its oldest commit as
@@ -762,7 +766,7 @@ def archive_fragments(
         if data is None:
             _note(skipped, Skipped(name, why))
             continue
-        for item in expand(name, data):
+        for item in expand(name, data, Limits(max_depth=archive_depth)):
             if isinstance(item, Member):
                 if item.path == name:
                     continue  # not an archive after all: its text is in the patch
@@ -856,6 +860,7 @@ class GitHistorySource:
         relocate: Callable[[Location], Location] | None = None,
         archives: bool = True,
         by_blobs: bool | None = None,
+        archive_depth: int = Limits.max_depth,
     ) -> None:
         from scanner.sources.files import SkipCounts
 
@@ -865,6 +870,9 @@ class GitHistorySource:
         self.paths = paths  # pathspec relative to the top: `git log --full-history -- PATH`
         self.relocate = relocate  # e.g. add the link a person can open
         self.archives = archives  # open archives the commits add (zip, jar, tgz, gz, ...)
+        # archives inside archives opened (the ``archive_depth`` setting); may be set
+        # after ``prepare`` (the configuration is read while git starts), before ``feed``
+        self.archive_depth = archive_depth
         # Every ref's whole history (no range, no paths) is read blob by blob
         # (``git_blobs``); None: unless the repository is too large for it.
         self.by_blobs = by_blobs
@@ -905,6 +913,7 @@ class GitHistorySource:
         if self._blobs is not None:
             blobs = self._blobs
             blobs.progress = self.progress
+            blobs.archive_depth = self.archive_depth
             try:
                 blobs.feed(sink)
             finally:
@@ -947,7 +956,7 @@ class GitHistorySource:
             on_total=on_total,
             paths=self.paths,
         )
-        for fragment in archive_fragments(self.repo, archives, self.skipped):
+        for fragment in archive_fragments(self.repo, archives, self.skipped, self.archive_depth):
             if self.relocate is not None:
                 from scanner.sources import Relocated
 
