@@ -123,19 +123,25 @@ class _Plan:
         self.after = [r.max_length + LOOKAHEAD_MARGIN for r in rules]
         self.anchored = [r.anchored for r in rules]
         self.bare = [i for i, r in enumerate(rules) if not r.prefixes]
+        # An anchored rule's gate (Rule.precheck), tried where each hit starts.
+        self.precheck = [
+            r.precheck.match if r.anchored and r.precheck is not None else None for r in rules
+        ]
 
 
 class _RegionBuilder:
     """Merges hits into per-rule windows as they arrive (bounded memory)."""
 
-    __slots__ = ("after", "anchored", "before", "open", "regions", "size")
+    __slots__ = ("after", "anchored", "before", "data", "open", "precheck", "regions", "size")
 
-    def __init__(self, rules: Sequence[Rule], size: int, plan: _Plan | None = None) -> None:
+    def __init__(self, rules: Sequence[Rule], data: bytes, plan: _Plan | None = None) -> None:
         plan = plan or _Plan(rules)
         self.before, self.after, self.anchored = plan.before, plan.after, plan.anchored
+        self.precheck = plan.precheck
         self.open: dict[int, list[int]] = {}
         self.regions: Regions = {}
-        self.size = size
+        self.data = data
+        size = self.size = len(data)
         if size:
             for i in plan.bare:
                 self.regions[i] = [(0, size)]  # no literal: stage 2 searches everything
@@ -143,7 +149,11 @@ class _RegionBuilder:
     def add(self, rule: int, start: int) -> None:
         if self.anchored[rule]:
             hi = start + self.after[rule]
-            self.regions.setdefault(rule, []).append((start, hi if hi < self.size else self.size))
+            hi = hi if hi < self.size else self.size
+            gate = self.precheck[rule]
+            if gate is not None and gate(self.data, start, hi) is None:
+                return  # the rule's pattern cannot match from here (Rule.precheck)
+            self.regions.setdefault(rule, []).append((start, hi))
             return
         lo = start - self.before[rule]
         lo = lo if lo > 0 else 0
@@ -239,7 +249,7 @@ class PythonPrefilter:
     def regions(self, data: bytes) -> Regions:
         hits = self._hits(data)
         hits.sort()
-        builder = _RegionBuilder(self.rules, len(data), self.plan)
+        builder = _RegionBuilder(self.rules, data, self.plan)
         for start, rule in hits:
             builder.add(rule, start)
         return builder.finish()
@@ -283,7 +293,7 @@ class HyperscanPrefilter:
     def regions(self, data: bytes) -> Regions:
         if not data:
             return {}
-        builder = _RegionBuilder(self.rules, len(data), self.plan)
+        builder = _RegionBuilder(self.rules, data, self.plan)
         if self.db is None:
             return builder.finish()
         lengths = self.lengths
