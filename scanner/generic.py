@@ -40,7 +40,7 @@ import regex
 from scanner.validators import shannon_entropy
 
 # Searched backwards from the keyword: the rest of the name before it (DB_, client_).
-NAME_BEFORE = regex.compile(rb"(?r)[A-Za-z0-9_.$-]*")
+NAME_BEFORE = re.compile(rb"[A-Za-z0-9_.$-]*")  # matched on the reversed bytes before it
 
 # Words that make a name secret-ish, and words that, as the name's last word, say
 # the value is about the secret rather than the secret itself.
@@ -651,20 +651,28 @@ def _filters(
 ) -> list[str]:
     """``value_filters`` with the line and the entropy measured only by the filters
     that read them (most candidates are rejected before either is needed)."""
-    checks = (
-        ("name", lambda: name_is_not_secret(name)),
-        ("reference", lambda: is_reference(value, quoted, call)),
-        ("placeholder", lambda: is_placeholder(value, name)),
-        ("path", lambda: is_path_or_plain_url(value)),
-        ("identifier", lambda: is_identifier_like(value)),
-        ("hash", lambda: is_hash(value, name)),
-        ("provider", lambda: is_provider_near_miss(value)),
-        ("fixture", lambda: is_fixture(value, name, line())),
-        ("shape", lambda: lacks_secret_shape(value, entropy(), is_password_name(name))),
-    )
-    out = []
-    for label, check in checks:
-        if check():
+    out: list[str] = []
+    # In FILTER_NAMES order, written out: this runs on every candidate.
+    for label in FILTER_NAMES:
+        if label == "name":
+            hit = name_is_not_secret(name)
+        elif label == "reference":
+            hit = is_reference(value, quoted, call)
+        elif label == "placeholder":
+            hit = is_placeholder(value, name)
+        elif label == "path":
+            hit = is_path_or_plain_url(value)
+        elif label == "identifier":
+            hit = is_identifier_like(value)
+        elif label == "hash":
+            hit = is_hash(value, name)
+        elif label == "provider":
+            hit = is_provider_near_miss(value)
+        elif label == "fixture":
+            hit = is_fixture(value, name, line())
+        else:
+            hit = lacks_secret_shape(value, entropy(), is_password_name(name))
+        if hit:
             out.append(label)
             if first_only:
                 break
@@ -700,8 +708,8 @@ SETTER = re.compile(r"^(?:set|with|put|add)(?![a-z])")
 
 def name_span(data: bytes, anchor: int, value_start: int) -> tuple[int, int]:
     """The whole name around the keyword the rule is anchored on (DB_ + PASSWORD)."""
-    head = NAME_BEFORE.search(data, max(0, anchor - 64), anchor)
-    start = head.start() if head is not None else anchor
+    head = NAME_BEFORE.match(data[max(0, anchor - 64) : anchor][::-1])
+    start = anchor - (head.end() if head is not None else 0)
     if start < anchor and data[start - 1 : start] == b"\\" and data[start : start + 1] in b"ntr":
         start += 1  # "\nKEY = ...": the n belongs to an escape, not to the name
     tail = _NAME_CHARS.match(data, anchor, value_start)  # always matches (maybe empty)
