@@ -23,8 +23,9 @@ Two implementations give the same answer:
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scanner.rules import Rule, Tail, Var
@@ -33,6 +34,7 @@ from scanner.rules import Rule, Tail, Var
 LOOKAHEAD_MARGIN = 64
 
 Regions = dict[int, list[tuple[int, int]]]  # rule index -> sorted, merged (start, end)
+Gate = Callable[[bytes, int, int], "re.Match[bytes] | None"]  # Rule.precheck's match
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class _Plan:
         self.anchored = [r.anchored for r in rules]
         self.bare = [i for i, r in enumerate(rules) if not r.prefixes]
         # An anchored rule's gate (Rule.precheck), tried where each hit starts.
-        self.precheck = [
+        self.precheck: list[Gate | None] = [
             r.precheck.match if r.anchored and r.precheck is not None else None for r in rules
         ]
 
@@ -192,7 +194,6 @@ class PythonPrefilter:
     name = "python"
 
     def __init__(self, rules: Sequence[Rule]) -> None:
-        import re
 
         self.rules = rules
         self.plan = _Plan(rules)
@@ -266,6 +267,15 @@ class HyperscanPrefilter:
         self.plan = _Plan(rules)
         self.literals = collect_literals(rules)
         self.lengths = [lit.width for lit in self.literals]
+        self.rules_of = [lit.rules for lit in self.literals]
+        # A literal of one anchored rule with a gate (most of the generic rule's keyword
+        # hits, most of them rejected): handled in the match callback itself.
+        self.gated: list[tuple[int, int, Gate] | None] = []
+        for lit in self.literals:
+            gate = self.plan.precheck[lit.rules[0]] if len(lit.rules) == 1 else None
+            self.gated.append(
+                None if gate is None else (lit.rules[0], self.plan.after[lit.rules[0]], gate)
+            )
         self._local = threading.local()
         self.db = None
         if not self.literals:
@@ -297,13 +307,24 @@ class HyperscanPrefilter:
         if self.db is None:
             return builder.finish()
         lengths = self.lengths
-        literals = self.literals
+        rules_of = self.rules_of
+        gated = self.gated
         add = builder.add
+        regions = builder.regions
+        size = len(data)
 
         def on_match(lit: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
             width = lengths[lit]
             start = to - width if width else _from
-            for rule in literals[lit].rules:
+            one = gated[lit]
+            if one is not None:  # _RegionBuilder.add for one gated anchored rule, inlined
+                rule, after, gate = one
+                hi = start + after
+                hi = hi if hi < size else size
+                if gate(data, start, hi) is not None:
+                    regions.setdefault(rule, []).append((start, hi))
+                return
+            for rule in rules_of[lit]:
                 add(rule, start)
 
         self.db.scan(data, match_event_handler=on_match, scratch=self._scratch())
