@@ -20,7 +20,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from scanner.checksums import SCHEMES
-from scanner.prefilter import LOOKAHEAD_MARGIN, Prefilter, make_prefilter
+from scanner.prefilter import LOOKAHEAD_MARGIN, Prefilter, Regions, make_prefilter
 from scanner.rules import Rule
 from scanner.validators import looks_like_placeholder, run_validator, shannon_entropy
 
@@ -146,9 +146,12 @@ class Engine:
         self.lookup_runs = lookup_runs
         self.stats = EngineStats()
 
-    def scan(self, data: bytes) -> list[Match]:
+    def scan(self, data: bytes, regions: Regions | None = None) -> list[Match]:
+        """The matches in ``data``. ``regions``: stage 1's answer for ``data``, when the
+        caller already has it (the decoder's one pass gives it beside its triggers)."""
         self.stats.bytes_scanned += len(data)
-        regions = self.prefilter.regions(data)
+        if regions is None:
+            regions = self.prefilter.regions(data)
         if not regions:
             return []
         out: list[Match] = []

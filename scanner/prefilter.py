@@ -23,10 +23,12 @@ Two implementations give the same answer:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from scanner.rules import Rule, Tail, Var
 
@@ -46,6 +48,12 @@ class Literal:
     # len(text) + the tail's length (hits are reported by where they end); 0 when the
     # tail's length varies: hyperscan then reports where the match starts (SOM)
     width: int = 0
+
+
+def _hs_bytes(text: bytes) -> bytes:
+    """A literal as a hyperscan expression (every byte ``\\xHH``: NUL and metacharacters
+    included)."""
+    return b"".join(b"\\x%02x" % b for b in text)
 
 
 def byte_class(chars: frozenset[int]) -> bytes:
@@ -256,10 +264,27 @@ class PythonPrefilter:
         return builder.finish()
 
 
+class Store(Protocol):
+    """Where compiled databases are kept between runs (``scanner.decode.Store``)."""
+
+    def load(self, key: str) -> bytes | None: ...
+
+    def save(self, key: str, blob: bytes) -> None: ...
+
+
 class HyperscanPrefilter:
+    """``extra``: more literals (text, caseless) in the same database, whose hits
+    ``regions`` hands back beside the regions: the decoder's triggers ride on the
+    engine's one pass instead of a second one (``scanner.decode``)."""
+
     name = "hyperscan"
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        extra: Sequence[tuple[bytes, bool]] = (),
+        store: Store | None = None,
+    ) -> None:
         import hyperscan
 
         self._hs = hyperscan
@@ -276,23 +301,43 @@ class HyperscanPrefilter:
             self.gated.append(
                 None if gate is None else (lit.rules[0], self.plan.after[lit.rules[0]], gate)
             )
+        self.extra = list(extra)
+        self.extra_lengths = [len(text) for text, _ in self.extra]
         self._local = threading.local()
         self.db = None
-        if not self.literals:
+        if not self.literals and not self.extra:
             return
+        expressions = [_hs_bytes(lit.text) + lit.tail for lit in self.literals]
+        expressions += [_hs_bytes(text) for text, _ in self.extra]
+        caseless = hyperscan.HS_FLAG_CASELESS
+        flags = [
+            (caseless if lit.caseless else 0)
+            | (hyperscan.HS_FLAG_SOM_LEFTMOST if not lit.width else 0)
+            for lit in self.literals
+        ]
+        flags += [caseless if c else 0 for _, c in self.extra]
+        key = None
+        if store is not None:
+            h = hashlib.sha256(f"keysweep-prefilter-v1 {hyperscan.__version__}".encode())
+            for e, f in zip(expressions, flags, strict=True):
+                h.update(b"%d %d\0" % (f, len(e)) + e)
+            key = h.hexdigest()[:40]
+            blob = store.load(key)
+            if blob:
+                try:
+                    self.db = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
+                    return
+                except Exception:  # a damaged or foreign file: compile afresh
+                    pass
         self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self.db.compile(
-            expressions=[
-                b"".join(b"\\x%02x" % b for b in lit.text) + lit.tail for lit in self.literals
-            ],
-            ids=list(range(len(self.literals))),
-            elements=len(self.literals),
-            flags=[
-                (hyperscan.HS_FLAG_CASELESS if lit.caseless else 0)
-                | (hyperscan.HS_FLAG_SOM_LEFTMOST if not lit.width else 0)
-                for lit in self.literals
-            ],
+            expressions=expressions,
+            ids=list(range(len(expressions))),
+            elements=len(expressions),
+            flags=flags,
         )
+        if store is not None and key is not None:
+            store.save(key, hyperscan.dumpb(self.db))
 
     def _scratch(self) -> object:
         scratch = getattr(self._local, "scratch", None)
@@ -300,7 +345,9 @@ class HyperscanPrefilter:
             scratch = self._local.scratch = self._hs.Scratch(self.db)
         return scratch
 
-    def regions(self, data: bytes) -> Regions:
+    def regions(self, data: bytes, extra_hits: list[tuple[int, int]] | None = None) -> Regions:
+        """The regions of ``data``; with ``extra_hits``, also (start, index into
+        ``extra``) of each extra literal's occurrence, appended to it."""
         if not data:
             return {}
         builder = _RegionBuilder(self.rules, data, self.plan)
@@ -312,8 +359,14 @@ class HyperscanPrefilter:
         add = builder.add
         regions = builder.regions
         size = len(data)
+        own = len(self.literals)
+        extra_lengths = self.extra_lengths
+        found = extra_hits if extra_hits is not None else []
 
         def on_match(lit: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            if lit >= own:
+                found.append((to - extra_lengths[lit - own], lit - own))
+                return
             width = lengths[lit]
             start = to - width if width else _from
             one = gated[lit]
