@@ -158,9 +158,13 @@ def plain_assignments(draw: st.DrawFn) -> bytes:
 @example(b"<password>aaaaaa</password>")
 @example(b'builder.setPassword("aaaaaa")')
 @example(b"define('DB_PASSWORD', 'aaaaaa');")
+@example(b"define('password', 'aaaaaa');")
+@example(b"define( \"password\" , 'aaaaaa');")
 @example(b'env:\n  - name: API_TOKEN\n    value: "aaaaaa"\n')
 @example(b'<add key="ApiKey" value="aaaaaa" />')
 @example(b"mysql --password aaaaaaaa")
+@example(b"mysql --db-password aaaaaaaa")
+@example(b" token--x aaaaaaaa")
 @example(b"x_key\t=\t'aaaaaa'")
 def test_the_gate_accepts_wherever_the_pattern_matches(text: bytes) -> None:
     for rule in GATED:
