@@ -89,7 +89,7 @@ def main() -> None:
         decoders[level] = decoder
         plain = throughput(engine.scan, clean)
         decoded = throughput(decoder.scan, clean)
-        joint = decoder._joint
+        joint = decoder.joint()
         trig = throughput(
             decoder._scanner.hits if joint is None else lambda d, j=joint: j.regions(d, []), clean
         )

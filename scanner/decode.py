@@ -686,20 +686,33 @@ class Decoder:
         kind = prefilter if prefilter is not None else getattr(engine.prefilter, "name", None)
         self._scanner = _TriggerScanner(self.triggers, kind, store)
         # With hyperscan, one pass finds the engine's literals and the NUL-free triggers
-        # (a database of both, compiled once per decoder): decoding costs no second pass.
+        # (a database of both, compiled by the first scan: fast_path_database needs
+        # only the triggers): decoding costs no second pass.
+        self._joint_wanted = (
+            self._scanner.name == "hyperscan" and engine.prefilter.name == "hyperscan"
+        )
         self._joint: HyperscanPrefilter | None = None
-        if self._scanner.name == "hyperscan" and engine.prefilter.name == "hyperscan":
-            from scanner.prefilter import HyperscanPrefilter
-
-            plain = self._scanner._plain
-            self._joint = HyperscanPrefilter(
-                engine.rules,
-                extra=[(self.triggers[i].text, self.triggers[i].caseless) for i in plain],
-                store=store,
-            )
-            self._joint_ids = plain  # extra literal -> trigger index
+        self._joint_ids = self._scanner._plain  # extra literal -> trigger index
+        self._joint_lock = threading.Lock()
+        self._store = store
         self.decoded_bytes = 0  # how much decoding happened (bench, tests)
         self.regions = 0
+
+    def joint(self) -> HyperscanPrefilter | None:
+        """The database of the engine's literals and the triggers (None: two passes,
+        the fallback prefilter's way)."""
+        if self._joint is None and self._joint_wanted:
+            from scanner.prefilter import HyperscanPrefilter
+
+            with self._joint_lock:
+                if self._joint is None:
+                    triggers = [self.triggers[i] for i in self._joint_ids]
+                    self._joint = HyperscanPrefilter(
+                        self.engine.rules,
+                        extra=[(t.text, t.caseless) for t in triggers],
+                        store=self._store,
+                    )
+        return self._joint
 
     @property
     def trigger_db(self) -> object | None:
@@ -708,19 +721,21 @@ class Decoder:
     def _engine_and_triggers(self, data: bytes) -> tuple[list[Match], list[tuple[int, int]]]:
         """The engine's matches in ``data`` and the trigger occurrences, in one pass
         when the joint database is there."""
-        if self._joint is None:
+        joint = self.joint()
+        if joint is None:
             return self.engine.scan(data), self._scanner.hits(data)
         found: list[tuple[int, int]] = []
-        regions = self._joint.regions(data, found)
+        regions = joint.regions(data, found)
         ids = self._joint_ids
         plain = [(pos, ids[i]) for pos, i in found]
         return self.engine.scan(data, regions), self._scanner.hits(data, plain)
 
     def _trigger_hits(self, data: bytes) -> list[tuple[int, int]]:
-        if self._joint is None:
+        joint = self.joint()
+        if joint is None:
             return self._scanner.hits(data)
         found: list[tuple[int, int]] = []
-        self._joint.regions(data, found)
+        joint.regions(data, found)
         ids = self._joint_ids
         return self._scanner.hits(data, [(pos, ids[i]) for pos, i in found])
 

@@ -53,7 +53,7 @@ def summary(matches: list[Match]) -> list[tuple[Any, ...]]:
 def test_the_decoder_rides_on_the_engines_pass() -> None:
     engine = Engine(RULES, prefilter="hyperscan")
     decoder = Decoder(engine)
-    assert decoder._joint is not None
+    assert decoder.joint() is not None
     text, keys = leaks()
     found = decoder.scan(text)
     assert {k.encode() for k in keys} <= {m.secret for m in found}
@@ -66,7 +66,7 @@ def test_one_pass_finds_what_two_passes_find() -> None:
     engine = Engine(RULES, prefilter="hyperscan")
     joint = Decoder(engine)
     separate = Decoder(engine)
-    separate._joint = None  # the engine's pass, then the triggers' own pass
+    separate._joint_wanted = False  # the engine's pass, then the triggers' own pass
     for _ in range(3):
         text, _ = leaks()
         assert summary(joint.scan(text)) == summary(separate.scan(text))
@@ -78,7 +78,7 @@ def test_the_fallback_prefilter_decodes_the_same() -> None:
     text, _ = leaks()
     fast = Decoder(Engine(RULES, prefilter="hyperscan")).scan(text)
     slow_decoder = Decoder(Engine(RULES, prefilter="python"))
-    assert slow_decoder._joint is None
+    assert slow_decoder.joint() is None
     assert summary(slow_decoder.scan(text)) == summary(fast)
 
 
@@ -86,7 +86,7 @@ def test_one_database_scan_per_buffer_without_encoded_text() -> None:
     """Text with no encoded prefix: one hyperscan scan of it, however many rules."""
     engine = Engine(RULES, prefilter="hyperscan")
     decoder = Decoder(engine)
-    joint = decoder._joint
+    joint = decoder.joint()
     assert joint is not None
     text = b"def f(token):\n    return token.upper()\n" * 200
     decoder.scan(text)  # scratch space made
