@@ -321,6 +321,10 @@ REFERENCE = re.compile(
          config|conf|cfg|settings|env)\. | ^\w+\(|\)$
     """
 )
+# Every REFERENCE alternative holds one of these characters (or "Manager"): a value
+# with none is no reference, and its search (one try per alternative at every
+# character) is skipped.
+REFERENCE_MARK = re.compile(r"""[${}%'"`=<#@!.(\[:+)]""")
 DOTTED_IDENTIFIER = re.compile(r"^[A-Za-z_$][\w$]*(?:(?:\.|::|->)[A-Za-z_$][\w$]*)+(?:\(\))?$")
 # kebab-case or snake_case of three parts or more: an identifier (sendgrid-api-key).
 IDENTIFIER_CHAIN = re.compile(r"^[a-z]+(?:-[a-z]+){2,}$|^[a-z]+(?:_[a-z]+){2,}$")
@@ -441,7 +445,7 @@ def is_reference(value: str, quoted: bool = True, call: bool = False) -> bool:
     argument of a call that is no setter (``get_token("x")``)."""
     if call:
         return True
-    if REFERENCE.search(value):
+    if (REFERENCE_MARK.search(value) or "Manager" in value) and REFERENCE.search(value):
         return True
     if quoted:
         return False
