@@ -7,9 +7,16 @@ costs one pass.
 
 An *anchored* rule (a keyword rule, see ``Rule.anchored``) gets one unmerged
 region per hit that starts exactly at the literal, so stage 2 tries its pattern
-there only. A rule with no literal at all (an imported rule) gets the whole
-buffer as its region: correct, and as slow as it sounds (``bench/engine.py``
-counts such rules).
+there only; if the rule has a gate (``Rule.precheck``, a Python ``re`` pattern
+that accepts wherever the rule's pattern matches), a hit the gate rejects makes
+no region at all: "token = None" costs one C-level match, not a stage-2 try. A
+rule with no literal at all (an imported rule) gets the whole buffer as its
+region: correct, and as slow as it sounds (``bench/engine.py`` counts such
+rules).
+
+The hyperscan database may also hold *extra* literals whose hits are handed back
+beside the regions: the decoder's triggers (``scanner.decode``) ride on the
+engine's one pass that way.
 
 Two implementations give the same answer:
 
