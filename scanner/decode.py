@@ -1,12 +1,14 @@
 """Encoded secrets: base64, percent-encoding, JSON/JS escapes, HTML entities, UTF-16.
 
 Pure (no I/O). ``Decoder`` wraps an ``Engine``: it runs the engine on the bytes as
-they are, and then looks for *encoded forms of the rules' prefix literals* (the
-"triggers") in one multi-literal pass. Only around a trigger does it decode: a
-bounded window, merged with its neighbours, decoded once, scanned by the same
-engine, and searched for triggers again, to ``max_depth`` layers
-(``percent>base64``: a base64 value inside a URL-encoded one). Text that holds no
-encoded prefix costs that one extra pass and nothing else.
+they are, and looks for *encoded forms of the rules' prefix literals* (the
+"triggers"). With hyperscan both are one pass: a database of the engine's
+literals and the triggers gives stage 1's regions and the trigger hits together
+(``Decoder.joint``); the fallback prefilter runs a second multi-literal pass.
+Only around a trigger does it decode: a bounded window, merged with its
+neighbours, decoded once, scanned by the same engine, and searched for triggers
+again, to ``max_depth`` layers (``percent>base64``: a base64 value inside a
+URL-encoded one). Text that holds no encoded prefix costs nothing more.
 
 Triggers are derived from every rule's prefixes, automatically:
 
