@@ -1,12 +1,14 @@
 """Encoded secrets: base64, percent-encoding, JSON/JS escapes, HTML entities, UTF-16.
 
 Pure (no I/O). ``Decoder`` wraps an ``Engine``: it runs the engine on the bytes as
-they are, and then looks for *encoded forms of the rules' prefix literals* (the
-"triggers") in one multi-literal pass. Only around a trigger does it decode: a
-bounded window, merged with its neighbours, decoded once, scanned by the same
-engine, and searched for triggers again, to ``max_depth`` layers
-(``percent>base64``: a base64 value inside a URL-encoded one). Text that holds no
-encoded prefix costs that one extra pass and nothing else.
+they are, and looks for *encoded forms of the rules' prefix literals* (the
+"triggers"). With hyperscan both are one pass: a database of the engine's
+literals and the triggers gives stage 1's regions and the trigger hits together
+(``Decoder.joint``); the fallback prefilter runs a second multi-literal pass.
+Only around a trigger does it decode: a bounded window, merged with its
+neighbours, decoded once, scanned by the same engine, and searched for triggers
+again, to ``max_depth`` layers (``percent>base64``: a base64 value inside a
+URL-encoded one). Text that holds no encoded prefix costs nothing more.
 
 Triggers are derived from every rule's prefixes, automatically:
 
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from scanner.engine import Engine, Match
+    from scanner.prefilter import HyperscanPrefilter
     from scanner.rules import Rule
 
 MIN_B64 = 4  # stable base64 characters a prefix must give at every alignment
@@ -262,7 +265,10 @@ class _TriggerScanner:
         self.triggers = triggers
         self.lengths = [len(t.text) for t in triggers]
         self._local = threading.local()
-        self.db = None
+        self._plain: list[int] = []  # the NUL-free triggers (hyperscan)
+        # Their own database, compiled only if asked for (``hits(data)`` without
+        # ``plain``): the decoder finds them in the engine's pass (Decoder.scan).
+        self._plain_db: object | None = None
         self._automata: tuple[object, object] | None = None
         self.name = "python"
         if not triggers:
@@ -283,7 +289,6 @@ class _TriggerScanner:
                 self._nul = [i for i, t in enumerate(triggers) if b"\0" in t.text]
                 self._nul_db: object | None = None
                 self._nul_lock = threading.Lock()
-                self.db = self._compile(self._plain, literal=True)
                 self.name = "hyperscan"
                 return
         try:
@@ -341,15 +346,31 @@ class _TriggerScanner:
 
         db.scan(data, match_event_handler=on_match, scratch=scratch)  # type: ignore[attr-defined]
 
-    def hits(self, data: bytes) -> list[tuple[int, int]]:
-        """(start, trigger index) of every trigger occurrence."""
+    @property
+    def db(self) -> object | None:
+        """The plain (NUL-free) triggers' own hyperscan database, compiled on first use."""
+        if self.name != "hyperscan":
+            return None
+        if self._plain_db is None and self._plain:
+            with self._nul_lock:
+                if self._plain_db is None:
+                    self._plain_db = self._compile(self._plain, literal=True)
+        return self._plain_db
+
+    def hits(
+        self, data: bytes, plain: list[tuple[int, int]] | None = None
+    ) -> list[tuple[int, int]]:
+        """(start, trigger index) of every trigger occurrence. ``plain``: the NUL-free
+        triggers' occurrences, already found (in the engine's pass)."""
         out: list[tuple[int, int]] = []
         if not data or not self.triggers:
             return out
         lengths = self.lengths
         if self.name == "hyperscan":
-            if self.db is not None:
-                self._scan_db(self.db, "scratch", data, out)
+            if plain is not None:
+                out.extend(plain)
+            elif (db := self.db) is not None:
+                self._scan_db(db, "scratch", data, out)
             if self._nul and b"\0" in data:
                 if self._nul_db is None:
                     with self._nul_lock:
@@ -673,21 +694,68 @@ class Decoder:
         self.triggers = trigger_literals(engine.rules)
         kind = prefilter if prefilter is not None else getattr(engine.prefilter, "name", None)
         self._scanner = _TriggerScanner(self.triggers, kind, store)
+        # With hyperscan, one pass finds the engine's literals and the NUL-free triggers
+        # (a database of both, compiled by the first scan: fast_path_database needs
+        # only the triggers): decoding costs no second pass.
+        self._joint_wanted = (
+            self._scanner.name == "hyperscan" and engine.prefilter.name == "hyperscan"
+        )
+        self._joint: HyperscanPrefilter | None = None
+        self._joint_ids = self._scanner._plain  # extra literal -> trigger index
+        self._joint_lock = threading.Lock()
+        self._store = store
         self.decoded_bytes = 0  # how much decoding happened (bench, tests)
         self.regions = 0
+
+    def joint(self) -> HyperscanPrefilter | None:
+        """The database of the engine's literals and the triggers (None: two passes,
+        the fallback prefilter's way)."""
+        if self._joint is None and self._joint_wanted:
+            from scanner.prefilter import HyperscanPrefilter
+
+            with self._joint_lock:
+                if self._joint is None:
+                    triggers = [self.triggers[i] for i in self._joint_ids]
+                    self._joint = HyperscanPrefilter(
+                        self.engine.rules,
+                        extra=[(t.text, t.caseless) for t in triggers],
+                        store=self._store,
+                    )
+        return self._joint
 
     @property
     def trigger_db(self) -> object | None:
         return self._scanner.db
 
+    def _engine_and_triggers(self, data: bytes) -> tuple[list[Match], list[tuple[int, int]]]:
+        """The engine's matches in ``data`` and the trigger occurrences, in one pass
+        when the joint database is there."""
+        joint = self.joint()
+        if joint is None:
+            return self.engine.scan(data), self._scanner.hits(data)
+        found: list[tuple[int, int]] = []
+        regions = joint.regions(data, found)
+        ids = self._joint_ids
+        plain = [(pos, ids[i]) for pos, i in found]
+        return self.engine.scan(data, regions), self._scanner.hits(data, plain)
+
+    def _trigger_hits(self, data: bytes) -> list[tuple[int, int]]:
+        joint = self.joint()
+        if joint is None:
+            return self._scanner.hits(data)
+        found: list[tuple[int, int]] = []
+        joint.regions(data, found)
+        ids = self._joint_ids
+        return self._scanner.hits(data, [(pos, ids[i]) for pos, i in found])
+
     def scan(self, data: bytes, patch: bool = False) -> list[Match]:
         """The engine's matches in ``data``, and those in its encoded parts. ``patch``:
         ``data`` is a diff whose added lines start with ``+`` (a wrapped base64 blob
         continues after it)."""
-        plain = self.engine.scan(data)
         if not self.triggers or not data:
-            return plain
-        found = list(self._layer(data, 1, patch))
+            return self.engine.scan(data)
+        plain, hits = self._engine_and_triggers(data)
+        found = list(self._layer(data, 1, patch, hits))
         if not found:
             return plain
         # A generic match over encoded text gives way to what decoding it found there
@@ -713,8 +781,15 @@ class Decoder:
         out.sort(key=lambda m: (m.start, m.rule.id))
         return out
 
-    def _layer(self, data: bytes, depth: int, patch: bool = False) -> Iterable[Match]:
-        hits = self._scanner.hits(data)
+    def _layer(
+        self,
+        data: bytes,
+        depth: int,
+        patch: bool = False,
+        hits: list[tuple[int, int]] | None = None,
+    ) -> Iterable[Match]:
+        if hits is None:
+            hits = self._trigger_hits(data)
         if not hits:
             return
         by_kind: dict[str, list[tuple[int, int, int, int]]] = {}

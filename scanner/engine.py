@@ -20,7 +20,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from scanner.checksums import SCHEMES
-from scanner.prefilter import LOOKAHEAD_MARGIN, Prefilter, make_prefilter
+from scanner.prefilter import LOOKAHEAD_MARGIN, Prefilter, Regions, make_prefilter
 from scanner.rules import Rule
 from scanner.validators import looks_like_placeholder, run_validator, shannon_entropy
 
@@ -146,51 +146,62 @@ class Engine:
         self.lookup_runs = lookup_runs
         self.stats = EngineStats()
 
-    def scan(self, data: bytes) -> list[Match]:
+    def scan(self, data: bytes, regions: Regions | None = None) -> list[Match]:
+        """The matches in ``data``. ``regions``: stage 1's answer for ``data``, when the
+        caller already has it (the decoder's one pass gives it beside its triggers)."""
         self.stats.bytes_scanned += len(data)
-        regions = self.prefilter.regions(data)
+        if regions is None:
+            regions = self.prefilter.regions(data)
         if not regions:
             return []
         out: list[Match] = []
+        stats = self.stats
         for rule_index, spans in regions.items():
             rule = self.rules[rule_index]
+            stats.regions += len(spans)
+            if not rule.anchored:
+                for lo, hi in spans:
+                    out.extend(self._confirm(rule, data, lo, hi))
+                continue
+            # An anchored rule: one try where each literal starts (see Rule.anchored). A
+            # shipped rule reads a window of a few hundred bytes from one start, and
+            # tests/test_rules.py proves each such pattern linear on hostile input; the
+            # regex module's timeout costs ~4 us a call, more than the match itself, so
+            # it guards only long windows and user rules.
+            match = rule.pattern.match
+            shipped = rule.origin.startswith("scanner/rules/")
             for lo, hi in spans:
-                self.stats.regions += 1
-                out.extend(self._confirm(rule, data, lo, hi))
+                timeout = (
+                    None if hi - lo <= ANCHORED_NO_TIMEOUT and shipped else self.regex_timeout
+                )
+                try:
+                    one = match(data, lo, hi, timeout=timeout)
+                except TimeoutError:
+                    stats.regex_timeouts += 1
+                    continue
+                if one is not None:
+                    out.extend(self._accept(rule, data, (one,), hi))
         out.sort(key=lambda m: (m.start, m.rule.id))
         return out if len(out) < 2 else _settle(out)
 
     def _confirm(self, rule: Rule, data: bytes, lo: int, hi: int) -> Iterable[Match]:
+        """A window of a rule that is not anchored (an anchored rule's try is in scan):
+        one hit, or hits close together merged, searched once. A shipped rule led by
+        its literal (Shape.led) is linear from each start (tests/test_rules.py), so a
+        short window needs no timeout either."""
         shipped = rule.origin.startswith("scanner/rules/")
-        if rule.anchored:
-            # One try where the literal starts (see Rule.anchored). A shipped rule reads a
-            # window of a few hundred bytes from one start, and tests/test_rules.py
-            # proves each such pattern linear on hostile input; the regex module's
-            # timeout costs ~4 us a call, more than the match itself, so it guards only
-            # long windows and user rules.
-            timeout = None if hi - lo <= ANCHORED_NO_TIMEOUT and shipped else self.regex_timeout
-            try:
-                one = rule.pattern.match(data, lo, hi, timeout=timeout)
-            except TimeoutError:
-                self.stats.regex_timeouts += 1
-                return
-            found = [one] if one is not None else []
-        else:
-            # A window around one hit, or hits close together merged, searched once. A
-            # shipped rule led by its literal (Shape.led) is linear from each start
-            # (tests/test_rules.py), so a short window needs no timeout either.
-            timeout = (
-                None
-                if rule.shape.led and shipped and hi - lo <= ANCHORED_NO_TIMEOUT
-                else self.regex_timeout
-            )
-            try:
-                found = list(rule.pattern.finditer(data, lo, hi, timeout=timeout))
-            except TimeoutError:
-                # Never drop a window: confirm each prefix hit in it alone, bounded.
-                self.stats.regex_timeouts += 1
-                yield from self._confirm_each_hit(rule, data, lo, hi)
-                return
+        timeout = (
+            None
+            if rule.shape.led and shipped and hi - lo <= ANCHORED_NO_TIMEOUT
+            else self.regex_timeout
+        )
+        try:
+            found = list(rule.pattern.finditer(data, lo, hi, timeout=timeout))
+        except TimeoutError:
+            # Never drop a window: confirm each prefix hit in it alone, bounded.
+            self.stats.regex_timeouts += 1
+            yield from self._confirm_each_hit(rule, data, lo, hi)
+            return
         yield from self._accept(rule, data, found, hi)
 
     def _accept(

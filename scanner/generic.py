@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -39,7 +40,7 @@ import regex
 from scanner.validators import shannon_entropy
 
 # Searched backwards from the keyword: the rest of the name before it (DB_, client_).
-NAME_BEFORE = regex.compile(rb"(?r)[A-Za-z0-9_.$-]*")
+NAME_BEFORE = re.compile(rb"[A-Za-z0-9_.$-]*")  # matched on the reversed bytes before it
 
 # Words that make a name secret-ish, and words that, as the name's last word, say
 # the value is about the secret rather than the secret itself.
@@ -320,6 +321,10 @@ REFERENCE = re.compile(
          config|conf|cfg|settings|env)\. | ^\w+\(|\)$
     """
 )
+# Every REFERENCE alternative holds one of these characters (or "Manager"): a value
+# with none is no reference, and its search (one try per alternative at every
+# character) is skipped.
+REFERENCE_MARK = re.compile(r"""[${}%'"`=<#@!.(\[:+)]""")
 DOTTED_IDENTIFIER = re.compile(r"^[A-Za-z_$][\w$]*(?:(?:\.|::|->)[A-Za-z_$][\w$]*)+(?:\(\))?$")
 # kebab-case or snake_case of three parts or more: an identifier (sendgrid-api-key).
 IDENTIFIER_CHAIN = re.compile(r"^[a-z]+(?:-[a-z]+){2,}$|^[a-z]+(?:_[a-z]+){2,}$")
@@ -393,7 +398,7 @@ class GenericVerdict:
     name: str
     value: str
     rejected_by: str | None
-    entropy: float
+    entropy: float | None  # None: rejected before any filter measured it
 
 
 def _words(name: str) -> list[str]:
@@ -440,7 +445,7 @@ def is_reference(value: str, quoted: bool = True, call: bool = False) -> bool:
     argument of a call that is no setter (``get_token("x")``)."""
     if call:
         return True
-    if REFERENCE.search(value):
+    if (REFERENCE_MARK.search(value) or "Manager" in value) and REFERENCE.search(value):
         return True
     if quoted:
         return False
@@ -451,8 +456,8 @@ def is_reference(value: str, quoted: bool = True, call: bool = False) -> bool:
     if CODE_NAME.match(value) is None:
         return False
     # Every part of a name in code is a word, and words have vowels (getToken, db_password)
-    parts = [p for p in re.split(r"_|(?=[A-Z][a-z])", value) if p]
-    return 2 * sum(1 for p in parts if re.search(r"[aeiouyAEIOUY]", p)) >= len(parts)
+    parts = [p for p in _CODE_PARTS.split(value) if p]
+    return 2 * sum(1 for p in parts if _VOWEL.search(p)) >= len(parts)
 
 
 def _written(text: str) -> bool:
@@ -473,7 +478,7 @@ def is_placeholder(value: str, name: str) -> bool:
     plain = unleet(value)
     if PLACEHOLDER_VALUES.match(value) or PLACEHOLDER_VALUES.match(plain):
         return True
-    if unleet(re.sub(r"[0-9!?.]+$", "", value)) in FILLER_STEMS:  # p@ssw0rd123, secret42
+    if unleet(_TRAILING_NUMBER.sub("", value)) in FILLER_STEMS:  # p@ssw0rd123, secret42
         return True
     if any(_written(m.group(0)) for m in PLACEHOLDER_WORDS.finditer(value)):
         return True
@@ -483,8 +488,8 @@ def is_placeholder(value: str, name: str) -> bool:
         return True  # "aaaaaaaa", "abababab"
     if len(v) < 12 and any(v.rstrip("!") in seq for seq in SEQUENTIAL):
         return True
-    bare = re.sub(r"[^a-z0-9]", "", v)
-    return bool(bare) and bare == re.sub(r"[^a-z0-9]", "", name.lower())
+    bare = _NOT_ALNUM.sub("", v)
+    return bool(bare) and bare == _NOT_ALNUM.sub("", name.lower())
 
 
 def is_path_or_plain_url(value: str) -> bool:
@@ -536,9 +541,7 @@ def _is_word(part: str) -> bool:
 
 def _is_words(value: str) -> bool:
     """Words joined as names are (copy_context, GetCallerIdentity, Whitespace, new-keys)."""
-    parts = [
-        p for p in re.split(r"[_\-.\s/:]+|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", value) if p
-    ]
+    parts = [p for p in _WORD_PARTS.split(value) if p]
     return bool(parts) and all(_is_word(p) for p in parts) and any(len(p) >= 4 for p in parts)
 
 
@@ -579,7 +582,7 @@ def lacks_secret_shape(value: str, entropy: float, password: bool = False) -> bo
     if " " in value and len(value.split()) > 2:
         return True  # a sentence, not a secret
     classes = _classes(value)
-    is_hex = re.fullmatch(r"[0-9a-fA-F]+", value) is not None
+    is_hex = _HEX.fullmatch(value) is not None
     if value.isdigit() or _is_words(value):
         return True
     if is_hex:
@@ -590,7 +593,7 @@ def lacks_secret_shape(value: str, entropy: float, password: bool = False) -> bo
         return True  # one case of letters only: a word or words
     else:
         alphabet = {2: 36, 3: 62}.get(classes, 80)
-    word_and_number = re.fullmatch(r"([A-Za-z][A-Za-z_.-]*?)[-_.]?[0-9]{1,4}[!?.]?", value)
+    word_and_number = _WORD_AND_NUMBER.fullmatch(value)
     if word_and_number and n < 16 and _is_words(word_and_number.group(1)):
         return True  # a word and a number (worker-1, Summer2024): too weak a signal
     ceiling = math.log2(min(n, alphabet))
@@ -638,20 +641,42 @@ def value_filters(
 ) -> list[str]:
     """The filters that reject this (name, value); empty when it looks like a secret.
     The bench asks for every one (to price each filter); ``judge`` stops at the first."""
-    checks = (
-        ("name", lambda: name_is_not_secret(name)),
-        ("reference", lambda: is_reference(value, quoted, call)),
-        ("placeholder", lambda: is_placeholder(value, name)),
-        ("path", lambda: is_path_or_plain_url(value)),
-        ("identifier", lambda: is_identifier_like(value)),
-        ("hash", lambda: is_hash(value, name)),
-        ("provider", lambda: is_provider_near_miss(value)),
-        ("fixture", lambda: is_fixture(value, name, line)),
-        ("shape", lambda: lacks_secret_shape(value, entropy, is_password_name(name))),
-    )
-    out = []
-    for label, check in checks:
-        if check():
+    return _filters(name, value, lambda: line, lambda: entropy, quoted, call, first_only)
+
+
+def _filters(
+    name: str,
+    value: str,
+    line: Callable[[], bytes],
+    entropy: Callable[[], float],
+    quoted: bool,
+    call: bool,
+    first_only: bool,
+) -> list[str]:
+    """``value_filters`` with the line and the entropy measured only by the filters
+    that read them (most candidates are rejected before either is needed)."""
+    out: list[str] = []
+    # In FILTER_NAMES order, written out: this runs on every candidate.
+    for label in FILTER_NAMES:
+        if label == "name":
+            hit = name_is_not_secret(name)
+        elif label == "reference":
+            hit = is_reference(value, quoted, call)
+        elif label == "placeholder":
+            hit = is_placeholder(value, name)
+        elif label == "path":
+            hit = is_path_or_plain_url(value)
+        elif label == "identifier":
+            hit = is_identifier_like(value)
+        elif label == "hash":
+            hit = is_hash(value, name)
+        elif label == "provider":
+            hit = is_provider_near_miss(value)
+        elif label == "fixture":
+            hit = is_fixture(value, name, line())
+        else:
+            hit = lacks_secret_shape(value, entropy(), is_password_name(name))
+        if hit:
             out.append(label)
             if first_only:
                 break
@@ -671,17 +696,28 @@ FILTER_NAMES = (
 )
 
 
+# Compiled once: judge runs on every keyword candidate.
+_CODE_PARTS = re.compile(r"_|(?=[A-Z][a-z])")
+_VOWEL = re.compile(r"[aeiouyAEIOUY]")
+_TRAILING_NUMBER = re.compile(r"[0-9!?.]+$")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_WORD_PARTS = re.compile(r"[_\-.\s/:]+|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_WORD_AND_NUMBER = re.compile(r"([A-Za-z][A-Za-z_.-]*?)[-_.]?[0-9]{1,4}[!?.]?")
+_NAME_CHARS = re.compile(rb"[A-Za-z0-9_.-]*")
+_NAME_PARTS = re.compile(r"[.:>-]+")
+
 SETTER = re.compile(r"^(?:set|with|put|add)(?![a-z])")
 
 
 def name_span(data: bytes, anchor: int, value_start: int) -> tuple[int, int]:
     """The whole name around the keyword the rule is anchored on (DB_ + PASSWORD)."""
-    head = NAME_BEFORE.search(data, max(0, anchor - 64), anchor)
-    start = head.start() if head is not None else anchor
+    head = NAME_BEFORE.match(data[max(0, anchor - 64) : anchor][::-1])
+    start = anchor - (head.end() if head is not None else 0)
     if start < anchor and data[start - 1 : start] == b"\\" and data[start : start + 1] in b"ntr":
         start += 1  # "\nKEY = ...": the n belongs to an escape, not to the name
-    tail = re.match(rb"[A-Za-z0-9_.-]*", data[anchor:value_start])
-    return start, anchor + (tail.end() if tail is not None else 0)
+    tail = _NAME_CHARS.match(data, anchor, value_start)  # always matches (maybe empty)
+    return start, tail.end() if tail is not None else anchor
 
 
 def line_of(data: bytes, pos: int) -> bytes:
@@ -705,18 +741,28 @@ def judge(
         name = "::" + name  # AWS::SecretsManager::Secret: a type's path, not a variable
     between = data[end:value_start]
     quoted = data[value_start - 1 : value_start] in (b'"', b"'", b"`")
-    last = re.split(r"[.:>-]+", name)[-1]
+    last = _NAME_PARTS.split(name)[-1]
     # A call is an assignment only as a setter or builder: setPassword("x"), b.password("x")
     call = b"(" in between and not ("." in name or SETTER.match(last))
     value = secret.decode("utf-8", "replace")
-    entropy = shannon_entropy(secret)
-    rejected = value_filters(
+    measured: list[float] = []
+
+    def entropy() -> float:
+        if not measured:
+            measured.append(shannon_entropy(secret))
+        return measured[0]
+
+    rejected = _filters(
         name,
         value,
-        line_of(data, match.start()),
+        lambda: line_of(data, match.start()),
         entropy,
         quoted=quoted,
         call=call,
         first_only=not every,
     )
-    return GenericVerdict(name, value, ",".join(rejected) or None, entropy)
+    # A rejected candidate's entropy is measured only if a filter read it.
+    kept = not rejected
+    return GenericVerdict(
+        name, value, ",".join(rejected) or None, entropy() if kept else next(iter(measured), None)
+    )

@@ -7,9 +7,16 @@ costs one pass.
 
 An *anchored* rule (a keyword rule, see ``Rule.anchored``) gets one unmerged
 region per hit that starts exactly at the literal, so stage 2 tries its pattern
-there only. A rule with no literal at all (an imported rule) gets the whole
-buffer as its region: correct, and as slow as it sounds (``bench/engine.py``
-counts such rules).
+there only; if the rule has a gate (``Rule.precheck``, a Python ``re`` pattern
+that accepts wherever the rule's pattern matches), a hit the gate rejects makes
+no region at all: "token = None" costs one C-level match, not a stage-2 try. A
+rule with no literal at all (an imported rule) gets the whole buffer as its
+region: correct, and as slow as it sounds (``bench/engine.py`` counts such
+rules).
+
+The hyperscan database may also hold *extra* literals whose hits are handed back
+beside the regions: the decoder's triggers (``scanner.decode``) ride on the
+engine's one pass that way.
 
 Two implementations give the same answer:
 
@@ -23,9 +30,12 @@ Two implementations give the same answer:
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from scanner.rules import Rule, Tail, Var
 
@@ -33,6 +43,7 @@ from scanner.rules import Rule, Tail, Var
 LOOKAHEAD_MARGIN = 64
 
 Regions = dict[int, list[tuple[int, int]]]  # rule index -> sorted, merged (start, end)
+Gate = Callable[[bytes, int, int], "re.Match[bytes] | None"]  # Rule.precheck's match
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,12 @@ class Literal:
     # len(text) + the tail's length (hits are reported by where they end); 0 when the
     # tail's length varies: hyperscan then reports where the match starts (SOM)
     width: int = 0
+
+
+def _hs_bytes(text: bytes) -> bytes:
+    """A literal as a hyperscan expression (every byte ``\\xHH``: NUL and metacharacters
+    included)."""
+    return b"".join(b"\\x%02x" % b for b in text)
 
 
 def byte_class(chars: frozenset[int]) -> bytes:
@@ -123,19 +140,25 @@ class _Plan:
         self.after = [r.max_length + LOOKAHEAD_MARGIN for r in rules]
         self.anchored = [r.anchored for r in rules]
         self.bare = [i for i, r in enumerate(rules) if not r.prefixes]
+        # An anchored rule's gate (Rule.precheck), tried where each hit starts.
+        self.precheck: list[Gate | None] = [
+            r.precheck.match if r.anchored and r.precheck is not None else None for r in rules
+        ]
 
 
 class _RegionBuilder:
     """Merges hits into per-rule windows as they arrive (bounded memory)."""
 
-    __slots__ = ("after", "anchored", "before", "open", "regions", "size")
+    __slots__ = ("after", "anchored", "before", "data", "open", "precheck", "regions", "size")
 
-    def __init__(self, rules: Sequence[Rule], size: int, plan: _Plan | None = None) -> None:
+    def __init__(self, rules: Sequence[Rule], data: bytes, plan: _Plan | None = None) -> None:
         plan = plan or _Plan(rules)
         self.before, self.after, self.anchored = plan.before, plan.after, plan.anchored
+        self.precheck = plan.precheck
         self.open: dict[int, list[int]] = {}
         self.regions: Regions = {}
-        self.size = size
+        self.data = data
+        size = self.size = len(data)
         if size:
             for i in plan.bare:
                 self.regions[i] = [(0, size)]  # no literal: stage 2 searches everything
@@ -143,7 +166,11 @@ class _RegionBuilder:
     def add(self, rule: int, start: int) -> None:
         if self.anchored[rule]:
             hi = start + self.after[rule]
-            self.regions.setdefault(rule, []).append((start, hi if hi < self.size else self.size))
+            hi = hi if hi < self.size else self.size
+            gate = self.precheck[rule]
+            if gate is not None and gate(self.data, start, hi) is None:
+                return  # the rule's pattern cannot match from here (Rule.precheck)
+            self.regions.setdefault(rule, []).append((start, hi))
             return
         lo = start - self.before[rule]
         lo = lo if lo > 0 else 0
@@ -182,7 +209,6 @@ class PythonPrefilter:
     name = "python"
 
     def __init__(self, rules: Sequence[Rule]) -> None:
-        import re
 
         self.rules = rules
         self.plan = _Plan(rules)
@@ -239,16 +265,33 @@ class PythonPrefilter:
     def regions(self, data: bytes) -> Regions:
         hits = self._hits(data)
         hits.sort()
-        builder = _RegionBuilder(self.rules, len(data), self.plan)
+        builder = _RegionBuilder(self.rules, data, self.plan)
         for start, rule in hits:
             builder.add(rule, start)
         return builder.finish()
 
 
+class Store(Protocol):
+    """Where compiled databases are kept between runs (``scanner.decode.Store``)."""
+
+    def load(self, key: str) -> bytes | None: ...
+
+    def save(self, key: str, blob: bytes) -> None: ...
+
+
 class HyperscanPrefilter:
+    """``extra``: more literals (text, caseless) in the same database, whose hits
+    ``regions`` hands back beside the regions: the decoder's triggers ride on the
+    engine's one pass instead of a second one (``scanner.decode``)."""
+
     name = "hyperscan"
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        extra: Sequence[tuple[bytes, bool]] = (),
+        store: Store | None = None,
+    ) -> None:
         import hyperscan
 
         self._hs = hyperscan
@@ -256,23 +299,52 @@ class HyperscanPrefilter:
         self.plan = _Plan(rules)
         self.literals = collect_literals(rules)
         self.lengths = [lit.width for lit in self.literals]
+        self.rules_of = [lit.rules for lit in self.literals]
+        # A literal of one anchored rule with a gate (most of the generic rule's keyword
+        # hits, most of them rejected): handled in the match callback itself.
+        self.gated: list[tuple[int, int, Gate] | None] = []
+        for lit in self.literals:
+            gate = self.plan.precheck[lit.rules[0]] if len(lit.rules) == 1 else None
+            self.gated.append(
+                None if gate is None else (lit.rules[0], self.plan.after[lit.rules[0]], gate)
+            )
+        self.extra = list(extra)
+        self.extra_lengths = [len(text) for text, _ in self.extra]
         self._local = threading.local()
         self.db = None
-        if not self.literals:
+        if not self.literals and not self.extra:
             return
+        expressions = [_hs_bytes(lit.text) + lit.tail for lit in self.literals]
+        expressions += [_hs_bytes(text) for text, _ in self.extra]
+        caseless = hyperscan.HS_FLAG_CASELESS
+        flags = [
+            (caseless if lit.caseless else 0)
+            | (hyperscan.HS_FLAG_SOM_LEFTMOST if not lit.width else 0)
+            for lit in self.literals
+        ]
+        flags += [caseless if c else 0 for _, c in self.extra]
+        key = None
+        if store is not None:
+            h = hashlib.sha256(f"keysweep-prefilter-v1 {hyperscan.__version__}".encode())
+            for e, f in zip(expressions, flags, strict=True):
+                h.update(b"%d %d\0" % (f, len(e)) + e)
+            key = h.hexdigest()[:40]
+            blob = store.load(key)
+            if blob:
+                try:
+                    self.db = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
+                    return
+                except Exception:  # a damaged or foreign file: compile afresh
+                    pass
         self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self.db.compile(
-            expressions=[
-                b"".join(b"\\x%02x" % b for b in lit.text) + lit.tail for lit in self.literals
-            ],
-            ids=list(range(len(self.literals))),
-            elements=len(self.literals),
-            flags=[
-                (hyperscan.HS_FLAG_CASELESS if lit.caseless else 0)
-                | (hyperscan.HS_FLAG_SOM_LEFTMOST if not lit.width else 0)
-                for lit in self.literals
-            ],
+            expressions=expressions,
+            ids=list(range(len(expressions))),
+            elements=len(expressions),
+            flags=flags,
         )
+        if store is not None and key is not None:
+            store.save(key, hyperscan.dumpb(self.db))
 
     def _scratch(self) -> object:
         scratch = getattr(self._local, "scratch", None)
@@ -280,20 +352,39 @@ class HyperscanPrefilter:
             scratch = self._local.scratch = self._hs.Scratch(self.db)
         return scratch
 
-    def regions(self, data: bytes) -> Regions:
+    def regions(self, data: bytes, extra_hits: list[tuple[int, int]] | None = None) -> Regions:
+        """The regions of ``data``; with ``extra_hits``, also (start, index into
+        ``extra``) of each extra literal's occurrence, appended to it."""
         if not data:
             return {}
-        builder = _RegionBuilder(self.rules, len(data), self.plan)
+        builder = _RegionBuilder(self.rules, data, self.plan)
         if self.db is None:
             return builder.finish()
         lengths = self.lengths
-        literals = self.literals
+        rules_of = self.rules_of
+        gated = self.gated
         add = builder.add
+        regions = builder.regions
+        size = len(data)
+        own = len(self.literals)
+        extra_lengths = self.extra_lengths
+        found = extra_hits if extra_hits is not None else []
 
         def on_match(lit: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            if lit >= own:
+                found.append((to - extra_lengths[lit - own], lit - own))
+                return
             width = lengths[lit]
             start = to - width if width else _from
-            for rule in literals[lit].rules:
+            one = gated[lit]
+            if one is not None:  # _RegionBuilder.add for one gated anchored rule, inlined
+                rule, after, gate = one
+                hi = start + after
+                hi = hi if hi < size else size
+                if gate(data, start, hi) is not None:
+                    regions.setdefault(rule, []).append((start, hi))
+                return
+            for rule in rules_of[lit]:
                 add(rule, start)
 
         self.db.scan(data, match_event_handler=on_match, scratch=self._scratch())

@@ -593,9 +593,9 @@ def test_regex_timeouts_reach_the_scan_result_and_every_summary() -> None:
     engine.stats.regex_timeouts = 5  # an earlier scan's
     scan = engine.scan
 
-    def slow_scan(data: bytes):  # type: ignore[no-untyped-def]
+    def slow_scan(data: bytes, *regions):  # type: ignore[no-untyped-def]
         engine.stats.regex_timeouts += 2
-        return scan(data)
+        return scan(data, *regions)
 
     engine.scan = slow_scan  # type: ignore[method-assign]
 
