@@ -20,7 +20,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from scanner.checksums import SCHEMES
-from scanner.prefilter import LOOKAHEAD_MARGIN, Prefilter, Regions, make_prefilter
+from scanner.prefilter import LOOKAHEAD_MARGIN, Prefilter, Regions, Store, make_prefilter
 from scanner.rules import Rule
 from scanner.validators import looks_like_placeholder, run_validator, shannon_entropy
 
@@ -126,8 +126,12 @@ class Engine:
         now: float | None = None,
         honour_allow: bool = True,
         lookup_runs: bool = False,
+        store: Store | None = None,
     ) -> None:
-        """``honour_allow=False``: inline allow comments (``keysweep:allow``,
+        """``store``: where stage 1's compiled database is kept between runs (the caller's
+        I/O; ``scanner.scan.DecodeCache``).
+
+        ``honour_allow=False``: inline allow comments (``keysweep:allow``,
         ``gitleaks:allow``, ...) decide nothing, and ``scanner.scan`` also leaves out the
         scanned repository's own allowlists and any baseline. For public content (the
         workers, partner alerts): a leaker's ``# gitleaks:allow`` must not protect a live
@@ -136,7 +140,7 @@ class Engine:
         self.rules = list(rules)
         self.allowlist = allowlist or Allowlist()
         self.low_confidence = low_confidence
-        self.prefilter: Prefilter = make_prefilter(self.rules, prefilter)
+        self.prefilter: Prefilter = make_prefilter(self.rules, prefilter, store)
         self.regex_timeout = regex_timeout
         self.now = now
         self.honour_allow = honour_allow

@@ -394,13 +394,16 @@ class HyperscanPrefilter:
 Prefilter = PythonPrefilter | HyperscanPrefilter
 
 
-def make_prefilter(rules: Sequence[Rule], kind: str | None = None) -> Prefilter:
-    """``kind``: "hyperscan", "python" or None/"auto" (hyperscan when importable)."""
+def make_prefilter(
+    rules: Sequence[Rule], kind: str | None = None, store: Store | None = None
+) -> Prefilter:
+    """``kind``: "hyperscan", "python" or None/"auto" (hyperscan when importable);
+    ``store``: where a compiled database is kept between runs."""
     kind = kind or "auto"
     if kind == "python":
         return PythonPrefilter(rules)
     try:
-        return HyperscanPrefilter(rules)
+        return HyperscanPrefilter(rules, store=store)
     except ImportError:
         if kind == "hyperscan":
             raise

@@ -69,7 +69,9 @@ def build_engine(
     ``lookup_runs``: keep low-confidence mg_ runs for the key service to decide."""
     level = confidence or ("low" if low_confidence else "high")
     if rules is None:
-        rules = rules_for(config)
+        # The shipped pack's patterns compile on first use (this project's tests compile
+        # every one); a user's rules are compiled now, so a broken one fails at once.
+        rules = rules_for(config, validate_pack=False)
     return Engine(
         at_confidence(rules, level),
         allowlist=Allowlist.from_strings(config.allowlist_regexes),
@@ -78,6 +80,7 @@ def build_engine(
         honour_allow=honour_allow,
         lookup_runs=lookup_runs,
         regex_timeout=config.regex_timeout,
+        store=DecodeCache(),
     )
 
 
