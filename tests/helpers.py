@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,3 +90,12 @@ def warm_hook(tmp_path: Path) -> tuple[Repo, Callable[[], subprocess.CompletedPr
     assert hook().returncode == 0  # the full path: writes the fast path's cache
     assert list((tmp_path / "cache").iterdir())
     return r, hook
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip archive (deflated) holding ``members`` (name -> bytes)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()

@@ -6,11 +6,9 @@ counted, and that a range scan still reports only what the range added."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from scanner.scan import ScanOptions, build_engine, scan_git
 from scanner.sources import git_history
 from scanner.sources.git_history import GitHistorySource
 from tests.conftest import KEYSWEEP
-from tests.helpers import Repo, git, github_token, mg_live, mg_test
+from tests.helpers import Repo, git, github_token, mg_live, mg_test, zip_bytes
 
 
 def scan(repo: Path, by_blobs: bool | None = None, **opts: object):  # type: ignore[no-untyped-def]
@@ -58,14 +56,6 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEYSWEEP_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
 @pytest.fixture
 def everything(tmp_path: Path) -> dict:
     """A history with a key in each place a commit publishes one."""
@@ -80,7 +70,7 @@ def everything(tmp_path: Path) -> dict:
     r.remove("conf/old.env")
     r.write("conf/new.env", f"# keys\n\nMG={k['moved']}\n")  # moved (and changed)
     r.write("secrets.cfg", f"[prod]\nkey = {k['attr']}\n")
-    r.write("dist/app.zip", _zip({"config/app.env": f"# prod\nKEY={k['zip']}\n".encode()}))
+    r.write("dist/app.zip", zip_bytes({"config/app.env": f"# prod\nKEY={k['zip']}\n".encode()}))
     c["second"] = r.commit(f"second\n\ntested with {k['msg']}\n")
     git(r.path, "checkout", "-q", "-b", "side")
     r.write("side.txt", f"token = {k['gh']}\n")
@@ -235,8 +225,8 @@ def test_an_archive_over_the_cap_is_named_not_read(
     r = Repo(tmp_path / "cap")
     key = mg_live()
     pad = random.Random(7).randbytes(8192)  # does not compress: the zip is over 4 KiB
-    r.write("big.zip", _zip({"a.env": f"KEY={key}\n".encode(), "pad.bin": pad}))
-    r.write("small.zip", _zip({"b.env": f"KEY={key}\n".encode()}))
+    r.write("big.zip", zip_bytes({"a.env": f"KEY={key}\n".encode(), "pad.bin": pad}))
+    r.write("small.zip", zip_bytes({"b.env": f"KEY={key}\n".encode()}))
     c = r.commit("archives")
     size = len((r.path / "big.zip").read_bytes())
     monkeypatch.setattr(git_history, "MAX_CHUNK", 4096)  # both are "long" blobs

@@ -10,13 +10,12 @@ import io
 import json
 import subprocess
 import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import KEYSWEEP
-from tests.helpers import GIT_ENV, Repo, git, mg_live, mg_test
+from tests.helpers import GIT_ENV, Repo, git, mg_live, mg_test, zip_bytes
 
 
 def sha(key: str) -> str:
@@ -261,14 +260,6 @@ def test_small_chunks_cut_inside_lines_lose_nothing(
 # --- archives a commit adds -------------------------------------------------------------
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
 def _gz(members: dict[str, bytes]) -> bytes:
     return gzip.compress(members["config/app.env"])
 
@@ -286,11 +277,11 @@ def _tgz(members: dict[str, bytes]) -> bytes:
 @pytest.mark.parametrize(
     ("name", "pack", "member"),
     [
-        ("dist/bundle.zip", _zip, "dist/bundle.zip!config/app.env"),
-        ("lib/app.jar", _zip, "lib/app.jar!config/app.env"),
+        ("dist/bundle.zip", zip_bytes, "dist/bundle.zip!config/app.env"),
+        ("lib/app.jar", zip_bytes, "lib/app.jar!config/app.env"),
         ("backup/site.tgz", _tgz, "backup/site.tgz!config/app.env"),
         ("logs/app.env.gz", _gz, "logs/app.env.gz!app.env"),
-        ("assets/data.bin", _zip, "assets/data.bin!config/app.env"),  # by its first bytes
+        ("assets/data.bin", zip_bytes, "assets/data.bin!config/app.env"),  # by its first bytes
     ],
 )
 def test_archive_added_by_a_commit(tmp_path: Path, name: str, pack, member: str) -> None:  # type: ignore[no-untyped-def]
@@ -309,10 +300,10 @@ def test_archive_added_by_a_commit(tmp_path: Path, name: str, pack, member: str)
 
 def test_archive_changed_by_a_commit(tmp_path: Path) -> None:
     r = Repo(tmp_path / "arc2")
-    r.write("lib/app.jar", _zip({"a.properties": b"name=demo\n"}))
+    r.write("lib/app.jar", zip_bytes({"a.properties": b"name=demo\n"}))
     r.commit("v1")
     key = mg_test()
-    r.write("lib/app.jar", _zip({"a.properties": f"name=demo\ntoken={key}\n".encode()}))
+    r.write("lib/app.jar", zip_bytes({"a.properties": f"name=demo\ntoken={key}\n".encode()}))
     c = r.commit("v2")
     (f,) = scan_json(str(r.path))
     assert f["secret_sha256"] == sha(key) and where(f) == (c, "lib/app.jar!a.properties", 2)
@@ -323,7 +314,7 @@ def test_staged_archive_is_blocked_by_pre_commit(tmp_path: Path) -> None:
     r.write("README.md", "# demo\n")
     r.commit("init")
     key = mg_live()
-    r.write("dist/bundle.zip", _zip({"settings.py": f"DEBUG = 0\nKEY = '{key}'\n".encode()}))
+    r.write("dist/bundle.zip", zip_bytes({"settings.py": f"DEBUG = 0\nKEY = '{key}'\n".encode()}))
     git(r.path, "add", "dist/bundle.zip")
     for _ in range(2):  # the full path, then the cached fast path
         p = hook(r.path, "pre-commit")
@@ -339,7 +330,7 @@ def test_scan_staged_opens_a_staged_archive_as_the_hook_does(tmp_path: Path) -> 
     r.write("README.md", "# demo\n")
     r.commit("init")
     zkey, gkey = mg_live(), mg_test()
-    r.write("dist/bundle.zip", _zip({"settings.py": f"DEBUG = 0\nKEY = '{zkey}'\n".encode()}))
+    r.write("dist/bundle.zip", zip_bytes({"settings.py": f"DEBUG = 0\nKEY = '{zkey}'\n".encode()}))
     r.write("dumps/env.gz", gzip.compress(f"A=1\nB=2\nTOKEN={gkey}\n".encode()))
     git(r.path, "add", ".")
     found = by_hash(scan_json("--staged", cwd=r.path))

@@ -62,6 +62,7 @@ from scanner.sources.files import is_binary
 from scanner.sources.git_history import (
     COMMIT_FORMAT,
     GIT_ENV,
+    GIT_LIMITS,
     SUBJECT_MAX,
     US,
     GitError,
@@ -90,16 +91,6 @@ LOG = (
     "--no-textconv",
     "--no-notes",
     COMMIT_FORMAT,
-)
-GIT_LIMITS = (
-    "-c",
-    "core.quotepath=false",
-    "-c",
-    "core.deltaBaseCacheLimit=16m",
-    "-c",
-    "core.packedGitWindowSize=8m",
-    "-c",
-    "core.packedGitLimit=32m",
 )
 # A raw line: ":old_mode new_mode old_id new_id status<TAB>path" (a path git quotes
 # when it holds odd bytes), or a commit boundary.

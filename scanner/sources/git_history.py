@@ -25,6 +25,18 @@ from scanner.archives import Limits
 from scanner.errors import KeysweepError
 from scanner.findings import Location
 
+# Paths as bytes, and git's own memory bounded whatever the repository's size
+# (measured on celery: 152 MB -> 49 MB RSS per diff-tree, about 8% slower).
+GIT_LIMITS = (
+    "-c",
+    "core.quotepath=false",
+    "-c",
+    "core.deltaBaseCacheLimit=16m",
+    "-c",
+    "core.packedGitWindowSize=8m",
+    "-c",
+    "core.packedGitLimit=32m",
+)
 RS, US = b"\x1e", b"\x1f"
 # The commit header (one line: id, author, email, date), then the whole message with
 # every line indented by one space (``%w(0,1,1)``): no message line can pass for a diff,
@@ -559,16 +571,7 @@ def _pipeline(repo: Path, shas: bytes, paths: list[str] | None = None) -> Any:
             "git",
             "-C",
             str(repo),
-            "-c",
-            "core.quotepath=false",
-            # Bound git's own memory whatever the repository's size (measured on
-            # celery: 152 MB -> 49 MB RSS per diff-tree, about 8% slower).
-            "-c",
-            "core.deltaBaseCacheLimit=16m",
-            "-c",
-            "core.packedGitWindowSize=8m",
-            "-c",
-            "core.packedGitLimit=32m",
+            *GIT_LIMITS,
             *DIFF_TREE,
             *(["--", *paths] if paths else []),
         ],
