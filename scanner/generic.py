@@ -344,6 +344,13 @@ PLACEHOLDER_WORDS = re.compile(
     (?<![a-z])(?:password|passwd|secret|token)(?![a-z])
     """
 )
+# Every PLACEHOLDER_WORDS alternative holds one of these (lower case): an ASCII value
+# whose lower case holds none cannot match it, and its search (every alternative tried
+# at every character, ~2 us) is skipped (tests/test_generic.py checks the superset).
+PLACEHOLDER_MARK = re.compile(
+    r"example|sample|dummy|placeholder|change|replace|your|insert|enter|redacted|removed|"
+    r"masked|secret|here|todo|tbd|fixme|none|null|nil|xxxx|\*\*\*|\.\.\.|my|passw|token"
+)
 PLACEHOLDER_VALUES = re.compile(
     r"""(?ix)^(?:
     none|null|nil|undefined|true|false|yes|no|empty|default|required|optional|string|str|
@@ -480,9 +487,14 @@ def is_placeholder(value: str, name: str) -> bool:
         return True
     if unleet(_TRAILING_NUMBER.sub("", value)) in FILLER_STEMS:  # p@ssw0rd123, secret42
         return True
-    if any(_written(m.group(0)) for m in PLACEHOLDER_WORDS.finditer(value)):
+    marked = not value.isascii() or PLACEHOLDER_MARK.search(v) is not None
+    if marked and any(_written(m.group(0)) for m in PLACEHOLDER_WORDS.finditer(value)):
         return True
-    if plain != v and PLACEHOLDER_WORDS.search(plain):
+    if (
+        plain != v
+        and (not value.isascii() or PLACEHOLDER_MARK.search(plain) is not None)
+        and PLACEHOLDER_WORDS.search(plain)
+    ):
         return True
     if len(set(v)) <= 2:
         return True  # "aaaaaaaa", "abababab"
@@ -516,13 +528,12 @@ def is_fixture(value: str, name: str, line: bytes) -> bool:
 
 
 def _classes(value: str) -> int:
-    return sum(
-        (
-            any(c.islower() for c in value),
-            any(c.isupper() for c in value),
-            any(c.isdigit() for c in value),
-            any(not c.isalnum() for c in value),
-        )
+    chars = set(value)  # each distinct character once
+    return (
+        any(c.islower() for c in chars)
+        + any(c.isupper() for c in chars)
+        + any(c.isdigit() for c in chars)
+        + any(not c.isalnum() for c in chars)
     )
 
 
@@ -655,6 +666,28 @@ def _filters(
 ) -> list[str]:
     """``value_filters`` with the line and the entropy measured only by the filters
     that read them (most candidates are rejected before either is needed)."""
+    if first_only:
+        # judge's way (every keyword candidate): the first that rejects, in FILTER_NAMES
+        # order, each filter called directly (no label tests between them)
+        if name_is_not_secret(name):
+            return ["name"]
+        if is_reference(value, quoted, call):
+            return ["reference"]
+        if is_placeholder(value, name):
+            return ["placeholder"]
+        if is_path_or_plain_url(value):
+            return ["path"]
+        if is_identifier_like(value):
+            return ["identifier"]
+        if is_hash(value, name):
+            return ["hash"]
+        if is_provider_near_miss(value):
+            return ["provider"]
+        if is_fixture(value, name, line()):
+            return ["fixture"]
+        if lacks_secret_shape(value, entropy(), is_password_name(name)):
+            return ["shape"]
+        return []
     out: list[str] = []
     # In FILTER_NAMES order, written out: this runs on every candidate.
     for label in FILTER_NAMES:

@@ -55,6 +55,9 @@ class Literal:
     # len(text) + the tail's length (hits are reported by where they end); 0 when the
     # tail's length varies: hyperscan then reports where the match starts (SOM)
     width: int = 0
+    # a regex the bytes right before the literal must match (Rule.heads), or b"";
+    # only where ``width`` is fixed (the hit's start is then ``width`` before its end)
+    head: bytes = b""
 
 
 def _hs_bytes(text: bytes) -> bytes:
@@ -112,21 +115,26 @@ def tail_width(tail: Tail) -> int | None:
 def collect_literals(rules: Sequence[Rule], tails: bool = True) -> list[Literal]:
     """One entry per distinct literal, shared by the rules that use it; with ``tails``, a
     rule whose pattern requires byte classes right after a literal gets its own entry,
-    literal + tail (``Rule.shape``): stage 1 then rejects near misses by itself."""
-    by_key: dict[tuple[bytes, bool, bytes], list[int]] = {}
-    widths: dict[tuple[bytes, bool, bytes], int] = {}
+    literal + tail (``Rule.shape``): stage 1 then rejects near misses by itself; and a
+    prefix a rule gives a head (``Rule.heads``) carries it, where the width is fixed."""
+    by_key: dict[tuple[bytes, bool, bytes, bytes], list[int]] = {}
+    widths: dict[tuple[bytes, bool, bytes, bytes], int] = {}
     for i, rule in enumerate(rules):
         shape = rule.shape if tails else None
         for p in rule.prefixes:
             tail = shape.tail(p) if shape is not None else ()
             text = p.lower().encode() if rule.case_insensitive else p.encode()
-            key = (text, rule.case_insensitive, tail_regex(tail) if tail else b"")
-            by_key.setdefault(key, []).append(i)
             w = tail_width(tail)
+            head = b""
+            if tails and w is not None:
+                stem = p.lower() if rule.case_insensitive else p
+                head = next((h.encode() for s, h in rule.heads if stem.startswith(s)), b"")
+            key = (text, rule.case_insensitive, tail_regex(tail) if tail else b"", head)
+            by_key.setdefault(key, []).append(i)
             widths[key] = 0 if w is None else len(text) + w
     return [
-        Literal(t, c, tuple(sorted(set(ids))), tail, widths[(t, c, tail)])
-        for (t, c, tail), ids in by_key.items()
+        Literal(t, c, tuple(sorted(set(ids))), tail, widths[(t, c, tail, head)], head)
+        for (t, c, tail, head), ids in by_key.items()
     ]
 
 
@@ -314,7 +322,10 @@ class HyperscanPrefilter:
         self.db = None
         if not self.literals and not self.extra:
             return
-        expressions = [_hs_bytes(lit.text) + lit.tail for lit in self.literals]
+        expressions = [
+            (b"(?:" + lit.head + b")" if lit.head else b"") + _hs_bytes(lit.text) + lit.tail
+            for lit in self.literals
+        ]
         expressions += [_hs_bytes(text) for text, _ in self.extra]
         caseless = hyperscan.HS_FLAG_CASELESS
         flags = [

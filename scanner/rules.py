@@ -159,6 +159,14 @@ class Rule:
     # from that start (a superset: recall never depends on it); tests/test_precheck.py
     # checks the shipped ones against their patterns.
     precheck_text: str | None = None
+    # Stage 1's heads: (stem, regex) pairs; a prefix that starts with ``stem`` is entered
+    # in the hyperscan database as ``(?:regex)`` + the prefix, so a hit with no such
+    # bytes right before it never reaches Python (the generic rule's ``key`` keyword is
+    # taken only after a name character: ``api_key =``, not ``key =``). It must match
+    # wherever the pattern can match from such a hit (a superset, checked for the shipped
+    # rules by tests/test_precheck.py); a plain class regex (no group, no look-around),
+    # read the same way by hyperscan and Python's ``re``.
+    heads: tuple[tuple[str, str], ...] = ()
 
     @property
     def source(self) -> str:
@@ -259,6 +267,7 @@ KNOWN_KEYS = {
     "run_separator",
     "run_max",
     "precheck",
+    "stage1_heads",
 }
 CONFIDENCES = ("high", "medium", "low")
 
@@ -291,6 +300,7 @@ def rule_from_dict(d: dict[str, Any], origin: str = "", need_prefix: bool = True
     if precheck is not None and not anchored:
         raise RuleError(f"rule {rule_id!r}: precheck is for anchored rules only")
     insensitive = bool(d.get("case_insensitive", False))
+    heads = _heads(rule_id, d.get("stage1_heads"), insensitive)
     pattern = d.get("pattern")
     if not isinstance(pattern, str) or not pattern:
         raise RuleError(f"rule {rule_id!r}: pattern must be a non-empty string")
@@ -353,7 +363,36 @@ def rule_from_dict(d: dict[str, Any], origin: str = "", need_prefix: bool = True
         run_separator_text=_opt_str(rule_id, "run_separator", d.get("run_separator")),
         run_max=int(d.get("run_max", 32)),
         precheck_text=precheck,
+        heads=heads,
     )
+
+
+# A head is a run of byte classes and literal characters, with ? * + {m,n} counts: no
+# group, alternation or look-around (hyperscan and re must read it the same way, and a
+# hit's start stays len(prefix) before where hyperscan reports it).
+_HEAD = re.compile(
+    r"(?:(?:\[(?:\\.|[^\]\\])+\]|\\[^0-9A-Za-z]|[A-Za-z0-9_ ])(?:[?*+]|\{\d+(?:,\d*)?\})?)+"
+)
+
+
+def _heads(rule_id: str, value: Any, insensitive: bool) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not value:
+        raise RuleError(f"rule {rule_id!r}: stage1_heads must be a table of stem = regex")
+    out = []
+    for stem, head in value.items():
+        if not isinstance(head, str) or not _HEAD.fullmatch(head):
+            raise RuleError(
+                f"rule {rule_id!r}: stage1_heads[{stem!r}] must be byte classes and "
+                "characters with counts (no group, alternation or look-around)"
+            )
+        try:
+            re.compile(head.encode())
+        except re.error as exc:
+            raise RuleError(f"rule {rule_id!r}: stage1_heads[{stem!r}]: {exc}") from None
+        out.append((stem.lower() if insensitive else stem, head))
+    return tuple(out)
 
 
 def _opt_str(rule_id: str, name: str, value: Any) -> str | None:

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scanner import generic
 from scanner.checksums import SCHEMES
@@ -219,6 +221,56 @@ def test_filters_listed_for_the_bench_are_the_ones_applied() -> None:
     assert generic.value_filters("TEST_PASSWORD", "${X}", line, 1.0, first_only=True) == [
         "reference"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TEST_PASSWORD", "${X}"),
+        ("cache_key", "9aZq0xK7aZq0xK7"),
+        ("API_TOKEN", "changeme123"),
+        ("db_password", "/etc/app/secret.txt"),
+        ("token", "123e4567-e89b-12d3-a456-426614174000"),
+        ("integrity", "sha512-" + "a" * 20 + "Zq09"),
+        ("api_key", "glpat-" + "x7Kq" * 3),
+        ("fake_secret", "9aZq0xK7aZq0xK7aZ"),
+        ("client_secret", "9aZq0xK7aZq0xK7aZ"),
+        ("password", "hunter22"),
+        ("auth_token", "abcdefgh"),
+    ],
+)
+def test_the_first_filter_judge_asks_is_the_first_the_full_list_gives(
+    name: str, value: str
+) -> None:
+    """judge stops at the first filter (first_only, written out); the bench lists them
+    all: the same first label (or none) either way."""
+    line = f"{name} = '{value}'".encode()
+    for entropy in (0.5, 3.0, 5.0):
+        for quoted in (True, False):
+            every = generic.value_filters(name, value, line, entropy, quoted)
+            first = generic.value_filters(name, value, line, entropy, quoted, first_only=True)
+            assert first == every[:1], (name, value, entropy, quoted)
+
+
+PLACEHOLDER_PIECES = [
+    "example", "Sample", "DUMMY", "placeholder", "changeme", "change_this", "replace", "your_",
+    "yourKey", "your", "insert-", "enter_", "redacted", "REMOVED", "masked", "secret_here",
+    "_here", "-here", "todo", "TBD", "fixme", "none", "NULL", "nil", "xxxx", "XXXXX", "***",
+    "...", "my_secret", "mypassword", "password", "passwd", "Secret", "TOKEN", "p@ssw0rd",
+    "s3cr3t", "t0k3n", "3x4mpl3", "dumm1", "ch4ng3m3", "n0n3", "aZq0", "9", "_", "-", ".",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.lists(st.sampled_from(PLACEHOLDER_PIECES), max_size=5).map("".join))
+def test_the_placeholder_words_search_is_skipped_only_where_it_cannot_match(
+    value: str,
+) -> None:
+    """PLACEHOLDER_MARK is a superset of PLACEHOLDER_WORDS on ASCII text (on the value as
+    written and on its un-leeted form): skipping the search never changes a verdict."""
+    for text in (value, generic.unleet(value)):
+        if generic.PLACEHOLDER_WORDS.search(text):
+            assert generic.PLACEHOLDER_MARK.search(text.lower()), text
 
 
 # --- checksums and decoders --------------------------------------------------------------

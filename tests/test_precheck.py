@@ -1,11 +1,14 @@
 """Stage 1's gate (``Rule.precheck``): an anchored rule's cheap ``re`` pattern, tried
 where each literal hit starts, must accept wherever the rule's own pattern matches from
 that start. If it did not, a secret would be lost before stage 2 ever saw it; so the
-promise checked here is that the gate never changes what the engine reports."""
+promise checked here is that the gate never changes what the engine reports. The same
+for a rule's stage-1 heads (``Rule.heads``: what must come right before a literal, in
+the hyperscan expression itself)."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sysconfig
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from scanner.rules import Rule, RuleError, at_confidence, load_rules, rule_from_
 RULES = at_confidence(load_rules(), "medium")
 GATED = [r for r in RULES if r.precheck is not None]
 UNGATED = [dataclasses.replace(r, precheck_text=None) for r in RULES]
+HEADED = [r for r in RULES if r.heads]
+UNHEADED = [dataclasses.replace(r, heads=()) for r in RULES]
 
 BOUNDED = settings(
     max_examples=300,
@@ -57,6 +62,30 @@ def gate_misses(rule: Rule, data: bytes, everywhere: bool = False) -> list[bytes
     return misses
 
 
+def head_misses(rule: Rule, data: bytes) -> list[bytes]:
+    """Every offset where one of the rule's prefixes with a head starts and the pattern
+    matches from there (stage 2's window), but the bytes before it do not end with a
+    match of the head: a hit stage 1 would drop that stage 2 would report."""
+    flags = re.IGNORECASE if rule.case_insensitive else 0
+    hay = data.lower() if rule.case_insensitive else data
+    misses = []
+    for stem, head in rule.heads:
+        ends_with_head = re.compile(b"(?:" + head.encode() + rb")\Z", flags)
+        for p in rule.literal_bytes:
+            p = p.lower() if rule.case_insensitive else p
+            if not p.startswith(stem.encode()):
+                continue
+            pos = hay.find(p)
+            while pos != -1:
+                hi = min(len(data), pos + rule.max_length + LOOKAHEAD_MARGIN)
+                if rule.pattern.match(data, pos, hi) is not None and (
+                    ends_with_head.search(data[:pos]) is None
+                ):
+                    misses.append(data[max(0, pos - 8) : pos + 80])
+                pos = hay.find(p, pos + 1)
+    return misses
+
+
 def findings(engine: Engine, data: bytes) -> list[tuple[str, int, int, bytes]]:
     return [(m.rule.id, m.start, m.end, m.secret) for m in engine.scan(data)]
 
@@ -70,6 +99,17 @@ def test_the_gate_accepts_every_example_the_pattern_matches(rule: Rule) -> None:
     for template in (*rule.positive, *rule.negative):
         data = expand(template).encode()
         assert gate_misses(rule, data, everywhere=True) == [], template
+
+
+def test_the_generic_rule_has_a_head_for_its_key_keyword() -> None:
+    assert {r.id: r.heads for r in HEADED} == {"generic-secret": (("key", "[a-z0-9][_.-]?"),)}
+
+
+@pytest.mark.parametrize("rule", HEADED, ids=[r.id for r in HEADED])
+def test_a_head_accepts_every_example_the_pattern_matches(rule: Rule) -> None:
+    for template in (*rule.positive, *rule.negative):
+        data = expand(template).encode()
+        assert head_misses(rule, data) == [], template
 
 
 def test_the_gate_changes_nothing_on_real_source_code() -> None:
@@ -87,6 +127,10 @@ def test_the_gate_changes_nothing_on_real_source_code() -> None:
     assert size > 200_000
     for rule in GATED:
         assert gate_misses(rule, data) == []
+    for rule in HEADED:
+        assert head_misses(rule, data) == []
+    headless = Engine(UNHEADED, prefilter="hyperscan")
+    assert findings(Engine(RULES, prefilter="hyperscan"), data) == findings(headless, data)
     for kind in ("hyperscan", "python"):
         gated, ungated = Engine(RULES, prefilter=kind), Engine(UNGATED, prefilter=kind)
         assert findings(gated, data) == findings(ungated, data)
@@ -169,6 +213,8 @@ def plain_assignments(draw: st.DrawFn) -> bytes:
 def test_the_gate_accepts_wherever_the_pattern_matches(text: bytes) -> None:
     for rule in GATED:
         assert gate_misses(rule, text, everywhere=True) == []
+    for rule in HEADED:
+        assert head_misses(rule, text) == []
 
 
 @BOUNDED
@@ -181,10 +227,12 @@ def test_the_engine_reports_the_same_with_and_without_the_gate(
 ) -> None:
     data = noise.join(parts)
     assert findings(GATED_ENGINE, data) == findings(UNGATED_ENGINE, data)
+    assert findings(GATED_ENGINE, data) == findings(UNHEADED_ENGINE, data)
 
 
-GATED_ENGINE = Engine(RULES, low_confidence=True)
-UNGATED_ENGINE = Engine(UNGATED, low_confidence=True)
+GATED_ENGINE = Engine(RULES, low_confidence=True, prefilter="hyperscan")
+UNGATED_ENGINE = Engine(UNGATED, low_confidence=True, prefilter="hyperscan")
+UNHEADED_ENGINE = Engine(UNHEADED, low_confidence=True, prefilter="hyperscan")
 
 
 # --- a rule's precheck field --------------------------------------------------------------
@@ -216,3 +264,36 @@ def test_a_hit_the_gate_rejects_makes_no_region_but_a_real_one_is_found() -> Non
         engine = Engine([rule], prefilter=kind)
         assert [m.secret for m in engine.scan(data)] == [value.encode()]
         assert engine.stats.regions == 1
+
+
+# --- a rule's stage1_heads field -------------------------------------------------------
+
+
+def test_a_head_is_a_run_of_classes_and_characters() -> None:
+    base = {"id": "acme-secret", "prefixes": ["secret="], "pattern": "(?<=acme_)secret=(\\w+)"}
+    rule = rule_from_dict({**base, "stage1_heads": {"secret": "acme_"}})
+    assert rule.heads == (("secret", "acme_"),)
+    for bad in ("(?<=acme_)", "acme|x", "(acme)_", "[a-z", ""):
+        with pytest.raises(RuleError, match=r"acme-secret.*stage1_heads"):
+            rule_from_dict({**base, "stage1_heads": {"secret": bad}})
+
+
+def test_a_hit_without_its_head_never_reaches_stage_2_but_a_real_one_is_found() -> None:
+    rule = rule_from_dict(
+        {
+            "id": "acme-secret",
+            "prefixes": ["secret="],
+            "pattern": "(?<=acme_)secret=([A-Za-z0-9]{12})",
+            "anchored": True,
+            "stage1_heads": {"secret": "acme_"},
+        }
+    )
+    value = expand("9{base62:10}Q")
+    other = expand("9{base62:10}Z")
+    data = f"secret={other}\nacme_secret={value}\n".encode()
+    engine = Engine([rule], prefilter="hyperscan")
+    assert [m.secret for m in engine.scan(data)] == [value.encode()]
+    assert engine.stats.regions == 1  # the bare secret= made none
+    # the fallback prefilter reads no heads: more regions, the same finding
+    fallback = Engine([rule], prefilter="python")
+    assert [m.secret for m in fallback.scan(data)] == [value.encode()]
