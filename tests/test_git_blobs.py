@@ -418,3 +418,103 @@ def test_git_started_before_the_engine_is_stopped_on_an_error(tmp_path: Path) ->
         timeout=120,
     )
     assert p.returncode == 2 and b"missing.toml" in p.stderr
+
+
+def _damaged(tmp_path: Path, what: str) -> Path:
+    """A repository with a key in a readable commit and one object of an older commit
+    gone (``what``: its tree, or the blob of a file it added)."""
+    r = Repo(tmp_path / what)
+    r.write("a/old.txt", f"OLD = '{mg_live()}'\n")
+    first = r.commit("first")
+    r.write("b.txt", f"NEW = '{mg_live()}'\n")
+    r.commit("second")
+    oid = git(r.path, "rev-parse", f"{first}:a" if what == "tree" else f"{first}:a/old.txt")
+    (r.path / ".git" / "objects" / oid[:2] / oid.strip()[2:]).unlink()
+    return r.path
+
+
+@pytest.mark.parametrize("what", ["tree", "blob"])
+def test_a_damaged_repository_is_an_error_not_a_clean_history(tmp_path: Path, what: str) -> None:
+    """A history git cannot read to its end (an object gone) ends the scan with an error
+    that names it (exit 2), never 'no leaks found' over the part that was read."""
+    repo = _damaged(tmp_path, what)
+    p = subprocess.run([KEYSWEEP, "scan", str(repo)], capture_output=True, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert "keysweep: error:" in err and "--log-opts=--all" in err
+    assert (what == "tree" and "unable to read tree" in err) or "old.txt" in err
+    assert b"no leaks found" not in p.stdout + p.stderr
+
+
+def _git_wrapper(tmp_path: Path, command: str) -> dict[str, str]:
+    """PATH with a ``git`` whose ``command`` (log, cat-file) dies (SIGKILL) after
+    writing 300 bytes, as a git killed mid-way would."""
+    import os
+    import shutil
+
+    real = shutil.which("git")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" {command} "*) "{real}" "$@" | head -c 300; kill -9 $$ ;; esac\n'
+        f'exec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize("command", ["log", "cat-file"])
+def test_git_killed_mid_way_is_an_error(tmp_path: Path, command: str) -> None:
+    """git log, or git cat-file in the middle of the one file's bytes, killed: the scan
+    ends with an error (exit 2), not with what it read before."""
+    r = Repo(tmp_path / "r")
+    filler = "\n".join(f"line {j} of the file" for j in range(100))
+    r.write("big.txt", f"{filler}\nKEY = '{mg_live()}'\n")
+    r.commit("the file")
+    for i in range(20):
+        r.commit(f"empty commit {i}")
+    env = _git_wrapper(tmp_path, command)
+    p = subprocess.run([KEYSWEEP, "scan", str(r.path)], capture_output=True, timeout=120, env=env)
+    assert p.returncode == 2, p.stderr.decode()
+    assert b"keysweep: error:" in p.stderr and b"git" in p.stderr
+    assert b"no leaks found" not in p.stdout + p.stderr
+
+
+def test_a_shallow_clone_is_read_whole(tmp_path: Path) -> None:
+    """A shallow clone (its oldest commit's parents absent): every file of that commit
+    and after is read, as a diff scan reads them."""
+    r = Repo(tmp_path / "src")
+    k1, k2 = mg_live(), mg_test()
+    r.write("a.txt", f"A = '{k1}'\n")
+    r.commit("one")
+    r.write("b.txt", f"B = '{k2}'\n")
+    r.commit("two")
+    shallow = tmp_path / "shallow"
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", f"file://{r.path}", str(shallow)], check=True
+    )
+    blobs, diffs = found(scan(shallow, by_blobs=True)), found(scan(shallow, by_blobs=False))
+    assert set(blobs) == set(diffs) == {k1, k2}
+    assert {k: where(f) for k, f in blobs.items()} == {k: where(f) for k, f in diffs.items()}
+
+
+def test_an_error_in_a_scanner_thread_ends_the_scan(tmp_path: Path) -> None:
+    """A scanner that fails: ``feed`` raises its error once every thread has ended and
+    git is stopped (no hang, no partial 'clean' result)."""
+    r = Repo(tmp_path / "r")
+    for i in range(5):
+        r.write(f"f{i}.txt", f"file {i}\n")
+        r.commit(f"c{i}")
+    source = GitHistorySource(r.path, str(r.path), by_blobs=True)
+
+    def sink(fragment: object) -> None:
+        if hasattr(fragment, "segments"):
+            raise RuntimeError("scanner failed")
+
+    with pytest.raises(RuntimeError, match="scanner failed"):
+        source.feed(sink)  # type: ignore[arg-type]
+    blobs = source._blobs
+    assert blobs._cat.returncode is not None and blobs._log.returncode is not None
+    assert not any(t.is_alive() for t in blobs._threads)
