@@ -518,3 +518,30 @@ def test_an_error_in_a_scanner_thread_ends_the_scan(tmp_path: Path) -> None:
     blobs = source._blobs
     assert blobs._cat.returncode is not None and blobs._log.returncode is not None
     assert not any(t.is_alive() for t in blobs._threads)
+
+
+@pytest.mark.parametrize("by_blobs", [True, False])
+def test_an_author_name_cannot_pass_for_the_date(tmp_path: Path, by_blobs: bool) -> None:
+    """A hand-made author name holding the field separator and a terminal escape: the
+    finding's date is still the commit's, and the text report writes no escape byte."""
+    import os
+
+    from tests.helpers import GIT_ENV
+
+    r = Repo(tmp_path / "r")
+    r.write("a.txt", f"K = '{mg_live()}'\n")
+    git(r.path, "add", "-A")
+    env = {
+        **os.environ,
+        **GIT_ENV,
+        "GIT_AUTHOR_NAME": "Eve\x1fX\x1f\x1b]0;title\x1b[2J",
+        "GIT_AUTHOR_DATE": "2024-02-03T04:05:06+00:00",
+    }
+    subprocess.run(["git", "-C", str(r.path), "commit", "-qm", "the subject"], env=env, check=True)
+    (f,) = scan(r.path, by_blobs=by_blobs).findings
+    assert f.location.date == "2024-02-03T04:05:06+00:00"
+    assert f.location.subject == "the subject" and f.location.email == "ada@example.com"
+    extra = [] if by_blobs else ["--log-opts=--all"]
+    p = subprocess.run([KEYSWEEP, "scan", str(r.path), *extra], capture_output=True, timeout=120)
+    assert p.returncode == 1 and b"2024-02-03T04:05:06+00:00" in p.stdout
+    assert b"\x1b" not in p.stdout + p.stderr

@@ -155,6 +155,9 @@ def _chars(raw: bytes) -> int:
     return len(raw.decode("utf-8", "replace"))
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)")
+
+
 def commit_location(
     repo: str, header: bytes | None, path: str | None, line: int | None, column: int | None
 ) -> Location:
@@ -164,6 +167,16 @@ def commit_location(
     if header:
         parts = header.decode("utf-8", "replace").split("\x1f")
         sha, name, email, date, subject = (parts + [None] * 5)[:5]
+        if len(parts) > 5 or (date is not None and not _ISO_DATE.fullmatch(date)):
+            # A name or email holding the separator (a hand-made commit): the date git
+            # wrote (``%aI``, always well formed) splits what the author wrote from the
+            # subject; never a field of the author's text taken for the date.
+            at = next((i for i in range(3, len(parts)) if _ISO_DATE.fullmatch(parts[i])), None)
+            if at is None:
+                name, email, date, subject = "\x1f".join(parts[1:]), None, None, None
+            else:
+                name, email = "\x1f".join(parts[1 : at - 1]), parts[at - 1]
+                date, subject = parts[at], "\x1f".join(parts[at + 1 :]) or None
     return Location(
         kind="git",
         path=path,
