@@ -545,3 +545,17 @@ def test_an_author_name_cannot_pass_for_the_date(tmp_path: Path, by_blobs: bool)
     p = subprocess.run([KEYSWEEP, "scan", str(r.path), *extra], capture_output=True, timeout=120)
     assert p.returncode == 1 and b"2024-02-03T04:05:06+00:00" in p.stdout
     assert b"\x1b" not in p.stdout + p.stderr
+
+
+def test_git_killed_inside_a_long_binary_blob_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one blob longer than a window, binary (passed over, its bytes read past):
+    cat-file ending inside it is an error, not a history read to its end."""
+    monkeypatch.setattr(git_history, "MAX_CHUNK", 4096)
+    r = Repo(tmp_path / "r")
+    r.write("blob.bin", bytes(range(256)) * 64)
+    r.commit("binary")
+    monkeypatch.setenv("PATH", _git_wrapper(tmp_path, "cat-file")["PATH"])
+    with pytest.raises(git_history.GitError, match="ended early"):
+        scan(r.path, by_blobs=True)

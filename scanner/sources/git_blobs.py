@@ -694,7 +694,7 @@ class BlobHistory:
         while n > 0:
             got = out.read(min(n, git_history.READ_BLOCK))
             if not got:
-                return
+                raise GitError("git cat-file ended early")
             n -= len(got)
 
     def _large(
