@@ -559,3 +559,30 @@ def test_git_killed_inside_a_long_binary_blob_is_an_error(
     monkeypatch.setenv("PATH", _git_wrapper(tmp_path, "cat-file")["PATH"])
     with pytest.raises(git_history.GitError, match="ended early"):
         scan(r.path, by_blobs=True)
+
+
+@pytest.mark.parametrize("how", ["replace", "graft"])
+@pytest.mark.parametrize("by_blobs", [True, False])
+def test_a_commit_hidden_by_replace_refs_or_grafts_is_read(
+    tmp_path: Path, how: str, by_blobs: bool
+) -> None:
+    """``git replace`` (a clean commit shown in place of the one with the key) or an
+    ``info/grafts`` line (its child shown without it): a clone gets the commit with the
+    key, and so does the scan."""
+    r = Repo(tmp_path / "r")
+    key = mg_live()
+    r.write("k.txt", f"K = '{key}'\n")
+    leaked = r.commit("the key")
+    r.write("k.txt", "nothing\n")
+    clean = r.commit("removed")
+    if how == "replace":
+        git(r.path, "checkout", "-q", leaked)
+        r.write("k.txt", "nothing\n")
+        stand_in = r.commit("the key, rewritten")
+        git(r.path, "checkout", "-q", "main")
+        git(r.path, "replace", leaked, stand_in)
+    else:
+        (r.path / ".git" / "info" / "grafts").write_text(f"{clean}\n")
+    assert key not in git(r.path, "log", "--all", "-p")  # hidden from git log
+    f = found(scan(r.path, by_blobs=by_blobs))
+    assert where(f[key]) == (leaked, "k.txt", 1)

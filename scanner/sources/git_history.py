@@ -40,7 +40,16 @@ MAX_CHUNK = 8 * 1024 * 1024  # a commit larger than this is cut between files or
 # chunk where it starts: no key, nor the context a rule reads around it, is ever cut.
 OVERLAP = 64 * 1024
 HUNK = re.compile(rb"@@(@*) (?:-\d+(?:,\d+)? )+\+(\d+)(?:,\d+)? @@")
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1"}
+# A repository's replace refs (``git replace``) and grafts (``info/grafts``) would show
+# other objects, or other parents, in place of what a clone gets (a commit with a key
+# hidden): the history is read as its objects are. (A shallow clone's boundary stays.)
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_NO_REPLACE_OBJECTS": "1",
+    "GIT_GRAFT_FILE": "/dev/null/none",  # a file that cannot exist: no grafts
+}
 BINARY_SNIFF = 8192  # bytes of a file's patch whose control bytes decide it is binary
 # A long unbroken token in a commit subject is cut in a location's ``subject``: a key
 # written in the subject is reported redacted, never whole beside another finding.
