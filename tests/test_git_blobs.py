@@ -586,3 +586,15 @@ def test_a_commit_hidden_by_replace_refs_or_grafts_is_read(
     assert key not in git(r.path, "log", "--all", "-p")  # hidden from git log
     f = found(scan(r.path, by_blobs=by_blobs))
     assert where(f[key]) == (leaked, "k.txt", 1)
+
+
+def test_a_repository_whose_log_output_encoding_is_utf16(tmp_path: Path) -> None:
+    """The scanned repository's own configuration (``i18n.logOutputEncoding = UTF-16``)
+    does not change what the reader parses: the key, its commit and subject."""
+    r = Repo(tmp_path / "r")
+    key = mg_live()
+    r.write("k.txt", f"K = '{key}'\n")
+    c = r.commit("the subject")
+    git(r.path, "config", "i18n.logOutputEncoding", "UTF-16")
+    (f,) = scan(r.path, by_blobs=True).findings
+    assert where(f) == (c, "k.txt", 1) and f.location.subject == "the subject"

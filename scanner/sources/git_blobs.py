@@ -92,6 +92,7 @@ LOG = (
     "--no-ext-diff",
     "--no-textconv",
     "--no-notes",
+    "--encoding=UTF-8",  # not the repository's i18n.logOutputEncoding (UTF-16: no RS to cut on)
     COMMIT_FORMAT,
 )
 GIT_LIMITS = (
