@@ -408,3 +408,183 @@ def test_git_started_before_the_engine_is_stopped_on_an_error(tmp_path: Path) ->
         timeout=120,
     )
     assert p.returncode == 2 and b"missing.toml" in p.stderr
+
+
+def _damaged(tmp_path: Path, what: str) -> Path:
+    """A repository with a key in a readable commit and one object of an older commit
+    gone (``what``: its tree, or the blob of a file it added)."""
+    r = Repo(tmp_path / what)
+    r.write("a/old.txt", f"OLD = '{mg_live()}'\n")
+    first = r.commit("first")
+    r.write("b.txt", f"NEW = '{mg_live()}'\n")
+    r.commit("second")
+    oid = git(r.path, "rev-parse", f"{first}:a" if what == "tree" else f"{first}:a/old.txt")
+    (r.path / ".git" / "objects" / oid[:2] / oid.strip()[2:]).unlink()
+    return r.path
+
+
+@pytest.mark.parametrize("what", ["tree", "blob"])
+def test_a_damaged_repository_is_an_error_not_a_clean_history(tmp_path: Path, what: str) -> None:
+    """A history git cannot read to its end (an object gone) ends the scan with an error
+    that names it (exit 2), never 'no leaks found' over the part that was read."""
+    repo = _damaged(tmp_path, what)
+    p = subprocess.run([KEYSWEEP, "scan", str(repo)], capture_output=True, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert "keysweep: error:" in err and "--log-opts=--all" in err
+    assert (what == "tree" and "unable to read tree" in err) or "old.txt" in err
+    assert b"no leaks found" not in p.stdout + p.stderr
+
+
+def _git_wrapper(tmp_path: Path, command: str) -> dict[str, str]:
+    """PATH with a ``git`` whose ``command`` (log, cat-file) dies (SIGKILL) after
+    writing 300 bytes, as a git killed mid-way would."""
+    import os
+    import shutil
+
+    real = shutil.which("git")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" {command} "*) "{real}" "$@" | head -c 300; kill -9 $$ ;; esac\n'
+        f'exec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize("command", ["log", "cat-file"])
+def test_git_killed_mid_way_is_an_error(tmp_path: Path, command: str) -> None:
+    """git log, or git cat-file in the middle of the one file's bytes, killed: the scan
+    ends with an error (exit 2), not with what it read before."""
+    r = Repo(tmp_path / "r")
+    filler = "\n".join(f"line {j} of the file" for j in range(100))
+    r.write("big.txt", f"{filler}\nKEY = '{mg_live()}'\n")
+    r.commit("the file")
+    for i in range(20):
+        r.commit(f"empty commit {i}")
+    env = _git_wrapper(tmp_path, command)
+    p = subprocess.run([KEYSWEEP, "scan", str(r.path)], capture_output=True, timeout=120, env=env)
+    assert p.returncode == 2, p.stderr.decode()
+    assert b"keysweep: error:" in p.stderr and b"git" in p.stderr
+    assert b"no leaks found" not in p.stdout + p.stderr
+
+
+def test_a_shallow_clone_is_read_whole(tmp_path: Path) -> None:
+    """A shallow clone (its oldest commit's parents absent): every file of that commit
+    and after is read, as a diff scan reads them."""
+    r = Repo(tmp_path / "src")
+    k1, k2 = mg_live(), mg_test()
+    r.write("a.txt", f"A = '{k1}'\n")
+    r.commit("one")
+    r.write("b.txt", f"B = '{k2}'\n")
+    r.commit("two")
+    shallow = tmp_path / "shallow"
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", f"file://{r.path}", str(shallow)], check=True
+    )
+    blobs, diffs = found(scan(shallow, by_blobs=True)), found(scan(shallow, by_blobs=False))
+    assert set(blobs) == set(diffs) == {k1, k2}
+    assert {k: where(f) for k, f in blobs.items()} == {k: where(f) for k, f in diffs.items()}
+
+
+def test_an_error_in_a_scanner_thread_ends_the_scan(tmp_path: Path) -> None:
+    """A scanner that fails: ``feed`` raises its error once every thread has ended and
+    git is stopped (no hang, no partial 'clean' result)."""
+    r = Repo(tmp_path / "r")
+    for i in range(5):
+        r.write(f"f{i}.txt", f"file {i}\n")
+        r.commit(f"c{i}")
+    source = GitHistorySource(r.path, str(r.path), by_blobs=True)
+
+    def sink(fragment: object) -> None:
+        if hasattr(fragment, "segments"):
+            raise RuntimeError("scanner failed")
+
+    with pytest.raises(RuntimeError, match="scanner failed"):
+        source.feed(sink)  # type: ignore[arg-type]
+    blobs = source._blobs
+    assert blobs._cat.returncode is not None and blobs._log.returncode is not None
+    assert not any(t.is_alive() for t in blobs._threads)
+
+
+@pytest.mark.parametrize("by_blobs", [True, False])
+def test_an_author_name_cannot_pass_for_the_date(tmp_path: Path, by_blobs: bool) -> None:
+    """A hand-made author name holding the field separator and a terminal escape: the
+    finding's date is still the commit's, and the text report writes no escape byte."""
+    import os
+
+    from tests.helpers import GIT_ENV
+
+    r = Repo(tmp_path / "r")
+    r.write("a.txt", f"K = '{mg_live()}'\n")
+    git(r.path, "add", "-A")
+    env = {
+        **os.environ,
+        **GIT_ENV,
+        "GIT_AUTHOR_NAME": "Eve\x1fX\x1f\x1b]0;title\x1b[2J",
+        "GIT_AUTHOR_DATE": "2024-02-03T04:05:06+00:00",
+    }
+    subprocess.run(["git", "-C", str(r.path), "commit", "-qm", "the subject"], env=env, check=True)
+    (f,) = scan(r.path, by_blobs=by_blobs).findings
+    assert f.location.date == "2024-02-03T04:05:06+00:00"
+    assert f.location.subject == "the subject" and f.location.email == "ada@example.com"
+    extra = [] if by_blobs else ["--log-opts=--all"]
+    p = subprocess.run([KEYSWEEP, "scan", str(r.path), *extra], capture_output=True, timeout=120)
+    assert p.returncode == 1 and b"2024-02-03T04:05:06+00:00" in p.stdout
+    assert b"\x1b" not in p.stdout + p.stderr
+
+
+def test_git_killed_inside_a_long_binary_blob_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one blob longer than a window, binary (passed over, its bytes read past):
+    cat-file ending inside it is an error, not a history read to its end."""
+    monkeypatch.setattr(git_history, "MAX_CHUNK", 4096)
+    r = Repo(tmp_path / "r")
+    r.write("blob.bin", bytes(range(256)) * 64)
+    r.commit("binary")
+    monkeypatch.setenv("PATH", _git_wrapper(tmp_path, "cat-file")["PATH"])
+    with pytest.raises(git_history.GitError, match="ended early"):
+        scan(r.path, by_blobs=True)
+
+
+@pytest.mark.parametrize("how", ["replace", "graft"])
+@pytest.mark.parametrize("by_blobs", [True, False])
+def test_a_commit_hidden_by_replace_refs_or_grafts_is_read(
+    tmp_path: Path, how: str, by_blobs: bool
+) -> None:
+    """``git replace`` (a clean commit shown in place of the one with the key) or an
+    ``info/grafts`` line (its child shown without it): a clone gets the commit with the
+    key, and so does the scan."""
+    r = Repo(tmp_path / "r")
+    key = mg_live()
+    r.write("k.txt", f"K = '{key}'\n")
+    leaked = r.commit("the key")
+    r.write("k.txt", "nothing\n")
+    clean = r.commit("removed")
+    if how == "replace":
+        git(r.path, "checkout", "-q", leaked)
+        r.write("k.txt", "nothing\n")
+        stand_in = r.commit("the key, rewritten")
+        git(r.path, "checkout", "-q", "main")
+        git(r.path, "replace", leaked, stand_in)
+    else:
+        (r.path / ".git" / "info" / "grafts").write_text(f"{clean}\n")
+    assert key not in git(r.path, "log", "--all", "-p")  # hidden from git log
+    f = found(scan(r.path, by_blobs=by_blobs))
+    assert where(f[key]) == (leaked, "k.txt", 1)
+
+
+def test_a_repository_whose_log_output_encoding_is_utf16(tmp_path: Path) -> None:
+    """The scanned repository's own configuration (``i18n.logOutputEncoding = UTF-16``)
+    does not change what the reader parses: the key, its commit and subject."""
+    r = Repo(tmp_path / "r")
+    key = mg_live()
+    r.write("k.txt", f"K = '{key}'\n")
+    c = r.commit("the subject")
+    git(r.path, "config", "i18n.logOutputEncoding", "UTF-16")
+    (f,) = scan(r.path, by_blobs=True).findings
+    assert where(f) == (c, "k.txt", 1) and f.location.subject == "the subject"

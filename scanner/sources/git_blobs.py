@@ -34,6 +34,9 @@ while the caller builds its engine; scanning may begin before the log is read to
 its end: a match waits (``ready``) until it is, since only then is every path of a
 blob known.
 
+A history git cannot read to its end (an object missing or damaged, git log or cat-file
+ending early) raises ``GitError``: a scan that read part of it must not say it is clean.
+
 What this cannot do is a range (``A..B``, ``--since``, a pre-push): a blob a
 range writes may hold a key that was in the file before the range. Those, and
 scans limited to paths, stay on ``git_history``'s diffs. Memory grows with the
@@ -90,6 +93,7 @@ LOG = (
     "--no-ext-diff",
     "--no-textconv",
     "--no-notes",
+    "--encoding=UTF-8",  # not the repository's i18n.logOutputEncoding (UTF-16: no RS to cut on)
     COMMIT_FORMAT,
 )
 # A raw line: ":old_mode new_mode old_id new_id status<TAB>path" (a path git quotes
@@ -101,6 +105,8 @@ SEP = b"\n\n"  # between two blobs of a batch (a NUL here would cost the decoder
 MAX_PATHS = 100  # paths remembered per blob (a finding keeps 100 locations)
 NAME_MAX = 1024  # bytes of an author's name or email kept per commit
 SNIFF = 8192
+# Said after an error that stops a whole-history read (a damaged repository).
+DAMAGED = "; `--log-opts=--all` reads, commit by commit, what git can still read"
 # A new version of a file is scanned where it differs from the version before it, and
 # this far (bytes) around that, in whole lines: a rule's context, an allow comment, a
 # PEM block around a changed line are still read whole.
@@ -515,7 +521,8 @@ class BlobHistory:
         its messages."""
         index = -1
         paths: dict[bytes, bytes] = {}
-        for chunk in git_history.iter_stream_chunks(log, self.target, 0, self.errors, "git log"):
+        failed: list[str] = []  # git log's exit: a history it could not read to its end
+        for chunk in git_history.iter_stream_chunks(log, self.target, 0, failed, "git log"):
             data, lo, hi = chunk.data, chunk.own_lo, chunk.own_hi
             index = chunk.first_index - 1
             for m in RAW.finditer(data, max(lo - 1, 0)):
@@ -534,6 +541,8 @@ class BlobHistory:
                         wanted.put((blob, path, index))
             self.units = index + 1
             self._messages.put(chunk)
+        if failed and not self._closed:
+            raise GitError(f"{failed[0]} (the history was not read to its end){DAMAGED}")
 
     # --- reading blobs ----------------------------------------------------------------
 
@@ -573,10 +582,9 @@ class BlobHistory:
             if len(head) != 3 or head[1] != b"blob" or head[0] != blob:
                 if not head:
                     raise GitError("git cat-file ended early")
-                if len(head) == 3:  # not a blob (a damaged repository): skip its bytes
-                    self._skip(out, int(head[2]) + 1)
-                self.errors.append(f"{unquote_path(path)}: blob {blob.decode()} unreadable")
-                continue
+                # Missing or not a blob (a damaged or partial repository): what it holds
+                # is unknown, so the scan cannot say the history is clean.
+                raise GitError(f"{unquote_path(path)}: blob {blob.decode()} unreadable{DAMAGED}")
             n = int(head[2])
             name = unquote_path(path)
             if n > git_history.MAX_CHUNK:
@@ -584,7 +592,8 @@ class BlobHistory:
                 self._large(out, n, blob, name, work)
             else:
                 data = out.read(n)
-                out.read(1)
+                if len(data) < n or out.read(1) != b"\n":
+                    raise GitError("git cat-file ended early")
                 if self._plain(name, data):
                     lo, hi, line0 = self._changed(path, data)
                     if lo or hi < n:
@@ -677,7 +686,7 @@ class BlobHistory:
         while n > 0:
             got = out.read(min(n, git_history.READ_BLOCK))
             if not got:
-                return
+                raise GitError("git cat-file ended early")
             n -= len(got)
 
     def _large(
@@ -696,7 +705,8 @@ class BlobHistory:
             cap = git_history.ARCHIVE_BLOB_MAX
             if n <= cap:
                 data = first + out.read(left)
-                out.read(1)
+                if len(data) < n or out.read(1) != b"\n":
+                    raise GitError("git cat-file ended early")
                 segments, parts, size = [], [], 0
                 for text, suffix in self._contents(name, data):
                     if parts:

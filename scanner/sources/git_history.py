@@ -52,7 +52,16 @@ MAX_CHUNK = 8 * 1024 * 1024  # a commit larger than this is cut between files or
 # chunk where it starts: no key, nor the context a rule reads around it, is ever cut.
 OVERLAP = 64 * 1024
 HUNK = re.compile(rb"@@(@*) (?:-\d+(?:,\d+)? )+\+(\d+)(?:,\d+)? @@")
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1"}
+# A repository's replace refs (``git replace``) and grafts (``info/grafts``) would show
+# other objects, or other parents, in place of what a clone gets (a commit with a key
+# hidden): the history is read as its objects are. (A shallow clone's boundary stays.)
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_NO_REPLACE_OBJECTS": "1",
+    "GIT_GRAFT_FILE": "/dev/null/none",  # a file that cannot exist: no grafts
+}
 BINARY_SNIFF = 8192  # bytes of a file's patch whose control bytes decide it is binary
 # A long unbroken token in a commit subject is cut in a location's ``subject``: a key
 # written in the subject is reported redacted, never whole beside another finding.
@@ -167,6 +176,9 @@ def _chars(raw: bytes) -> int:
     return len(raw.decode("utf-8", "replace"))
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)")
+
+
 def commit_location(
     repo: str, header: bytes | None, path: str | None, line: int | None, column: int | None
 ) -> Location:
@@ -176,6 +188,16 @@ def commit_location(
     if header:
         parts = header.decode("utf-8", "replace").split("\x1f")
         sha, name, email, date, subject = (parts + [None] * 5)[:5]
+        if len(parts) > 5 or (date is not None and not _ISO_DATE.fullmatch(date)):
+            # A name or email holding the separator (a hand-made commit): the date git
+            # wrote (``%aI``, always well formed) splits what the author wrote from the
+            # subject; never a field of the author's text taken for the date.
+            at = next((i for i in range(3, len(parts)) if _ISO_DATE.fullmatch(parts[i])), None)
+            if at is None:
+                name, email, date, subject = "\x1f".join(parts[1:]), None, None, None
+            else:
+                name, email = "\x1f".join(parts[1 : at - 1]), parts[at - 1]
+                date, subject = parts[at], "\x1f".join(parts[at + 1 :]) or None
     return Location(
         kind="git",
         path=path,
