@@ -99,6 +99,23 @@ def test_reports_to_files_and_stdout_are_whole_and_valid_utf8(tmp_path: Path) ->
     assert not (Path.cwd() / "-").exists()
 
 
+def test_a_piped_patch_cannot_put_an_escape_on_the_terminal_through_its_date() -> None:
+    # `git show | keysweep scan -`: the Date header is the patch's text, not git's own.
+    key = mg_live()
+    patch = (
+        "commit 1234567890abcdef1234567890abcdef12345678\n"
+        "Author: A <a@example.com>\n"
+        "Date:   Mon Dec 7 \x1b[31mRED\x1b]0;title\x07 2026\n\n    msg\n\n"
+        "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -0,0 +1 @@\n"
+        f"+k={key}\n"
+    ).encode()
+    p = run("scan", "-", stdin=patch)
+    out = p.stdout.decode() + p.stderr.decode()
+    assert p.returncode == 1 and "1234567890ab" in out, out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[31mRED" in out  # shown, escaped
+
+
 def test_hook_message_shows_hostile_names_as_text(tmp_path: Path) -> None:
     r = Repo(tmp_path / "r")
     r.write("README.md", "x\n")

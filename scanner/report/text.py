@@ -75,7 +75,7 @@ def finding_rows(
     if loc.repo:
         rows.append(("repo", printable(loc.repo)))
     if loc.commit:
-        parts = [loc.commit[:12], printable(loc.author), loc.date or ""]
+        parts = [loc.commit[:12], printable(loc.author), printable(loc.date)]
         if loc.subject:
             parts.append(f'"{printable(loc.subject)}"')
         rows.append(("commit", " ".join(p for p in parts if p)))
