@@ -81,6 +81,9 @@ class Limits:
     max_ratio: float = 100.0
 
 
+DEFAULT_ARCHIVE_DEPTH = Limits().max_depth  # the ``archive_depth`` setting's default
+
+
 @dataclass(frozen=True)
 class Member:
     path: str

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scanner.archives import DEFAULT_ARCHIVE_DEPTH, Limits, Skipped, expand, looks_like_archive
 from scanner.archives import SNIFF as ARCHIVE_SNIFF
-from scanner.archives import Limits, Skipped, expand, looks_like_archive
 from scanner.findings import Location
 from scanner.report.safe_text import valid_utf8
 from scanner.sources import LineCounter
@@ -44,7 +44,6 @@ BINARY_SNIFF = 8192
 BINARY_RATIO = 0.03  # control bytes in the first 8 KiB above which a file is binary
 CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
 DEFAULT_MAX_FILE_SIZE = 25 * 1024 * 1024
-DEFAULT_ARCHIVE_DEPTH = Limits().max_depth
 SKIP_DIRS = {".git", ".hg", ".svn"}
 MAX_NAMED = 20  # capped archives named in a summary (the count is always whole)
 MAX_ERRORS = 100

@@ -57,8 +57,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from scanner.archives import DEFAULT_ARCHIVE_DEPTH, Limits, looks_like_archive
 from scanner.archives import SNIFF as ARCHIVE_SNIFF
-from scanner.archives import Limits, looks_like_archive
 from scanner.findings import Location
 from scanner.sources import git_history
 from scanner.sources.files import is_binary
@@ -240,7 +240,7 @@ class BlobHistory:
         self.repo, self.target = repo, display
         self.jobs, self.progress, self.relocate, self.archives = jobs, progress, relocate, archives
         self.skipped = skipped if skipped is not None else SkipCounts()
-        self.archive_depth = Limits.max_depth  # archives inside archives opened
+        self.archive_depth = DEFAULT_ARCHIVE_DEPTH  # archives inside archives opened
         # Set by ``feed`` (or ``close``): ``archive_depth`` is final. Reading starts before
         # the configuration is read, so the reader waits for it at the first archive.
         self.configured = threading.Event()
@@ -659,9 +659,7 @@ class BlobHistory:
     def _contents(self, name: str, data: bytes) -> Iterator[tuple[bytes, str]]:
         """What to scan of one blob: itself, or an archive's text members (each with its
         ``!member`` suffix); binary content is not reported, as in the diff path."""
-        from scanner.archives import SNIFF as ARCHIVE_SNIFF
-        from scanner.archives import Member, expand, looks_like_archive
-        from scanner.sources.files import is_binary
+        from scanner.archives import Member, expand
 
         if self.archives and looks_like_archive(name, data[:ARCHIVE_SNIFF]):
             self.configured.wait()
@@ -694,9 +692,7 @@ class BlobHistory:
     ) -> None:
         """A blob longer than ``MAX_CHUNK``: an archive read whole (to ``ARCHIVE_BLOB_MAX``),
         text in overlapping windows, binary skipped; its bytes are read either way."""
-        from scanner.archives import SNIFF as ARCHIVE_SNIFF
-        from scanner.archives import Skipped, _magic, looks_like_archive
-        from scanner.sources.files import is_binary
+        from scanner.archives import Skipped, _magic
 
         step = git_history.MAX_CHUNK
         first = out.read(min(n, step))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scanner.archives import Limits
+from scanner.archives import DEFAULT_ARCHIVE_DEPTH, Limits
 from scanner.errors import KeysweepError
 from scanner.findings import Location
 
@@ -771,7 +771,7 @@ def archive_fragments(
     repo: Path,
     found: list[tuple[Location, Any, str]],
     skipped: Any,
-    archive_depth: int = Limits.max_depth,
+    archive_depth: int = DEFAULT_ARCHIVE_DEPTH,
 ) -> Iterator[BlobMemberFragment]:
     """The files inside the archives ``PatchChunk.archives`` found, each blob read and
     opened once (``scanner.archives.expand``), located at its oldest commit as
@@ -885,7 +885,7 @@ class GitHistorySource:
         relocate: Callable[[Location], Location] | None = None,
         archives: bool = True,
         by_blobs: bool | None = None,
-        archive_depth: int = Limits.max_depth,
+        archive_depth: int = DEFAULT_ARCHIVE_DEPTH,
     ) -> None:
         from scanner.sources.files import SkipCounts
 
