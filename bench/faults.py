@@ -1,6 +1,7 @@
 """Fault bench: the whole background deployment under the faults production has.
 
-Starts, as real processes on this machine: a Redis with AOF ``everysec`` (its own
+Starts, as real processes on this machine: a Redis with AOF fsynced on every write
+(``appendfsync always``, as deployed; its own
 port and directory, so it can be killed and restarted), the broker (that Redis,
 or a RabbitMQ vhost of its own), the reference key service, the GitHub simulator
 (planting keys it mints through the key service), alert receivers (a signed
@@ -12,8 +13,8 @@ traffic through it and injects one fault per scenario:
 * ``baseline``        no fault
 * ``sigkill``         SIGKILL of a whole worker (main process and pool) every
                       10-15 s, each queue's worker in turn, beat included
-* ``redis-restart``   Redis SIGKILLed and started again on its AOF (the writes of
-                      its last ``everysec`` window are lost)
+* ``redis-restart``   Redis SIGKILLed and started again on its AOF (connections
+                      drop mid-command; a reply may never arrive)
 * ``keyservice-60s``  the key service down for 60 s
 * ``keyservice-45min`` the key service down for 45 min, time-compressed: the
                       outage is ``--long-outage`` seconds and the longest wait
@@ -24,7 +25,9 @@ traffic through it and injects one fault per scenario:
 * ``duplicates``      events delivered again (older events back on top of the
                       feed: reordered) and every pending message sent twice
 
-Per scenario it prints: keys planted, revoked, lost (never revoked), revoked
+Per scenario it prints: keys planted, revoked, lost (never revoked), never
+alerted (revoked, but no alarm about it reached the security team's webhook: an
+alert lost; the summary line counts it in ``lost``), revoked
 twice (more than one ``api_key.revoked`` audit event), alerted twice (more
 than one alarm per key on the webhook or to the owner's inbox), recovery (s from
 the fault cleared to the last planted key revoked), GitHub requests sent before
@@ -136,7 +139,7 @@ def rabbitmq_answers() -> bool:
 
 
 class RedisServer:
-    """redis-server with AOF everysec in a directory of its own."""
+    """redis-server with AOF fsynced on every write (as deployed) in a directory of its own."""
 
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
@@ -157,7 +160,7 @@ class RedisServer:
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "everysec",
+                "always",
                 "--save",
                 "",
                 "--maxmemory-policy",
@@ -465,6 +468,21 @@ class Stack:
             out["email:" + str(m.get("X-Envelope-To")) + subject] += 1
         return out
 
+    def alerted(self) -> set[str]:
+        """Display prefixes of the keys the security team's webhook has alarmed about."""
+        out: set[str] = set()
+        assert self.hook is not None
+        for r in list(self.hook.requests):
+            try:
+                body = json.loads(r["body"])
+            except ValueError:
+                continue
+            if body.get("type") == "keysweep.leak":
+                out.add(body["data"]["key"]["redacted"].rstrip("…"))
+            elif body.get("type") == "keysweep.leak.summary":
+                out.update(a["key"]["redacted"].rstrip("…") for a in body["data"]["alerts"])
+        return out
+
     def written(self) -> bytes:
         """Everything the system wrote that a key must never reach."""
         parts = [self.redis.files(), self.ks.files()]
@@ -515,6 +533,7 @@ class Result:
     planted: int = 0
     revoked: int = 0
     lost: int = 0
+    unalerted: int = 0
     revoked_twice: int = 0
     alerted_twice: int = 0
     recovery_s: float = 0.0
@@ -525,6 +544,7 @@ class Result:
     def ok(self) -> bool:
         return (
             self.lost == 0
+            and self.unalerted == 0
             and self.revoked_twice == 0
             and self.alerted_twice == 0
             and self.early == 0
@@ -535,7 +555,7 @@ class Result:
     def line(self) -> str:
         return (
             f"{self.broker:<9} {self.scenario:<17} {self.planted:>7} {self.revoked:>7} "
-            f"{self.lost:>5} {self.revoked_twice:>6} {self.alerted_twice:>7} "
+            f"{self.lost:>5} {self.unalerted:>9} {self.revoked_twice:>6} {self.alerted_twice:>7} "
             f"{self.recovery_s:>9.1f} {self.early:>6} {self.cleartext:>9}"
             + (f"  {'; '.join(self.notes)}" if self.notes else "")
         )
@@ -543,8 +563,9 @@ class Result:
 
 HEADER = (
     f"{'broker':<9} {'scenario':<17} {'planted':>7} {'revoked':>7} {'lost':>5} "
-    f"{'twice':>6} {'alerted':>7} {'recovery':>9} {'early':>6} {'cleartext':>9}\n"
-    f"{'':<9} {'':<17} {'':>7} {'':>7} {'':>5} {'':>6} {'twice':>7} {'s':>9} {'':>6} {'':>9}"
+    f"{'never':>9} {'twice':>6} {'alerted':>7} {'recovery':>9} {'early':>6} {'cleartext':>9}\n"
+    f"{'':<9} {'':<17} {'':>7} {'':>7} {'':>5} {'alerted':>9} {'':>6} {'twice':>7} {'s':>9} "
+    f"{'':>6} {'':>9}"
 )
 
 
@@ -748,6 +769,13 @@ def run_scenario(stack: Stack, name: str) -> Result:
         res.recovery_s = max(0.0, last - cleared)
     if res.lost:
         res.recovery_s = max(res.recovery_s, time.time() - cleared)
+    # Every revoked key's alarm reaches the security team's webhook (lost if never).
+    while time.time() < deadline and not all(
+        p["display_prefix"] in stack.alerted() for p in revoked
+    ):
+        time.sleep(1)
+    alerted = stack.alerted()
+    res.unalerted = sum(1 for p in revoked if p["display_prefix"] not in alerted)
     # Let the alerts and audits in flight land before counting twice.
     wait_idle(stack, 30)
     per_key = stack.revoked_events()
@@ -807,7 +835,7 @@ def run_broker(
 
 def summary_line(broker: str, results: list[Result]) -> str:
     return (
-        f"faults broker={broker} lost={sum(r.lost for r in results)} "
+        f"faults broker={broker} lost={sum(r.lost + r.unalerted for r in results)} "
         f"twice={sum(r.revoked_twice + r.alerted_twice for r in results)} "
         f"early={sum(r.early for r in results)} "
         f"cleartext={sum(r.cleartext for r in results)} "

@@ -329,7 +329,7 @@ def test_compose_redis_is_append_only_and_never_evicts() -> None:
     cmd = redis["command"]
     assert cmd[0] == "redis-server"
     assert cmd[cmd.index("--appendonly") + 1] == "yes"
-    assert cmd[cmd.index("--appendfsync") + 1] == "everysec"
+    assert cmd[cmd.index("--appendfsync") + 1] == "always"
     assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
     assert any(v.split(":")[1] == "/data" for v in redis["volumes"])
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
@@ -561,7 +561,7 @@ def test_k8s_redis_is_persistent_append_only_and_never_evicts() -> None:
     assert c["image"].split(":")[1].startswith("7")
     args = c["args"]
     assert args[args.index("--appendonly") + 1] == "yes"
-    assert args[args.index("--appendfsync") + 1] == "everysec"
+    assert args[args.index("--appendfsync") + 1] == "always"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     (claim,) = spec["volumeClaimTemplates"]
     assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in c["volumeMounts"]

@@ -42,7 +42,8 @@ def test_every_fault_scenario_loses_nothing_and_does_nothing_twice(
     assert [r.scenario for r in results] == SCENARIOS[broker]
     for r in results:
         assert r.planted > 0, r.line()
-        assert (r.lost, r.revoked_twice, r.alerted_twice, r.early, r.cleartext) == (
+        assert (r.lost, r.unalerted, r.revoked_twice, r.alerted_twice, r.early, r.cleartext) == (
+            0,
             0,
             0,
             0,

@@ -8,13 +8,15 @@ import json
 import os
 import secrets
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from scanner.notify.channels import EmailChannel, SlackChannel, WebhookChannel
-from scanner.notify.dedup import MemoryDedup, SqliteDedup
+from scanner.notify.dedup import DedupStore, MemoryDedup, SqliteDedup
 from scanner.notify.dispatch import Notifier
 from scanner.notify.message import Alert, Place
 from tests.conftest import KEYSWEEP
@@ -137,12 +139,104 @@ def test_tampered_webhook_body_is_rejected_by_the_verifier(tmp_path: Path) -> No
             Webhook(whsec()).verify(req["body"], req["headers"])  # another secret
 
 
-def test_dedup_survives_processes(tmp_path: Path) -> None:
+def test_a_redone_alert_carries_the_same_webhook_id_and_message_id(  # type: ignore[no-untyped-def]
+    tmp_path: Path, env_ca
+) -> None:
+    """A task redone after its claims were lost (Redis restarted inside its fsync window)
+    sends the same message again; it goes out under the same Standard Webhooks
+    ``webhook-id`` and email ``Message-ID``, so a receiver that deduplicates on them
+    (as the Standard Webhooks spec asks) sees one message. Another alert gets another id."""
+    secret = whsec()
+    with smtp_server(tmp_path) as box, http_inbox(secret) as hook:
+        env_ca(box.ca_file)
+        channels = {
+            "webhook": WebhookChannel(hook.url, secret),
+            "email": EmailChannel(box.url, "keysweep <ks@example.com>"),
+        }
+        for _ in range(2):  # a fresh dedup store each time: the claims were lost
+            Notifier(channels, MemoryDedup(), sleep=lambda s: None).notify([alert(1)])
+        Notifier(channels, MemoryDedup(), sleep=lambda s: None).notify([alert(2)])
+        hook_ids = [r["headers"]["webhook-id"] for r in hook.requests]
+        mail_ids = [m["Message-ID"] for m in box.messages]
+        assert len(hook_ids) == 3 and len(mail_ids) == 3
+        assert hook_ids[0] == hook_ids[1] != hook_ids[2]
+        assert mail_ids[0] == mail_ids[1] != mail_ids[2]
+        assert mail_ids[0].startswith("<") and mail_ids[0].endswith("@example.com>")
+        for r in hook.requests:
+            Webhook(secret).verify(r["body"], r["headers"])  # still signed over that id
+
+
+def dedup_contract(make: Callable[[float], DedupStore]) -> None:
+    """What every claim store promises (``scanner.notify.dedup``), on fresh store objects
+    each time so a store that forgets between processes fails."""
+    ttl = 0.6
+    assert make(ttl).claim("a", "h1")
+    assert not make(ttl).claim("a", "h1"), "a second claim, even the same holder's, fails"
+    assert not make(ttl).claim("a", "h2")
+    assert make(ttl).hold(["a"], "h1") and not make(ttl).hold(["a"], "h2")
+    make(ttl).release(["a"], "h2")  # not theirs: stays
+    assert not make(ttl).claim("a", "h3")
+    make(ttl).release(["a"], "h1")  # a failed delivery gives it back
+    assert make(ttl).claim("a", "h3")
+    make(ttl).confirm(["a"])
+    assert not make(ttl).hold(["a"], "h3"), "sent: nobody holds it any more"
+    make(ttl).release(["a"], "h3")
+    # A pending claim whose holder died lapses and the redone work takes it ...
+    assert make(ttl).claim("b", "dead")
+    deadline = time.monotonic() + 10
+    while not make(ttl).claim("b", "redo"):
+        assert time.monotonic() < deadline, "a dead holder's pending claim never lapsed"
+        time.sleep(0.05)
+    assert not make(ttl).hold(["b"], "dead"), "the dead holder's turn is over"
+    # ... but a sent one never does.
+    make(ttl).confirm(["b"])
+    lapsed = time.monotonic() + 2 * ttl
+    while time.monotonic() < lapsed:
+        assert not make(ttl).claim("b", "late")
+        time.sleep(0.1)
+
+
+def test_memory_and_sqlite_dedup_keep_the_claim_contract(tmp_path: Path) -> None:
+    shared = MemoryDedup(0.6)
+    dedup_contract(lambda ttl: shared)
     path = tmp_path / "state" / "n.sqlite3"
-    assert SqliteDedup(path).claim("k")
-    assert not SqliteDedup(path).claim("k")
-    SqliteDedup(path).release("k")
-    assert SqliteDedup(path).claim("k")
+    dedup_contract(lambda ttl: SqliteDedup(path, pending_ttl=ttl))
+
+
+def test_a_sqlite_claims_table_from_before_two_step_claims_still_counts_as_sent(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "n.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE claims (key TEXT PRIMARY KEY, at REAL)")
+    db.execute("INSERT INTO claims VALUES ('old', 1.0)")
+    db.commit()
+    db.close()
+    store = SqliteDedup(path, pending_ttl=0.0)
+    assert not store.claim("old", "h") and store.claim("new", "h")
+
+
+def test_an_alert_claimed_by_a_worker_that_died_before_sending_is_sent_by_the_redo(
+    tmp_path: Path,
+) -> None:
+    """The notify worker claims, then dies before the message leaves: the ledger redoes
+    the task after its lease, by when the pending claim has lapsed, and the redo sends
+    the alert (once). Before two-step claims, the claim stood and the alert was lost."""
+    secret = whsec()
+    path = tmp_path / "n.sqlite3"
+    with http_inbox(secret) as hook:
+        dying = Notifier({"webhook": WebhookChannel(hook.url, secret)}, SqliteDedup(path, 0.3))
+        planned, _ = dying.plan([alert(1)], "worker-that-died")
+        assert planned and hook.requests == []  # claimed, and then the process was gone
+        redo = Notifier({"webhook": WebhookChannel(hook.url, secret)}, SqliteDedup(path, 0.3))
+        deadline = time.monotonic() + 10
+        while not redo.notify([alert(1)]).sent:
+            assert time.monotonic() < deadline, "the redo never sent the stranded alert"
+            time.sleep(0.05)
+        assert len(hook.requests) == 1
+        assert redo.notify([alert(1)]).skipped == 1 and len(hook.requests) == 1
 
 
 def test_scan_revoke_alerts_end_to_end(keyservice, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ same message is the same piece of work.
   (success, or a permanent error recorded) deletes the entry.
 * The sweeper (``sweep``, run by every worker and beat process, at most once per
   interval across them) re-sends what is overdue: a message lost by the broker,
-  a worker SIGKILLed mid-task, a Redis restart within AOF's ``everysec`` window.
+  a worker SIGKILLed mid-task, a Redis restart that dropped a command's reply.
 * Act work that fails (key service down) is **parked**, never dropped: the sweeper
   lets one parked piece through as a probe, with a backoff capped at
   ``KEYSWEEP_PARK_PROBE_MAX`` seconds, and releases every parked piece as soon

@@ -206,17 +206,59 @@ class RedisNegativeCache:
         pipe.execute()
 
 
+_TAKE = """
+for i, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v == false or v == ARGV[1] then
+    redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+  else
+    return 0
+  end
+end
+return 1
+"""
+_GIVE_BACK = """
+for i, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+end
+return 1
+"""
+
+
 class RedisDedup:
-    """Who was already told what (alerts): atomic claim, release on failed delivery."""
+    """Who was already told what (alerts): two-step claims (``scanner.notify.dedup``).
 
-    def __init__(self, ttl: int = 90 * 24 * 3600) -> None:
+    A pending claim holds ``p:<holder>`` for ``pending_ttl`` (half the ledger lease, so
+    it has lapsed when the ledger redoes the work of a worker that died holding it);
+    a sent one holds ``s`` for ``ttl``.
+    """
+
+    def __init__(self, ttl: int = 90 * 24 * 3600, pending_ttl: float | None = None) -> None:
         self.ttl = ttl
+        self.pending_ms = int(1000 * (pending_ttl or settings().ledger_lease / 2))
 
-    def claim(self, k: str) -> bool:
-        return bool(client().set(key("notified", k), 1, nx=True, ex=self.ttl))
+    def _take(self, keys: list[str], holder: str) -> bool:
+        if not keys:
+            return True
+        names = [key("notified", k) for k in keys]
+        return bool(client().eval(_TAKE, len(names), *names, f"p:{holder}", self.pending_ms))
 
-    def release(self, k: str) -> None:
-        client().delete(key("notified", k))
+    def claim(self, k: str, holder: str) -> bool:
+        return bool(client().set(key("notified", k), f"p:{holder}", nx=True, px=self.pending_ms))
+
+    def hold(self, keys: Iterable[str], holder: str) -> bool:
+        return self._take(list(keys), holder)
+
+    def confirm(self, keys: Iterable[str]) -> None:
+        pipe = client().pipeline(transaction=False)
+        for k in keys:
+            pipe.set(key("notified", k), "s", ex=self.ttl)
+        pipe.execute()
+
+    def release(self, keys: Iterable[str], holder: str) -> None:
+        names = [key("notified", k) for k in keys]
+        if names:
+            client().eval(_GIVE_BACK, len(names), *names, f"p:{holder}")
 
 
 def dump_all() -> dict[str, Any]:

@@ -7,8 +7,8 @@ routing are the dispatcher's job.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import secrets
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -47,6 +47,19 @@ class Delivery:
     kind: str  # "alert" | "followup" | "summary"
     alerts: tuple[Alert, ...]
     recipient: str | None = None  # an email address for the email channel
+
+    @property
+    def ident(self) -> str:
+        """The same for the same message sent again (a redone task): what was told, to whom.
+
+        Sent as the Standard Webhooks ``webhook-id`` ("the same when the same webhook is
+        being resent") and in the email's ``Message-ID``, so a receiver that deduplicates
+        on them sees a redelivery as one message. Built from hashes and locations only.
+        """
+        h = hashlib.sha256(f"{self.kind}\x1f{self.recipient or ''}".encode())
+        for a in self.alerts:
+            h.update(f"\x1e{a.key_ident}\x1f{a.commit}\x1f{a.path}\x1f{a.line}".encode())
+        return h.hexdigest()[:32]
 
 
 class Channel(Protocol):
@@ -107,7 +120,7 @@ class WebhookChannel:
 
     def send(self, delivery: Delivery) -> None:
         payload = json.dumps(self.body(delivery), separators=(",", ":"))
-        msg_id = "msg_" + secrets.token_hex(12)
+        msg_id = "msg_" + delivery.ident
         now = datetime.now(UTC)
         headers = {
             "content-type": "application/json",
@@ -180,6 +193,8 @@ class EmailChannel:
         msg = EmailMessage()
         msg["From"] = self.from_addr
         msg["To"] = delivery.recipient or ""
+        domain = self.from_addr.rpartition("@")[2].strip(" >") or "keysweep.invalid"
+        msg["Message-ID"] = f"<{delivery.ident}@{domain}>"
         alerts = list(delivery.alerts)
         if delivery.kind == "summary":
             msg["Subject"] = f"[keysweep] {len(alerts)} leaked keys found"

@@ -1,9 +1,20 @@
 """What was already said: at most one alert per (key, channel) for the same leak.
 
-``claim`` is atomic (set-if-absent), so two workers cannot both send; a
-delivery that finally fails ``release``s its claim so a later run tries again.
-In-process for tests, SQLite for the command line (survives repeated runs),
-Redis for the workers (``workers.state``).
+A claim is taken in two steps, so a worker that dies between them loses nothing:
+
+* ``claim(key, holder)`` marks the key *pending* for one ``notify`` call (the holder)
+  for ``pending_ttl`` seconds. It is atomic (set-if-absent: a second claim of the
+  same key fails, the same holder's included), so two workers cannot both send; a
+  pending claim whose holder died lapses and the redone work takes it.
+* ``hold(keys, holder)`` renews the holder's claims just before a message leaves
+  (and retakes any that lapsed and nobody took); ``False`` means another holder
+  has one now, and the message is theirs to send.
+* ``confirm(keys)`` marks them *sent*, kept for ``ttl``; ``release(keys, holder)``
+  gives back a pending claim after a delivery that finally failed, so a later run
+  tries again.
+
+In-process for tests, SQLite for the command line (survives repeated runs), Redis
+for the workers (``workers.state``). Keys are hashes of ids, never a secret.
 """
 
 from __future__ import annotations
@@ -12,31 +23,60 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+SENT_TTL = 90 * 24 * 3600
+PENDING_TTL = 15.0
+
 
 class DedupStore(Protocol):
-    def claim(self, key: str) -> bool: ...
+    def claim(self, key: str, holder: str) -> bool: ...
 
-    def release(self, key: str) -> None: ...
+    def hold(self, keys: Iterable[str], holder: str) -> bool: ...
+
+    def confirm(self, keys: Iterable[str]) -> None: ...
+
+    def release(self, keys: Iterable[str], holder: str) -> None: ...
 
 
 class MemoryDedup:
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
+    def __init__(self, pending_ttl: float = PENDING_TTL) -> None:
+        self.pending_ttl = pending_ttl
+        self.claims: dict[str, tuple[str | None, float]] = {}  # key -> (holder or None, at)
         self._lock = threading.Lock()
 
-    def claim(self, key: str) -> bool:
-        with self._lock:
-            if key in self.keys:
-                return False
-            self.keys.add(key)
+    def _take(self, key: str, holder: str, now: float, renew: bool) -> bool:
+        got = self.claims.get(key)
+        if (
+            got is None
+            or (renew and got[0] == holder)
+            or (got[0] is not None and now - got[1] > self.pending_ttl)
+        ):
+            self.claims[key] = (holder, now)
             return True
+        return False
 
-    def release(self, key: str) -> None:
+    def claim(self, key: str, holder: str) -> bool:
         with self._lock:
-            self.keys.discard(key)
+            return self._take(key, holder, time.monotonic(), renew=False)
+
+    def hold(self, keys: Iterable[str], holder: str) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            return all([self._take(k, holder, now, renew=True) for k in keys])
+
+    def confirm(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self.claims[k] = (None, time.monotonic())
+
+    def release(self, keys: Iterable[str], holder: str) -> None:
+        with self._lock:
+            for k in keys:
+                if self.claims.get(k, (None, 0.0))[0] == holder:
+                    del self.claims[k]
 
 
 def default_state_dir(explicit: Path | None = None) -> Path:
@@ -50,22 +90,51 @@ def default_state_dir(explicit: Path | None = None) -> Path:
 
 
 class SqliteDedup:
-    """A small SQLite table of claimed keys (hashes of ids, never a secret)."""
+    """A small SQLite table of claimed keys: ``holder`` is set while pending, NULL once sent."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, pending_ttl: float = PENDING_TTL) -> None:
         self.path = path or default_state_dir() / "notified.sqlite3"
+        self.pending_ttl = pending_ttl
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db = sqlite3.connect(
             self.path, timeout=30, isolation_level=None, check_same_thread=False
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, at REAL)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(claims)")}
+        if "holder" not in columns:  # a table from before two-step claims: all were sent
+            self._db.execute("ALTER TABLE claims ADD COLUMN holder TEXT")
         self._lock = threading.Lock()
 
-    def claim(self, key: str) -> bool:
-        with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", (key, time.time()))
-            return cur.rowcount == 1
+    def _take(self, key: str, holder: str, renew: bool) -> bool:
+        now = time.time()
+        cur = self._db.execute(
+            "INSERT INTO claims (key, at, holder) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
+            " SET at = excluded.at, holder = excluded.holder"
+            " WHERE (? AND claims.holder = excluded.holder)"
+            " OR (claims.holder IS NOT NULL AND claims.at < ?)",
+            (key, now, holder, renew, now - self.pending_ttl),
+        )
+        return cur.rowcount == 1
 
-    def release(self, key: str) -> None:
+    def claim(self, key: str, holder: str) -> bool:
         with self._lock:
-            self._db.execute("DELETE FROM claims WHERE key = ?", (key,))
+            return self._take(key, holder, renew=False)
+
+    def hold(self, keys: Iterable[str], holder: str) -> bool:
+        with self._lock:
+            return all([self._take(k, holder, renew=True) for k in keys])
+
+    def confirm(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            now = time.time()
+            self._db.executemany(
+                "INSERT INTO claims (key, at, holder) VALUES (?, ?, NULL) ON CONFLICT(key)"
+                " DO UPDATE SET at = excluded.at, holder = NULL",
+                [(k, now) for k in keys],
+            )
+
+    def release(self, keys: Iterable[str], holder: str) -> None:
+        with self._lock:
+            self._db.executemany(
+                "DELETE FROM claims WHERE key = ? AND holder = ?", [(k, holder) for k in keys]
+            )

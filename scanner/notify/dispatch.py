@@ -18,6 +18,7 @@ import hashlib
 import logging
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,8 +124,11 @@ class Notifier:
             out.append(("email", alert.owner_email))
         return out
 
-    def plan(self, alerts: list[Alert]) -> tuple[list[tuple[str, Delivery, list[str]]], int]:
-        """Claim what is new; returns (channel, delivery, claims) and the count already said."""
+    def plan(
+        self, alerts: list[Alert], holder: str
+    ) -> tuple[list[tuple[str, Delivery, list[str]]], int]:
+        """Claim what is new (pending, for ``holder``); returns (channel, delivery, claims)
+        and the count already said."""
         alarms: dict[tuple[str, str | None], list[tuple[Alert, list[str]]]] = {}
         out: list[tuple[str, Delivery, list[str]]] = []
         skipped = 0
@@ -135,14 +139,14 @@ class Notifier:
                 fresh = [
                     p
                     for p in a.places
-                    if self.dedup.claim(_h("seen", channel, who, a.key_ident, p.key))
+                    if self.dedup.claim(_h("seen", channel, who, a.key_ident, p.key), holder)
                 ]
                 seen = [_h("seen", channel, who, a.key_ident, p.key) for p in fresh]
                 if not fresh:
                     skipped += 1  # this key at these places: already said
                     continue
                 alarm = _h("alarm", channel, who, a.key_ident)
-                if self.dedup.claim(alarm):
+                if self.dedup.claim(alarm, holder):
                     alarms.setdefault((channel, recipient), []).append((a, [alarm, *seen]))
                 else:  # a key already alarmed about, somewhere new: one short follow-up
                     out.append((channel, Delivery("followup", (a.at(fresh[0]),), recipient), seen))
@@ -171,15 +175,18 @@ class Notifier:
 
     def notify(self, alerts: list[Alert]) -> NotifyReport:
         report = NotifyReport()
-        planned, report.skipped = self.plan(alerts)
+        holder = uuid.uuid4().hex  # this call's claims: pending until sent
+        planned, report.skipped = self.plan(alerts, holder)
         broken: set[str] = set()
         for name, delivery, claims in planned:
             label = f"{name}:{delivery.kind}"
             fingerprints = ",".join(a.fingerprint[:12] for a in delivery.alerts[:5])
             if name in broken:  # it failed every retry already this batch: do not hammer it
                 report.failed[label] += 1
-                for c in claims:
-                    self.dedup.release(c)
+                self.dedup.release(claims, holder)
+                continue
+            if not self.dedup.hold(claims, holder):
+                report.skipped += 1  # our claim lapsed and another sender took it: theirs
                 continue
             try:
                 self._send(self.channels[name], delivery)
@@ -187,8 +194,7 @@ class Notifier:
                 broken.add(name)
                 report.failed[label] += 1
                 report.errors.append(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
-                for c in claims:
-                    self.dedup.release(c)  # not said: the next run says it
+                self.dedup.release(claims, holder)  # not said: the next run says it
                 log.warning(
                     "alert delivery failed channel=%s kind=%s fingerprints=%s error=%s",
                     name,
@@ -197,6 +203,7 @@ class Notifier:
                     exc,
                 )
                 continue
+            self.dedup.confirm(claims)
             report.sent[label] += 1
             log.info(
                 "alert delivered channel=%s kind=%s alerts=%d fingerprints=%s",
