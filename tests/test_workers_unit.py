@@ -70,6 +70,22 @@ def test_negative_cache_and_alert_dedup() -> None:
     assert all(v.startswith(("p:", "s")) for k, v in state.dump_all().items() if "notified" in k)
 
 
+def test_a_pending_alert_claim_lasts_half_the_ledger_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: a killed notify worker's pending claim lapses after half of
+    KEYSWEEP_LEDGER_LEASE, so the ledger's redo (after the whole lease) can send."""
+    from workers import settings as settings_mod
+    from workers import state
+
+    monkeypatch.setenv("KEYSWEEP_LEDGER_LEASE", "8")
+    settings_mod.settings.cache_clear()
+    d = state.RedisDedup()
+    assert d.claim("k", "holder")
+    (name,) = [k for k in state.dump_all() if "notified" in k]
+    assert 3_000 < state.client().pttl(name) <= 4_000
+    d.confirm(["k"])
+    assert state.client().ttl(name) > 80 * 24 * 3600  # sent: kept for 90 days
+
+
 @respx.mock
 def test_token_pool_rests_an_exhausted_token_and_uses_the_other() -> None:
     from workers.github import GitHub

@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import parseaddr
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -193,8 +194,9 @@ class EmailChannel:
         msg = EmailMessage()
         msg["From"] = self.from_addr
         msg["To"] = delivery.recipient or ""
-        domain = self.from_addr.rpartition("@")[2].strip(" >") or "keysweep.invalid"
-        msg["Message-ID"] = f"<{delivery.ident}@{domain}>"
+        address = parseaddr(self.from_addr)[1]
+        domain = address.rpartition("@")[2] if "@" in address else ""
+        msg["Message-ID"] = f"<{delivery.ident}@{domain or 'keysweep.invalid'}>"
         alerts = list(delivery.alerts)
         if delivery.kind == "summary":
             msg["Subject"] = f"[keysweep] {len(alerts)} leaked keys found"
