@@ -447,20 +447,26 @@ class Stack:
             events = http.get("/v1/audit-events", params={"action": "api_key.revoked"}).json()
         return Counter(e["target"] for e in events["events"])
 
-    def alarms(self) -> Counter[str]:
-        """Alarms (not follow-ups) per key: the webhook's and the owners' inboxes."""
-        out: Counter[str] = Counter()
-        assert self.hook is not None and self.mail is not None
+    def webhook_alarms(self) -> Iterator[dict[str, Any]]:
+        """The key of each alarm (not follow-up) the security team's webhook received,
+        a summary's one per key."""
+        assert self.hook is not None
         for r in list(self.hook.requests):
             try:
                 body = json.loads(r["body"])
             except ValueError:
                 continue
             if body.get("type") == "keysweep.leak":
-                out["webhook:" + body["data"]["key"]["fingerprint"]] += 1
+                yield body["data"]["key"]
             elif body.get("type") == "keysweep.leak.summary":
-                for a in body["data"]["alerts"]:
-                    out["webhook:" + a["key"]["fingerprint"]] += 1
+                yield from (a["key"] for a in body["data"]["alerts"])
+
+    def alarms(self) -> Counter[str]:
+        """Alarms (not follow-ups) per key: the webhook's and the owners' inboxes."""
+        out: Counter[str] = Counter()
+        assert self.mail is not None
+        for key in self.webhook_alarms():
+            out["webhook:" + key["fingerprint"]] += 1
         for m in list(self.mail.messages):
             subject = str(m.get("Subject", ""))
             if "follow" in subject.lower():
@@ -470,18 +476,7 @@ class Stack:
 
     def alerted(self) -> set[str]:
         """Display prefixes of the keys the security team's webhook has alarmed about."""
-        out: set[str] = set()
-        assert self.hook is not None
-        for r in list(self.hook.requests):
-            try:
-                body = json.loads(r["body"])
-            except ValueError:
-                continue
-            if body.get("type") == "keysweep.leak":
-                out.add(body["data"]["key"]["redacted"].rstrip("…"))
-            elif body.get("type") == "keysweep.leak.summary":
-                out.update(a["key"]["redacted"].rstrip("…") for a in body["data"]["alerts"])
-        return out
+        return {key["redacted"].rstrip("…") for key in self.webhook_alarms()}
 
     def written(self) -> bytes:
         """Everything the system wrote that a key must never reach."""

@@ -46,22 +46,15 @@ def timed(
     return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), cpu
 
 
+# What the by-blobs reader asks git log for (every commit's new blob ids).
+LOG_RAW = ["log", "--all", "--raw", "--no-abbrev", "--no-renames", "--diff-merges=first-parent"]
+
+
 def every_version(repo: Path, out: Path) -> Path:
     """A file of the id of every file version reachable from a ref (what a by-blobs
     history reader must have git inflate), one per line."""
     raw = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(repo),
-            "log",
-            "--all",
-            "--raw",
-            "--no-abbrev",
-            "--no-renames",
-            "--diff-merges=first-parent",
-            "--format=",
-        ],
+        ["git", "-C", str(repo), *LOG_RAW, "--format="],
         capture_output=True,
         check=True,
     ).stdout
@@ -142,17 +135,7 @@ def main() -> None:
             "--all",
             "--full-history",
         ],
-        "read: log --raw": [
-            "git",
-            "-C",
-            str(repo),
-            "log",
-            "--all",
-            "--raw",
-            "--no-abbrev",
-            "--no-renames",
-            "--diff-merges=first-parent",
-        ],
+        "read: log --raw": ["git", "-C", str(repo), *LOG_RAW],
         "read: cat-file versions": ["git", "-C", str(repo), "cat-file", "--batch"],
         "keysweep scan": [
             tool("keysweep") or "keysweep",
