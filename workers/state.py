@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from scanner.notify.dedup import SENT_TTL
 from workers.settings import settings
 
 
@@ -233,7 +234,7 @@ class RedisDedup:
     a sent one holds ``s`` for ``ttl``.
     """
 
-    def __init__(self, ttl: int = 90 * 24 * 3600, pending_ttl: float | None = None) -> None:
+    def __init__(self, ttl: int = SENT_TTL, pending_ttl: float | None = None) -> None:
         self.ttl = ttl
         self.pending_ms = int(1000 * (pending_ttl or settings().ledger_lease / 2))
 

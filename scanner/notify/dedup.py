@@ -9,7 +9,7 @@ A claim is taken in two steps, so a worker that dies between them loses nothing:
 * ``hold(keys, holder)`` renews the holder's claims just before a message leaves
   (and retakes any that lapsed and nobody took); ``False`` means another holder
   has one now, and the message is theirs to send.
-* ``confirm(keys)`` marks them *sent*, kept for ``ttl``; ``release(keys, holder)``
+* ``confirm(keys)`` marks them *sent* (kept: in Redis for ``SENT_TTL``); ``release(keys, holder)``
   gives back a pending claim after a delivery that finally failed, so a later run
   tries again.
 
@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-SENT_TTL = 90 * 24 * 3600
-PENDING_TTL = 15.0
+SENT_TTL = 90 * 24 * 3600  # seconds a sent claim is kept where keys expire (Redis)
+PENDING_TTL = 15.0  # seconds a pending claim holds where no ledger lease sets it
 
 
 class DedupStore(Protocol):
