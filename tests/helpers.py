@@ -54,6 +54,12 @@ class Repo:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(text.encode() if isinstance(text, str) else text)
 
+    def add_origin(self, remote: Path) -> Path:
+        """A bare repository at ``remote`` (default branch main), added as ``origin``."""
+        git(remote.parent, "init", "-q", "--bare", "-b", "main", str(remote))
+        git(self.path, "remote", "add", "origin", str(remote))
+        return remote
+
     def remove(self, rel: str) -> None:
         (self.path / rel).unlink()
 

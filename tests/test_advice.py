@@ -49,9 +49,7 @@ def hooked(tmp_path: Path) -> tuple[Repo, Path]:
     repo.write("README.md", "# project\n")
     repo.write("src/app.py", "import os\n")
     repo.commit("init")
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    git(repo.path, "remote", "add", "origin", str(remote))
+    remote = repo.add_origin(tmp_path / "remote.git")
     git(repo.path, "push", "-q", "origin", "main")
     assert run(repo.path, KEYSWEEP, "install-hook", "--pre-push").returncode == 0
     return repo, remote
@@ -96,9 +94,7 @@ def test_blocked_commit_without_pre_push_hook_says_how_to_add_it(tmp_path: Path)
     repo = Repo(tmp_path / "work")
     repo.write("README.md", "# project\n")
     repo.commit("init")
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    git(repo.path, "remote", "add", "origin", str(remote))
+    repo.add_origin(tmp_path / "remote.git")
     git(repo.path, "push", "-q", "origin", "main")
     assert run(repo.path, KEYSWEEP, "install-hook").returncode == 0
     repo.write("app.py", f"KEY = '{mg_live()}'\n")
@@ -150,9 +146,7 @@ def _mark_edit(shas: list[str]) -> str:
 @pytest.mark.parametrize("root", [False, True], ids=["earlier-commit", "root-commit"])
 def test_blocked_push_of_an_earlier_commit_rebase_as_printed(tmp_path: Path, root: bool) -> None:
     repo = Repo(tmp_path / "work")
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    git(repo.path, "remote", "add", "origin", str(remote))
+    remote = repo.add_origin(tmp_path / "remote.git")
     if not root:
         repo.write("README.md", "# project\n")
         repo.commit("init")

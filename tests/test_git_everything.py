@@ -159,9 +159,7 @@ def test_gitattributes_diff_and_binary_files_in_history(attributed: dict) -> Non
 
 def test_gitattributes_files_are_blocked_by_the_hooks(attributed: dict, tmp_path: Path) -> None:
     r: Repo = attributed["repo"]
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    git(r.path, "remote", "add", "origin", str(remote))
+    remote = r.add_origin(tmp_path / "remote.git")
     base = git(r.path, "rev-parse", "HEAD~1").strip()
     git(r.path, "push", "-q", "origin", f"{base}:refs/heads/main")
     # pre-push: the commit with both files.
@@ -344,9 +342,7 @@ def test_pre_push_blocks_a_key_in_a_commit_message(tmp_path: Path) -> None:
     r = Repo(tmp_path / "push-msg")
     r.write("README.md", "# demo\n")
     base = r.commit("init")
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    git(r.path, "remote", "add", "origin", str(remote))
+    remote = r.add_origin(tmp_path / "remote.git")
     git(r.path, "push", "-q", "origin", "main")
     key = mg_live()
     r.write("README.md", "# demo\nmore\n")

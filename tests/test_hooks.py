@@ -280,9 +280,7 @@ def test_hook_error_is_exit_2_with_one_line(tmp_path: Path, cache: Path) -> None
 
 @pytest.fixture
 def pushed(repo: Repo, tmp_path: Path) -> tuple[Repo, Path]:
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    git(repo.path, "remote", "add", "origin", str(remote))
+    remote = repo.add_origin(tmp_path / "remote.git")
     git(repo.path, "push", "-q", "origin", "main")
     return repo, remote
 
@@ -553,12 +551,6 @@ def _commit_all(repo: Path, env: dict, msg: str, *extra: str) -> None:
     assert p.returncode == 0, p.stderr.decode()
 
 
-def _bare(tmp_path: Path) -> Path:
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    return remote
-
-
 def _remote_has(remote: Path, ref: str) -> bool:
     probe = subprocess.run(
         ["git", "-C", str(remote), "rev-parse", "--verify", "--quiet", ref], capture_output=True
@@ -574,8 +566,7 @@ def test_first_push_with_a_key_in_the_root_commit_is_blocked(
     tmp_path: Path, framework_home: dict, cache: Path, mode: str
 ) -> None:
     repo = Repo(tmp_path / "new")
-    remote = _bare(tmp_path)
-    git(repo.path, "remote", "add", "origin", str(remote))
+    remote = repo.add_origin(tmp_path / "remote.git")
     env = _install(repo.path, mode, framework_home)
     key = mg_live()
     repo.write("config.py", f"KEY = '{key}'\n")
@@ -597,8 +588,7 @@ def test_new_branch_without_upstream_and_force_push_are_scanned(
     tmp_path: Path, framework_home: dict, cache: Path, mode: str
 ) -> None:
     repo = Repo(tmp_path / "work")
-    remote = _bare(tmp_path)
-    git(repo.path, "remote", "add", "origin", str(remote))
+    remote = repo.add_origin(tmp_path / "remote.git")
     repo.write("README.md", "# project\n")
     repo.commit("init")
     env = _install(repo.path, mode, framework_home)
