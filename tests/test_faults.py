@@ -7,18 +7,11 @@ before it is allowed, and leave no planted key in cleartext anywhere it wrote.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_faults", ROOT / "bench" / "faults.py")
-assert _spec and _spec.loader
-faults = importlib.util.module_from_spec(_spec)
-sys.modules["bench_faults"] = faults
-_spec.loader.exec_module(faults)
+from tests.helpers import load_bench
+
+faults = load_bench("faults")
 
 # RabbitMQ: the scenarios where the broker is what is faulted or what redelivers; the
 # others exercise Redis state, GitHub and the key service, the same on either broker.

@@ -4,6 +4,7 @@ a Standard Webhooks endpoint that verifies signatures, a Slack-shaped endpoint."
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import secrets
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from scanner.notify.channels import EmailChannel, SlackChannel, WebhookChannel
+from scanner.notify.channels import Delivery, EmailChannel, SlackChannel, WebhookChannel
 from scanner.notify.dedup import DedupStore, MemoryDedup, SqliteDedup
 from scanner.notify.dispatch import Notifier
 from scanner.notify.message import Alert, Place
@@ -171,7 +172,7 @@ def dedup_contract(make: Callable[[float], DedupStore]) -> None:
     each time so a store that forgets between processes fails."""
     ttl = 0.6
     assert make(ttl).claim("a", "h1")
-    assert not make(ttl).claim("a", "h1"), "a second claim, even the same holder's, fails"
+    assert make(ttl).claim("a", "h1"), "the same holder again (a call retried): still its"
     assert not make(ttl).claim("a", "h2")
     assert make(ttl).hold(["a"], "h1") and not make(ttl).hold(["a"], "h2")
     make(ttl).release(["a"], "h2")  # not theirs: stays
@@ -194,6 +195,30 @@ def dedup_contract(make: Callable[[float], DedupStore]) -> None:
     while time.monotonic() < lapsed:
         assert not make(ttl).claim("b", "late")
         time.sleep(0.1)
+
+
+class Recorder:
+    """A channel that keeps what it was asked to send (the claim logic under test)."""
+
+    name = "webhook"
+
+    def __init__(self) -> None:
+        self.sent: list[Delivery] = []
+
+    def send(self, delivery: Delivery) -> None:
+        self.sent.append(delivery)
+
+
+def test_one_batch_tells_each_key_once_per_channel() -> None:
+    """The same finding twice in one batch is one alarm; the same key somewhere else in
+    that batch is one follow-up (a notify call never counts its own claim as new)."""
+    elsewhere = dataclasses.replace(
+        alert(1), places=(Place("loc-elsewhere", "o/r2", "f" * 40, "g.py", 9, None),)
+    )
+    channel = Recorder()
+    report = Notifier({"webhook": channel}, MemoryDedup()).notify([alert(1), alert(1), elsewhere])
+    assert sorted(d.kind for d in channel.sent) == ["alert", "followup"]
+    assert report.sent == {"webhook:alert": 1, "webhook:followup": 1} and report.skipped == 1
 
 
 def test_memory_and_sqlite_dedup_keep_the_claim_contract(tmp_path: Path) -> None:

@@ -6,14 +6,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import respx
 
+from scanner.notify.channels import Delivery
 from tests import redis_env
+from tests.helpers import load_bench
 
 API = "https://gh.test"
 
@@ -84,6 +89,52 @@ def test_a_pending_alert_claim_lasts_half_the_ledger_lease(monkeypatch: pytest.M
     assert 3_000 < state.client().pttl(name) <= 4_000
     d.confirm(["k"])
     assert state.client().ttl(name) > 80 * 24 * 3600  # sent: kept for 90 days
+
+
+def test_an_alert_delivered_while_redis_restarts_is_marked_sent_and_never_resent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Redis (AOF, as deployed) is SIGKILLed right after a webhook took the alert and is
+    back 0.5 s later: the "sent" mark waits for it instead of failing the task, so the
+    claim is never left pending for the ledger's redo to send again."""
+    from scanner.notify.dispatch import Notifier
+    from tests.test_notify import Recorder, alert
+    from workers import settings as settings_mod
+    from workers import state
+
+    server = load_bench("faults").RedisServer(tmp_path / "redis")
+    server.start()
+    restarted = threading.Event()
+
+    def restart() -> None:
+        time.sleep(0.5)  # the outage
+        server.start()
+        restarted.set()
+
+    class KillsRedisAsItSends(Recorder):
+        def send(self, delivery: Delivery) -> None:
+            super().send(delivery)
+            server.kill()
+            threading.Thread(target=restart, daemon=True).start()
+
+    try:
+        monkeypatch.setenv("KEYSWEEP_REDIS_URL", f"redis://127.0.0.1:{server.port}/1")
+        monkeypatch.setenv("KEYSWEEP_LEDGER_LEASE", "4")
+        settings_mod.settings.cache_clear()
+        state.client.cache_clear()
+        channel = KillsRedisAsItSends()
+        report = Notifier({"webhook": channel}, state.RedisDedup()).notify([alert(1)])
+        assert restarted.is_set() and report.sent == {"webhook:alert": 1}
+        claims = {k: v for k, v in state.dump_all().items() if "notified" in k}
+        assert claims and set(claims.values()) == {"s"}, claims
+        # The ledger's redo, after the lease: already said, nothing sent.
+        again = Notifier({"webhook": channel}, state.RedisDedup()).notify([alert(1)])
+        assert again.skipped == 1 and not again.sent and len(channel.sent) == 1
+    finally:
+        server.stop()
+        monkeypatch.setenv("KEYSWEEP_REDIS_URL", redis_env.url(14))  # the fixture's cleanup
+        settings_mod.settings.cache_clear()
+        state.client.cache_clear()
 
 
 @respx.mock

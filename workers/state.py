@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any
 
 import redis
+from redis.backoff import ConstantBackoff
+from redis.retry import Retry
 
 from scanner.notify.dedup import SENT_TTL
 from workers.settings import settings
@@ -232,34 +234,59 @@ class RedisDedup:
     A pending claim holds ``p:<holder>`` for ``pending_ttl`` (half the ledger lease, so
     it has lapsed when the ledger redoes the work of a worker that died holding it);
     a sent one holds ``s`` for ``ttl``.
+
+    Every call is idempotent (a claim is taken by a script that also accepts the
+    holder's own value) and is retried, with redis-py's ``Retry``, through a Redis
+    outage of up to one ledger lease: a Redis restart between a delivery and its
+    ``confirm`` must not leave the claim pending, or the redo would send it again.
     """
+
+    RETRY_EVERY = 0.25  # seconds between attempts while Redis does not answer
 
     def __init__(self, ttl: int = SENT_TTL, pending_ttl: float | None = None) -> None:
         self.ttl = ttl
-        self.pending_ms = int(1000 * (pending_ttl or settings().ledger_lease / 2))
+        pending = pending_ttl or settings().ledger_lease / 2
+        self.pending_ms = int(1000 * pending)
+        self.retry = Retry(
+            ConstantBackoff(self.RETRY_EVERY),
+            retries=max(1, int(2 * pending / self.RETRY_EVERY)),
+            supported_errors=(redis.ConnectionError, redis.TimeoutError),  # loading included
+        )
+
+    def _call(self, do: Callable[[], Any]) -> Any:
+        return self.retry.call_with_retry(do, lambda _exc: None)
 
     def _take(self, keys: list[str], holder: str) -> bool:
         if not keys:
             return True
         names = [key("notified", k) for k in keys]
-        return bool(client().eval(_TAKE, len(names), *names, f"p:{holder}", self.pending_ms))
+        value = f"p:{holder}"
+        return bool(
+            self._call(lambda: client().eval(_TAKE, len(names), *names, value, self.pending_ms))
+        )
 
     def claim(self, k: str, holder: str) -> bool:
-        return bool(client().set(key("notified", k), f"p:{holder}", nx=True, px=self.pending_ms))
+        return self._take([k], holder)
 
     def hold(self, keys: Iterable[str], holder: str) -> bool:
         return self._take(list(keys), holder)
 
     def confirm(self, keys: Iterable[str]) -> None:
-        pipe = client().pipeline(transaction=False)
-        for k in keys:
-            pipe.set(key("notified", k), "s", ex=self.ttl)
-        pipe.execute()
+        names = [key("notified", k) for k in keys]
+
+        def sent() -> None:
+            pipe = client().pipeline(transaction=False)
+            for name in names:
+                pipe.set(name, "s", ex=self.ttl)
+            pipe.execute()
+
+        if names:
+            self._call(sent)
 
     def release(self, keys: Iterable[str], holder: str) -> None:
         names = [key("notified", k) for k in keys]
         if names:
-            client().eval(_GIVE_BACK, len(names), *names, f"p:{holder}")
+            self._call(lambda: client().eval(_GIVE_BACK, len(names), *names, f"p:{holder}"))
 
 
 def dump_all() -> dict[str, Any]:

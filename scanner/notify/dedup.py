@@ -3,9 +3,11 @@
 A claim is taken in two steps, so a worker that dies between them loses nothing:
 
 * ``claim(key, holder)`` marks the key *pending* for one ``notify`` call (the holder)
-  for ``pending_ttl`` seconds. It is atomic (set-if-absent: a second claim of the
-  same key fails, the same holder's included), so two workers cannot both send; a
-  pending claim whose holder died lapses and the redone work takes it.
+  for ``pending_ttl`` seconds. It is atomic (set-if-absent across holders), so two
+  workers cannot both send; a pending claim whose holder died lapses and the redone
+  work takes it. The same holder claiming again gets ``True``: a call retried after
+  its reply was lost (Redis restarting) must not lose its own claim. (A ``notify``
+  call never claims one key twice; it keeps its own set.)
 * ``hold(keys, holder)`` renews the holder's claims just before a message leaves
   (and retakes any that lapsed and nobody took); ``False`` means another holder
   has one now, and the message is theirs to send.
@@ -60,7 +62,7 @@ class MemoryDedup:
 
     def claim(self, key: str, holder: str) -> bool:
         with self._lock:
-            return self._take(key, holder, time.monotonic(), renew=False)
+            return self._take(key, holder, time.monotonic(), renew=True)
 
     def hold(self, keys: Iterable[str], holder: str) -> bool:
         with self._lock:
@@ -118,7 +120,7 @@ class SqliteDedup:
 
     def claim(self, key: str, holder: str) -> bool:
         with self._lock:
-            return self._take(key, holder, renew=False)
+            return self._take(key, holder, renew=True)
 
     def hold(self, keys: Iterable[str], holder: str) -> bool:
         with self._lock:

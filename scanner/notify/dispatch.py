@@ -132,21 +132,25 @@ class Notifier:
         alarms: dict[tuple[str, str | None], list[tuple[Alert, list[str]]]] = {}
         out: list[tuple[str, Delivery, list[str]]] = []
         skipped = 0
+        taken: set[str] = set()  # this call's claims: a key claimed once per call
+
+        def claim(k: str) -> bool:
+            if k in taken or not self.dedup.claim(k, holder):
+                return False
+            taken.add(k)
+            return True
+
         for a in alerts:
             for channel, recipient in self.routes(a):
                 who = recipient or "-"
                 # Every place is claimed: a place already told about never earns a message.
-                fresh = [
-                    p
-                    for p in a.places
-                    if self.dedup.claim(_h("seen", channel, who, a.key_ident, p.key), holder)
-                ]
+                fresh = [p for p in a.places if claim(_h("seen", channel, who, a.key_ident, p.key))]
                 seen = [_h("seen", channel, who, a.key_ident, p.key) for p in fresh]
                 if not fresh:
                     skipped += 1  # this key at these places: already said
                     continue
                 alarm = _h("alarm", channel, who, a.key_ident)
-                if self.dedup.claim(alarm, holder):
+                if claim(alarm):
                     alarms.setdefault((channel, recipient), []).append((a, [alarm, *seen]))
                 else:  # a key already alarmed about, somewhere new: one short follow-up
                     out.append((channel, Delivery("followup", (a.at(fresh[0]),), recipient), seen))
