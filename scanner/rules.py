@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from re import _constants as _sre
@@ -437,7 +437,13 @@ def default_rules_text() -> str:
 
 
 def pack_rules() -> list[Rule]:
-    """The shipped pack, every file; an id defined in two files is an error."""
+    """The shipped pack, every file; an id defined in two files is an error. Parsed once
+    per process (rules are frozen; a scan, its generic filter and its alerts all ask)."""
+    return list(_pack())
+
+
+@cache
+def _pack() -> tuple[Rule, ...]:
     rules: list[Rule] = []
     where: dict[str, str] = {}
     for name, text in pack_files():
@@ -447,7 +453,7 @@ def pack_rules() -> list[Rule]:
                 raise RuleError(f"{origin}: rule id {r.id!r} is also defined in {where[r.id]}")
             where[r.id] = origin
             rules.append(r)
-    return rules
+    return tuple(rules)
 
 
 CONFIDENCE_RANK = {"high": 0, "medium": 1, "low": 2}
