@@ -485,7 +485,7 @@ def is_placeholder(value: str, name: str) -> bool:
     plain = unleet(value)
     if PLACEHOLDER_VALUES.match(value) or PLACEHOLDER_VALUES.match(plain):
         return True
-    if unleet(_TRAILING_NUMBER.sub("", value)) in FILLER_STEMS:  # p@ssw0rd123, secret42
+    if unleet(value.rstrip(TRAILING_NUMBER)) in FILLER_STEMS:  # p@ssw0rd123, secret42
         return True
     marked = not value.isascii() or PLACEHOLDER_MARK.search(v) is not None
     if marked and any(_written(m.group(0)) for m in PLACEHOLDER_WORDS.finditer(value)):
@@ -501,7 +501,12 @@ def is_placeholder(value: str, name: str) -> bool:
     if len(v) < 12 and any(v.rstrip("!") in seq for seq in SEQUENTIAL):
         return True
     bare = _NOT_ALNUM.sub("", v)
-    return bool(bare) and bare == _NOT_ALNUM.sub("", name.lower())
+    return bool(bare) and bare == _bare_name(name)
+
+
+@lru_cache(maxsize=4096)
+def _bare_name(name: str) -> str:
+    return _NOT_ALNUM.sub("", name.lower())
 
 
 def is_path_or_plain_url(value: str) -> bool:
@@ -528,6 +533,14 @@ def is_fixture(value: str, name: str, line: bytes) -> bool:
 
 
 def _classes(value: str) -> int:
+    """Character classes present: lower, upper, digit, other (each counts once)."""
+    if value.isascii():  # the usual value: str methods in C, no loop over characters
+        return (
+            (value.upper() != value)
+            + (value.lower() != value)
+            + (_DIGIT.search(value) is not None)
+            + (bool(value) and not value.isalnum())
+        )
     chars = set(value)  # each distinct character once
     return (
         any(c.islower() for c in chars)
@@ -537,7 +550,7 @@ def _classes(value: str) -> int:
     )
 
 
-VOWELS = frozenset("aeiouyAEIOUY")
+_NO_VOWELS = str.maketrans("", "", "aeiouyAEIOUY")
 CONSONANT_RUN = re.compile(r"[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{4,}")
 
 
@@ -547,7 +560,8 @@ def _is_word(part: str) -> bool:
         return False
     if len(part) <= 3:
         return True
-    return sum(c in VOWELS for c in part) * 4 >= len(part) and not CONSONANT_RUN.search(part)
+    vowels = len(part) - len(part.translate(_NO_VOWELS))
+    return vowels * 4 >= len(part) and not CONSONANT_RUN.search(part)
 
 
 def _is_words(value: str) -> bool:
@@ -586,7 +600,7 @@ def lacks_secret_shape(value: str, entropy: float, password: bool = False) -> bo
     n = len(value)
     if n < 8 or n > 512 or value != value.strip() or value.startswith("--"):
         return True
-    if any(c.isspace() for c in value):
+    if _SPACE.search(value):
         return True  # a generated token never holds a space (a password may)
     if IDENTIFIER_CHAIN.match(value):
         return True
@@ -732,7 +746,9 @@ FILTER_NAMES = (
 # Compiled once: judge runs on every keyword candidate.
 _CODE_PARTS = re.compile(r"_|(?=[A-Z][a-z])")
 _VOWEL = re.compile(r"[aeiouyAEIOUY]")
-_TRAILING_NUMBER = re.compile(r"[0-9!?.]+$")
+TRAILING_NUMBER = "0123456789!?."  # stripped from a filler's end (secret42, p@ssw0rd!)
+_SPACE = re.compile(r"\s")  # str.isspace's characters
+_DIGIT = re.compile(r"[0-9]")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 _WORD_PARTS = re.compile(r"[_\-.\s/:]+|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _HEX = re.compile(r"[0-9a-fA-F]+")
