@@ -531,6 +531,16 @@ def run_scan(args: argparse.Namespace) -> ScanRun:
     if args.staged and args.no_history:
         raise KeysweepError("--staged and --no-history: choose one")
     is_url = given != "-" and looks_like_url(given)
+    if not is_url and given != "-" and os.path.lexists(given):
+        foreign = targets.foreign_repository_variables(Path(given))
+        if foreign:  # a hook of another repository: scan the one named, not the hook's
+            for name in foreign:
+                del os.environ[name]
+            print(
+                f"keysweep: note: {', '.join(foreign)} pointed at another repository than "
+                f"{given}; scanning {given}'s own (those variables are ignored)",
+                file=sys.stderr,
+            )
     tgt = targets.resolve(given, history=not args.no_history, staged=args.staged, is_url=is_url)
     log.info("target %s: %s", given, tgt.kind + (f" of {tgt.top}" if tgt.top else ""))
     # A whole history (every ref, no range, no paths): git starts reading while the

@@ -62,6 +62,72 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
+# What git itself drops when it enters another repository (a submodule): the variables
+# that say where a repository is (``git rev-parse --local-env-vars``; this list if git
+# cannot say).
+LOCAL_ENV_VARS = (
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX",
+    "GIT_SHALLOW_FILE",
+    "GIT_COMMON_DIR",
+)
+
+
+def _local_env_vars() -> list[str]:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--local-env-vars"],
+            capture_output=True,
+            check=False,
+            timeout=60,
+            cwd="/",
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return list(LOCAL_ENV_VARS)
+    names = out.stdout.decode("ascii", "replace").split()
+    return names if out.returncode == 0 and names else list(LOCAL_ENV_VARS)
+
+
+def foreign_repository_variables(path: Path) -> list[str]:
+    """The repository-local git variables set here (``GIT_DIR``, ``GIT_INDEX_FILE``…)
+    when they point at another repository than the one that holds ``path``, as a git
+    hook, ``git rebase --exec`` or ``git filter-branch`` of another repository leaves
+    them. ``git -C PATH`` obeys them, so a scan of PATH would read that other history
+    and say PATH is clean. Set for PATH's own repository (``keysweep scan --staged``
+    in its pre-commit hook, on git's temporary index), they are kept."""
+    names = [n for n in _local_env_vars() if n in os.environ]
+    if not names:
+        return []
+    where = path if path.is_dir() else path.parent
+
+    def git_dir(env: dict[str, str]) -> bytes | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(where), "rev-parse", "--absolute-git-dir"],
+                capture_output=True,
+                check=False,
+                env={**env, **GIT_ENV},
+                timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    own = git_dir({k: v for k, v in os.environ.items() if k not in names})
+    return [] if own is not None and own == git_dir(dict(os.environ)) else names
+
+
 def work_tree_top(path: Path) -> Path | None:
     """The top of the git work tree that holds ``path``, if any."""
     where = path if path.is_dir() else path.parent

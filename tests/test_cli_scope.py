@@ -359,3 +359,53 @@ def test_the_summary_counts_in_words(three: dict, tmp_path: Path) -> None:
     clean = run("scan", str(d), "--no-history")
     out = clean.stdout.decode() + clean.stderr.decode()
     assert clean.returncode == 0 and f"no leaks found; 1 file under {d}" in out, out
+
+
+def test_a_scan_run_inside_another_repositorys_hook_reads_the_repository_named(
+    tmp_path: Path,
+) -> None:
+    """A git hook (or ``git rebase --exec``) of repository A leaves GIT_DIR and
+    GIT_INDEX_FILE set; ``git -C B`` obeys them. ``keysweep scan B`` from there scans B,
+    and says it ignored them: before, it read A's history and said B was clean."""
+    a, b = Repo(tmp_path / "a"), Repo(tmp_path / "b")
+    a.write("README", "nothing here\n")
+    a.commit("a")
+    b.write("conf.py", f"KEY = '{mg_live()}'\n")
+    b.commit("b")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "settings.env").write_text(f"KEY={mg_live()}\n")
+    hook_env = {"GIT_DIR": str(a.path / ".git"), "GIT_INDEX_FILE": str(a.path / ".git/index")}
+    for target, where in ((b.path, "conf.py"), (plain, "settings.env")):
+        p = run("scan", str(target), "--format", "json", "--no-progress", env=hook_env)
+        assert p.returncode == 1, p.stderr.decode()
+        assert paths(p) == [where]
+        note = p.stderr.decode()
+        assert "GIT_DIR, GIT_INDEX_FILE pointed at another repository" in note, note
+    # A's own scan under A's variables is A's: clean, and nothing said about them.
+    p = run("scan", str(a.path), "--no-progress", env=hook_env)
+    assert p.returncode == 0 and "pointed at" not in p.stderr.decode()
+
+
+def test_a_staged_scan_in_its_own_pre_commit_hook_reads_gits_temporary_index(
+    tmp_path: Path,
+) -> None:
+    """``git commit -a`` stages into a temporary index and names it in GIT_INDEX_FILE
+    for the hook: the repository's own variables are kept, so the key is seen."""
+    r = Repo(tmp_path / "r")
+    r.write("conf.py", "KEY = None\n")
+    r.commit("start")
+    hook = r.path / ".git" / "hooks" / "pre-commit"
+    hook.write_text(f"#!/bin/sh\nexec {KEYSWEEP} scan --staged . --no-progress\n")
+    hook.chmod(0o755)
+    r.write("conf.py", f"KEY = '{mg_live()}'\n")  # changed, not staged: -a stages it
+    p = subprocess.run(
+        ["git", "-C", str(r.path), "commit", "-a", "-q", "-m", "key"],
+        capture_output=True,
+        env={**os.environ, **GIT_ENV},
+        timeout=120,
+    )
+    assert p.returncode != 0, "the commit went through with a key in it"
+    assert "conf.py:1" in p.stdout.decode() + p.stderr.decode()
+    assert "pointed at" not in p.stderr.decode()
+    assert git(r.path, "log", "--format=%s").split() == ["start"]
