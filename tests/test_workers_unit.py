@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -105,6 +106,7 @@ def test_an_alert_delivered_while_redis_restarts_is_marked_sent_and_never_resent
     server = load_bench("faults").RedisServer(tmp_path / "redis")
     server.start()
     restarted = threading.Event()
+    restarts: list[threading.Thread] = []
 
     def restart() -> None:
         time.sleep(0.5)  # the outage
@@ -115,7 +117,8 @@ def test_an_alert_delivered_while_redis_restarts_is_marked_sent_and_never_resent
         def send(self, delivery: Delivery) -> None:
             super().send(delivery)
             server.kill()
-            threading.Thread(target=restart, daemon=True).start()
+            restarts.append(threading.Thread(target=restart, daemon=True))
+            restarts[-1].start()
 
     try:
         monkeypatch.setenv("KEYSWEEP_REDIS_URL", f"redis://127.0.0.1:{server.port}/1")
@@ -131,7 +134,41 @@ def test_an_alert_delivered_while_redis_restarts_is_marked_sent_and_never_resent
         again = Notifier({"webhook": channel}, state.RedisDedup()).notify([alert(1)])
         assert again.skipped == 1 and not again.sent and len(channel.sent) == 1
     finally:
+        for t in restarts:
+            t.join(30)  # so the server it starts is the one stopped here
         server.stop()
+        monkeypatch.setenv("KEYSWEEP_REDIS_URL", redis_env.url(14))  # the fixture's cleanup
+        settings_mod.settings.cache_clear()
+        state.client.cache_clear()
+
+
+def test_the_alert_store_gives_up_on_a_redis_that_stays_down_after_one_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store rides out an outage of one ledger lease and no more, bounded by time,
+    not by attempts: against a Redis that takes connections and never answers (stalled),
+    each attempt costs the client's 10-s socket timeout, and the call fails after the
+    first one that ends past the lease, so the task's own limit and the ledger take over
+    (counting attempts, this took 50 s here, and 20 minutes at the default lease)."""
+    import redis
+
+    from workers import settings as settings_mod
+    from workers import state
+
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(16)  # connections complete in the kernel; nothing ever reads them
+    try:
+        monkeypatch.setenv("KEYSWEEP_REDIS_URL", f"redis://127.0.0.1:{stalled.getsockname()[1]}/1")
+        settings_mod.settings.cache_clear()
+        state.client.cache_clear()
+        store = state.RedisDedup(pending_ttl=0.5)  # a lease of 1 s
+        started = time.monotonic()
+        with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+            store.confirm(["k"])
+        assert time.monotonic() - started < 25
+    finally:
+        stalled.close()
         monkeypatch.setenv("KEYSWEEP_REDIS_URL", redis_env.url(14))  # the fixture's cleanup
         settings_mod.settings.cache_clear()
         state.client.cache_clear()

@@ -237,24 +237,34 @@ class RedisDedup:
 
     Every call is idempotent (a claim is taken by a script that also accepts the
     holder's own value) and is retried, with redis-py's ``Retry``, through a Redis
-    outage of up to one ledger lease: a Redis restart between a delivery and its
-    ``confirm`` must not leave the claim pending, or the redo would send it again.
+    outage of up to one ledger lease (at most ``MAX_OUTAGE`` seconds, inside the alert
+    task's time limit): a Redis restart between a delivery and its ``confirm`` must
+    not leave the claim pending, or the redo would send it again.
     """
 
     RETRY_EVERY = 0.25  # seconds between attempts while Redis does not answer
+    MAX_OUTAGE = 60.0  # seconds; send_alerts' soft time limit is 90 s
 
     def __init__(self, ttl: int = SENT_TTL, pending_ttl: float | None = None) -> None:
         self.ttl = ttl
         pending = pending_ttl or settings().ledger_lease / 2
         self.pending_ms = int(1000 * pending)
+        self.outage = min(2 * pending, self.MAX_OUTAGE)
         self.retry = Retry(
             ConstantBackoff(self.RETRY_EVERY),
-            retries=max(1, int(2 * pending / self.RETRY_EVERY)),
+            retries=-1,  # bounded by time (``_call``), not by count: a stalled Redis
+            # costs a socket timeout per attempt, a refused connection nothing
             supported_errors=(redis.ConnectionError, redis.TimeoutError),  # loading included
         )
 
     def _call(self, do: Callable[[], Any]) -> Any:
-        return self.retry.call_with_retry(do, lambda _exc: None)
+        deadline = time.monotonic() + self.outage
+
+        def give_up_after_the_outage(error: Exception) -> None:
+            if time.monotonic() >= deadline:
+                raise error
+
+        return self.retry.call_with_retry(do, give_up_after_the_outage)
 
     def _take(self, keys: list[str], holder: str) -> bool:
         if not keys:
