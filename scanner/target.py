@@ -52,12 +52,15 @@ class Target:
         return self.top or self.work_tree or self.path
 
 
-def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _git(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """git in ``cwd``, under ``env`` (default: this process's environment)."""
     return subprocess.run(
         ["git", "-C", str(cwd), *args],
         capture_output=True,
         check=False,
-        env={**os.environ, **GIT_ENV},
+        env={**(os.environ if env is None else env), **GIT_ENV},
         timeout=60,
     )
 
@@ -86,13 +89,7 @@ LOCAL_ENV_VARS = (
 
 def _local_env_vars() -> list[str]:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--local-env-vars"],
-            capture_output=True,
-            check=False,
-            timeout=60,
-            cwd="/",
-        )
+        out = _git(Path("/"), "rev-parse", "--local-env-vars")
     except (OSError, subprocess.TimeoutExpired):
         return list(LOCAL_ENV_VARS)
     names = out.stdout.decode("ascii", "replace").split()
@@ -106,26 +103,22 @@ def foreign_repository_variables(path: Path) -> list[str]:
     them. ``git -C PATH`` obeys them, so a scan of PATH would read that other history
     and say PATH is clean. Set for PATH's own repository (``keysweep scan --staged``
     in its pre-commit hook, on git's temporary index), they are kept."""
+    if not any(k.startswith("GIT_") for k in os.environ):
+        return []  # the usual case: no git to ask (a scan's start-up)
     names = [n for n in _local_env_vars() if n in os.environ]
     if not names:
         return []
     where = path if path.is_dir() else path.parent
 
-    def git_dir(env: dict[str, str]) -> bytes | None:
+    def git_dir(env: dict[str, str] | None) -> bytes | None:
         try:
-            out = subprocess.run(
-                ["git", "-C", str(where), "rev-parse", "--absolute-git-dir"],
-                capture_output=True,
-                check=False,
-                env={**env, **GIT_ENV},
-                timeout=60,
-            )
+            out = _git(where, "rev-parse", "--absolute-git-dir", env=env)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
     own = git_dir({k: v for k, v in os.environ.items() if k not in names})
-    return [] if own is not None and own == git_dir(dict(os.environ)) else names
+    return [] if own is not None and own == git_dir(None) else names
 
 
 def work_tree_top(path: Path) -> Path | None:
