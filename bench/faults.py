@@ -24,12 +24,17 @@ traffic through it and injects one fault per scenario:
                       and secondary limits on every endpoint the workers use
 * ``duplicates``      events delivered again (older events back on top of the
                       feed: reordered) and every pending message sent twice
+* ``notify-kills``    (only when named in ``--scenarios``) SIGKILL of the notify
+                      worker every 1-2 s: measures the one remaining window where
+                      an alert message is received twice (column ``resent``)
 
 Per scenario it prints: keys planted, revoked, lost (never revoked), never
 alerted (revoked, but no alarm about it reached the security team's webhook: an
 alert lost; the summary line counts it in ``lost``), revoked
-twice (more than one ``api_key.revoked`` audit event), alerted twice (more
-than one alarm per key on the webhook or to the owner's inbox), recovery (s from
+twice (more than one ``api_key.revoked`` audit event), alerted twice (a key
+alarmed about in two different messages on the webhook or to the owner's inbox),
+resent (an alarm message received again under its own Standard Webhooks
+``webhook-id`` or ``Message-ID``: a redelivery, not a second alert), recovery (s from
 the fault cleared to the last planted key revoked), GitHub requests sent before
 they were allowed (the simulator counts requests that arrive during a wait it
 declared, past a 0.25 s allowance for requests already on their way), and
@@ -43,6 +48,7 @@ cleartext=.. recovery_s=..``; the exit code is 1 when a target is missed.
 
     python bench/faults.py --quick                  # every scenario briefly, each broker
     python bench/faults.py --brokers redis --scenarios sigkill,redis-restart
+    python bench/faults.py --brokers redis --scenarios notify-kills   # the resend window
     python bench/faults.py                          # full length (about an hour)
 """
 
@@ -461,18 +467,58 @@ class Stack:
             elif body.get("type") == "keysweep.leak.summary":
                 yield from (a["key"] for a in body["data"]["alerts"])
 
-    def alarms(self) -> Counter[str]:
-        """Alarms (not follow-ups) per key: the webhook's and the owners' inboxes."""
-        out: Counter[str] = Counter()
-        assert self.mail is not None
-        for key in self.webhook_alarms():
-            out["webhook:" + key["fingerprint"]] += 1
+    def alarm_messages(self) -> list[tuple[float, str, list[str]]]:
+        """Every alarm message (not a follow-up) received: (when, message id, the
+        channel and key of each alarm it carries; a summary carries several).
+
+        The id is the Standard Webhooks ``webhook-id`` or the email's ``Message-ID``:
+        the same for a message sent again (a redone task), another for another message.
+        """
+        assert self.hook is not None and self.mail is not None
+        out: list[tuple[float, str, list[str]]] = []
+        for r in list(self.hook.requests):
+            try:
+                body = json.loads(r["body"])
+            except ValueError:
+                continue
+            keys = []
+            if body.get("type") == "keysweep.leak":
+                keys = [body["data"]["key"]]
+            elif body.get("type") == "keysweep.leak.summary":
+                keys = [a["key"] for a in body["data"]["alerts"]]
+            if keys:
+                ident = "webhook " + str(r["headers"].get("webhook-id", ""))
+                alarms = ["webhook " + k["fingerprint"][:12] for k in keys]
+                out.append((float(r.get("at", 0.0)), ident, alarms))
         for m in list(self.mail.messages):
             subject = str(m.get("Subject", ""))
-            if "follow" in subject.lower():
-                continue
-            out["email:" + str(m.get("X-Envelope-To")) + subject] += 1
+            if "follow" not in subject.lower():
+                alarm = f"email {m.get('X-Envelope-To')} {subject}"
+                ident = f"email {m.get('Message-ID')}"
+                out.append((float(m.get("X-Received-At") or 0), ident, [alarm]))
         return out
+
+    def doubles(self) -> tuple[int, int, list[str]]:
+        """(alarms told in two different messages: twice; messages received again under
+        their own id: resent; what each double was). A message received again is a
+        redelivery, which a receiver deduplicating on its id keeps once."""
+        messages = sorted(self.alarm_messages())
+        resent = len(messages) - len({ident for _, ident, _ in messages})
+        copies: dict[str, list[tuple[float, str]]] = {}
+        for at, ident, alarms in messages:
+            for alarm in alarms:
+                copies.setdefault(alarm, []).append((at, ident))
+        twice = 0
+        what = []
+        for alarm, got in copies.items():
+            if len(got) > 1:
+                ids = len({i for _, i in got})
+                twice += ids > 1
+                what.append(
+                    f"{alarm[:60]} x{len(got)} {'same id' if ids == 1 else f'{ids} ids'} "
+                    f"{got[-1][0] - got[0][0]:.1f}s apart"
+                )
+        return twice, resent, what
 
     def alerted(self) -> set[str]:
         """Display prefixes of the keys the security team's webhook has alarmed about."""
@@ -531,9 +577,11 @@ class Result:
     unalerted: int = 0
     revoked_twice: int = 0
     alerted_twice: int = 0
+    resent: int = 0  # an alarm received again under its own id (not a second alert)
     recovery_s: float = 0.0
     early: int = 0
     cleartext: int = 0
+    restarts: dict[str, int] = field(default_factory=dict)  # supervisor restarts per role
     notes: list[str] = field(default_factory=list)
 
     def ok(self) -> bool:
@@ -551,15 +599,17 @@ class Result:
         return (
             f"{self.broker:<9} {self.scenario:<17} {self.planted:>7} {self.revoked:>7} "
             f"{self.lost:>5} {self.unalerted:>9} {self.revoked_twice:>6} {self.alerted_twice:>7} "
-            f"{self.recovery_s:>9.1f} {self.early:>6} {self.cleartext:>9}"
+            f"{self.resent:>6} {self.recovery_s:>9.1f} {self.early:>6} {self.cleartext:>9}"
             + (f"  {'; '.join(self.notes)}" if self.notes else "")
         )
 
 
 HEADER = (
     f"{'broker':<9} {'scenario':<17} {'planted':>7} {'revoked':>7} {'lost':>5} "
-    f"{'never':>9} {'twice':>6} {'alerted':>7} {'recovery':>9} {'early':>6} {'cleartext':>9}\n"
-    f"{'':<9} {'':<17} {'':>7} {'':>7} {'':>5} {'alerted':>9} {'':>6} {'twice':>7} {'s':>9} "
+    f"{'never':>9} {'twice':>6} {'alerted':>7} {'resent':>6} {'recovery':>9} {'early':>6} "
+    f"{'cleartext':>9}\n"
+    f"{'':<9} {'':<17} {'':>7} {'':>7} {'':>5} {'alerted':>9} {'':>6} {'twice':>7} {'':>6} "
+    f"{'s':>9} "
     f"{'':>6} {'':>9}"
 )
 
@@ -591,6 +641,21 @@ def fault_sigkill(stack: Stack) -> float:
             for _ in range(per_round):
                 stack.procs[order[at % len(order)]].kill()
                 at += 1
+
+    _traffic(stack, 0, kills)
+    return time.time()
+
+
+def fault_notify_kills(stack: Stack) -> float:
+    """SIGKILL of the notify worker every 1-2 s through the traffic: how often an alert
+    message is received twice (the worker dies after the receiver took it and before
+    its claim is marked sent; the redo sends it again under the same id)."""
+
+    def kills() -> None:
+        end = time.time() + stack.profile.traffic
+        while time.time() < end:
+            time.sleep(random.uniform(1.0, 2.0))
+            stack.procs["notify"].kill()
 
     _traffic(stack, 0, kills)
     return time.time()
@@ -714,6 +779,7 @@ FAULTS: dict[str, Callable[[Stack], float]] = {
     "keyservice-45min": fault_keyservice_long,
     "github-limits": fault_github_limits,
     "duplicates": fault_duplicates,
+    "notify-kills": fault_notify_kills,  # opt-in (--scenarios notify-kills): a window's size
 }
 
 
@@ -775,11 +841,14 @@ def run_scenario(stack: Stack, name: str) -> Result:
     wait_idle(stack, 30)
     per_key = stack.revoked_events()
     res.revoked_twice = sum(1 for p in planted if per_key.get(p["display_prefix"], 0) > 1)
-    res.alerted_twice = sum(1 for n in stack.alarms().values() if n > 1)
+    res.alerted_twice, res.resent, doubles = stack.doubles()
+    if doubles:
+        res.notes.append("alarmed more than once: " + "; ".join(doubles))
     stats = sim.stats()
     res.early = int(stats.get("early", 0))
     res.cleartext = cleartext(stack.written(), [p["key"] for p in planted])
     restarts = {n: s.restarts for n, s in stack.procs.items() if s.restarts}
+    res.restarts = restarts
     if restarts:
         res.notes.append("restarts " + ",".join(f"{k}={v}" for k, v in restarts.items()))
         for s in stack.procs.values():
@@ -843,7 +912,8 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Profile, list[str]]:
+    """The command line: its options, the profile they make and the scenarios asked for."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -869,9 +939,14 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     scenarios = [s for s in args.scenarios.split(",") if s]
-    unknown = set(scenarios) - set(SCENARIOS)
+    unknown = set(scenarios) - set(FAULTS)
     if unknown:
         ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    return args, profile, scenarios
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, profile, scenarios = parse(argv)
     brokers = [b for b in args.brokers.split(",") if b]
     if "rabbitmq" in brokers and not rabbitmq_answers():
         print(f"faults: RabbitMQ does not answer on {RABBIT}", file=sys.stderr)

@@ -8,6 +8,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class _Handler:
         self.box.raw.append(envelope.content)
         msg = message_from_bytes(envelope.content, policy=policy.default)
         msg["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
+        msg["X-Received-At"] = f"{time.time():.3f}"
         self.box.messages.append(msg)  # type: ignore[arg-type]
         return "250 OK"
 
@@ -111,7 +113,7 @@ def _server(inbox: HttpInbox) -> ThreadingHTTPServer:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             headers = {k.lower(): v for k, v in self.headers.items()}
-            inbox.requests.append({"headers": headers, "body": body})
+            inbox.requests.append({"headers": headers, "body": body, "at": time.time()})
             if inbox.always_fail or inbox.fail_first > 0:
                 inbox.fail_first -= 1
                 self.send_response(500)
