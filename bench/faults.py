@@ -945,8 +945,17 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Profile, l
     return args, profile, scenarios
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # SIGTERM/SIGHUP (a timeout, a closed terminal) unwind like Ctrl-C, so the stack's
+    # workers, beat and servers are stopped: they run in sessions of their own and
+    # would otherwise outlive the bench, beat restarting its child every second.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, profile, scenarios = parse(argv)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
     brokers = [b for b in args.brokers.split(",") if b]
     if "rabbitmq" in brokers and not rabbitmq_answers():
         print(f"faults: RabbitMQ does not answer on {RABBIT}", file=sys.stderr)
