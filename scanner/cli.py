@@ -897,6 +897,15 @@ def resolve_act_notify(findings: list, config, args: argparse.Namespace) -> tupl
                     file=sys.stderr,
                 )
                 problems += [f"alert not delivered: {e}" for e in report.errors]
+                if report.busy:
+                    from scanner.notify.dedup import PENDING_TTL
+
+                    problems.append(
+                        f"alert not delivered: {report.busy} alert(s) held by another keysweep"
+                        " run (sending now, or stopped while sending less than"
+                        f" {PENDING_TTL:.0f} s ago); run this scan again after that to send"
+                        " what it did not"
+                    )
     finally:
         if ctx.keyservice is not None:
             ctx.keyservice.close()

@@ -17,7 +17,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from scanner.notify.channels import Delivery, EmailChannel, SlackChannel, WebhookChannel
-from scanner.notify.dedup import DedupStore, MemoryDedup, SqliteDedup
+from scanner.notify.dedup import Claim, DedupStore, MemoryDedup, SqliteDedup
 from scanner.notify.dispatch import Notifier
 from scanner.notify.message import Alert, Place
 from tests.conftest import KEYSWEEP
@@ -171,9 +171,9 @@ def dedup_contract(make: Callable[[float], DedupStore]) -> None:
     """What every claim store promises (``scanner.notify.dedup``), on fresh store objects
     each time so a store that forgets between processes fails."""
     ttl = 0.6
-    assert make(ttl).claim("a", "h1")
+    assert make(ttl).claim("a", "h1") is Claim.TAKEN
     assert make(ttl).claim("a", "h1"), "the same holder again (a call retried): still its"
-    assert not make(ttl).claim("a", "h2")
+    assert make(ttl).claim("a", "h2") is Claim.BUSY, "pending for h1: not said, not h2's"
     assert make(ttl).hold(["a"], "h1") and not make(ttl).hold(["a"], "h2")
     make(ttl).release(["a"], "h2")  # not theirs: stays
     assert not make(ttl).claim("a", "h3")
@@ -181,6 +181,7 @@ def dedup_contract(make: Callable[[float], DedupStore]) -> None:
     assert make(ttl).claim("a", "h3")
     make(ttl).confirm(["a"])
     assert not make(ttl).hold(["a"], "h3"), "sent: nobody holds it any more"
+    assert make(ttl).claim("a", "h4") is Claim.SENT
     make(ttl).release(["a"], "h3")
     # A pending claim whose holder died lapses and the redone work takes it ...
     assert make(ttl).claim("b", "dead")
@@ -193,7 +194,7 @@ def dedup_contract(make: Callable[[float], DedupStore]) -> None:
     make(ttl).confirm(["b"])
     lapsed = time.monotonic() + 2 * ttl
     while time.monotonic() < lapsed:
-        assert not make(ttl).claim("b", "late")
+        assert make(ttl).claim("b", "late") is Claim.SENT
         time.sleep(0.1)
 
 
@@ -219,6 +220,42 @@ def test_one_batch_tells_each_key_once_per_channel() -> None:
     report = Notifier({"webhook": channel}, MemoryDedup()).notify([alert(1), alert(1), elsewhere])
     assert sorted(d.kind for d in channel.sent) == ["alert", "followup"]
     assert report.sent == {"webhook:alert": 1, "webhook:followup": 1} and report.skipped == 1
+
+
+class Died(BaseException):
+    """A sender killed mid-delivery: nothing after the send runs."""
+
+
+class Dying(Recorder):
+    def send(self, delivery: Delivery) -> None:
+        self.sent.append(delivery)  # the receiver has it...
+        raise Died  # ...and the sender dies before marking it sent
+
+
+def test_an_alert_another_sender_died_holding_is_busy_until_its_claim_lapses() -> None:
+    """A redelivered task that finds an alert pending for a sender that died (RabbitMQ
+    redelivers at once, before the claim lapses) must not count it as said: it reports
+    it busy (the task retries), and sends it once the claim has lapsed. The same key at
+    a new place while the alarm is pending elsewhere is busy too, not a follow-up."""
+    dedup = MemoryDedup(pending_ttl=0.3)
+    with pytest.raises(Died):
+        Notifier({"webhook": Dying()}, dedup).notify([alert(1)])
+    elsewhere = dataclasses.replace(
+        alert(1), places=(Place("loc-elsewhere", "o/r2", "f" * 40, "g.py", 9, None),)
+    )
+    channel = Recorder()
+    report = Notifier({"webhook": channel}, dedup).notify([alert(1), elsewhere])
+    assert (report.busy, report.skipped, channel.sent) == (2, 0, [])
+    deadline = time.monotonic() + 10
+    while report.busy:  # the task's retries, until the dead sender's claim has lapsed
+        assert time.monotonic() < deadline, "a dead sender's claim kept the alert busy"
+        time.sleep(0.05)
+        report = Notifier({"webhook": channel}, dedup).notify([alert(1), elsewhere])
+    # Said now, as one batch says it: the alarm, and the other place as its follow-up.
+    assert report.sent == {"webhook:alert": 1, "webhook:followup": 1}
+    assert sorted(d.kind for d in channel.sent) == ["alert", "followup"]
+    again = Notifier({"webhook": channel}, dedup).notify([alert(1), elsewhere])
+    assert (again.busy, again.skipped, len(channel.sent)) == (0, 2, 2)
 
 
 def test_memory_and_sqlite_dedup_keep_the_claim_contract(tmp_path: Path) -> None:
@@ -253,7 +290,7 @@ def test_an_alert_claimed_by_a_worker_that_died_before_sending_is_sent_by_the_re
     path = tmp_path / "n.sqlite3"
     with http_inbox(secret) as hook:
         dying = Notifier({"webhook": WebhookChannel(hook.url, secret)}, SqliteDedup(path, 0.3))
-        planned, _ = dying.plan([alert(1)], "worker-that-died")
+        planned, _, _ = dying.plan([alert(1)], "worker-that-died")
         assert planned and hook.requests == []  # claimed, and then the process was gone
         redo = Notifier({"webhook": WebhookChannel(hook.url, secret)}, SqliteDedup(path, 0.3))
         deadline = time.monotonic() + 10

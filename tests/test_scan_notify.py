@@ -4,10 +4,16 @@ and host."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import secrets
+import socket
+import sqlite3
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 from scanner.rules import pack_rules
@@ -103,3 +109,67 @@ def test_notify_settings_from_a_config_file(tmp_path: Path) -> None:
         p = scan(r.path, env, "--notify", "--config", str(conf))
         assert p.returncode == 1, p.stderr.decode()
         assert len(slack.requests) == 1 and "alerts sent: slack:alert 1" in p.stderr.decode()
+
+
+def test_an_alert_a_killed_run_was_sending_is_sent_by_a_later_run_not_skipped(
+    tmp_path: Path,
+) -> None:
+    """A scan killed while its alert was out leaves that alert's claim pending. A run
+    right after must not count it as already said (it may never have arrived): it
+    says the alert is held by another run and exits 2; run again once that claim has
+    lapsed (15 s; aged here), it sends the alert."""
+    r = Repo(tmp_path / "r")
+    r.write("a.py", f"K = '{mg_live()}'\n")
+    r.commit("key")
+    state = tmp_path / "state"
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    arrived = threading.Event()
+    with socket.socket() as stall:  # a receiver that takes the request and never answers
+        stall.bind(("127.0.0.1", 0))
+        stall.listen()
+
+        def take() -> None:
+            conn, _ = stall.accept()
+            conn.recv(65536)
+            arrived.set()
+            time.sleep(30)
+            conn.close()
+
+        threading.Thread(target=take, daemon=True).start()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")}
+        env = {
+            **clean,
+            **GIT_ENV,
+            "KEYSWEEP_NOTIFY_WEBHOOK_URL": f"http://127.0.0.1:{stall.getsockname()[1]}/hook",
+            "KEYSWEEP_NOTIFY_WEBHOOK_SECRET": secret,
+            "KEYSWEEP_STATE_DIR": str(state),
+        }
+        first = subprocess.Popen(
+            [KEYSWEEP, "scan", str(r.path), "--notify"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        if not arrived.wait(60):
+            first.kill()
+            raise AssertionError(f"the first run sent nothing: {first.communicate()[1]!r}")
+        first.kill()
+        first.wait(10)
+    with http_inbox(secret) as hook:
+        env = {
+            "KEYSWEEP_NOTIFY_WEBHOOK_URL": hook.url,
+            "KEYSWEEP_NOTIFY_WEBHOOK_SECRET": secret,
+            "KEYSWEEP_STATE_DIR": str(state),
+        }
+        p = scan(r.path, env, "--notify")
+        err = p.stderr.decode()
+        assert p.returncode == 2, err
+        assert "alert not delivered: 1 alert(s) held by another keysweep run" in err
+        assert "run this scan again after that to send what it did not" in err
+        assert "already sent before: 0" in err and hook.requests == []
+        with sqlite3.connect(state / "notified.sqlite3") as db:  # 16 s later
+            db.execute("UPDATE claims SET at = at - 16 WHERE holder IS NOT NULL")
+        again = scan(r.path, env, "--notify")
+        assert again.returncode == 1, again.stderr.decode()
+        assert "alerts sent: webhook:alert 1" in again.stderr.decode()
+        assert len(hook.requests) == 1

@@ -330,3 +330,44 @@ def test_json_logs_redact_keys_as_a_last_line_of_defence() -> None:
     entry = json.loads(line)
     assert live not in line and gh not in line
     assert live[:16] + "…" in entry["msg"] and gh[:12] + "…" in entry["msg"]
+
+
+def test_the_alert_task_retries_an_alert_a_dead_sender_holds_until_its_claim_lapses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``send_alerts`` run again at once after its worker died mid-send (RabbitMQ
+    redelivers as soon as the connection drops) finds the alert pending for the dead
+    sender: it fails with a transient error (Celery retries it) instead of finishing as
+    if the alert had been said, and once the claim has lapsed it sends the alert."""
+    from scanner.errors import TransientError
+    from scanner.notify.dispatch import Notifier
+    from scanner.notify.message import alert_to_dict
+    from tests.notify_receivers import http_inbox
+    from tests.test_notify import Recorder, alert, whsec
+    from workers import settings as settings_mod
+    from workers import state, tasks
+
+    secret = whsec()
+    with http_inbox(secret) as hook:
+        monkeypatch.setenv("KEYSWEEP_NOTIFY_WEBHOOK_URL", hook.url)
+        monkeypatch.setenv("KEYSWEEP_NOTIFY_WEBHOOK_SECRET", secret)
+        settings_mod.settings.cache_clear()
+        # The worker that died: its claims pending for 1 s, its message never confirmed.
+        planned, _, _ = Notifier({"webhook": Recorder()}, state.RedisDedup(pending_ttl=1)).plan(
+            [alert(1)], "worker-that-died"
+        )
+        assert planned
+        with pytest.raises(TransientError, match="held by another sender"):
+            tasks.send_alerts([alert_to_dict(alert(1))])
+        assert hook.requests == []
+        deadline = time.monotonic() + 15
+        while True:  # Celery's retries, with backoff
+            try:
+                assert tasks.send_alerts([alert_to_dict(alert(1))]) == 1
+                break
+            except TransientError:
+                assert time.monotonic() < deadline, "the dead sender's claim never lapsed"
+                time.sleep(0.2)
+        assert len(hook.requests) == 1 and hook.verified == 1
+        assert tasks.send_alerts([alert_to_dict(alert(1))]) == 0  # said: nothing more
+        assert len(hook.requests) == 1

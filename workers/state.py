@@ -18,7 +18,7 @@ import redis
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
-from scanner.notify.dedup import SENT_TTL
+from scanner.notify.dedup import SENT_TTL, Claim
 from workers.settings import settings
 
 
@@ -209,17 +209,21 @@ class RedisNegativeCache:
         pipe.execute()
 
 
+# 1: taken (every key); 0: a key is sent; -1: a key is pending for another holder.
 _TAKE = """
 for i, k in ipairs(KEYS) do
   local v = redis.call('GET', k)
   if v == false or v == ARGV[1] then
     redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+  elseif string.sub(v, 1, 2) == 'p:' then
+    return -1
   else
     return 0
   end
 end
 return 1
 """
+_CLAIM = {1: Claim.TAKEN, 0: Claim.SENT, -1: Claim.BUSY}
 _GIVE_BACK = """
 for i, k in ipairs(KEYS) do
   if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
@@ -266,20 +270,19 @@ class RedisDedup:
 
         return self.retry.call_with_retry(do, give_up_after_the_outage)
 
-    def _take(self, keys: list[str], holder: str) -> bool:
+    def _take(self, keys: list[str], holder: str) -> Claim:
         if not keys:
-            return True
+            return Claim.TAKEN
         names = [key("notified", k) for k in keys]
         value = f"p:{holder}"
-        return bool(
-            self._call(lambda: client().eval(_TAKE, len(names), *names, value, self.pending_ms))
-        )
+        got = self._call(lambda: client().eval(_TAKE, len(names), *names, value, self.pending_ms))
+        return _CLAIM[int(got)]
 
-    def claim(self, k: str, holder: str) -> bool:
+    def claim(self, k: str, holder: str) -> Claim:
         return self._take([k], holder)
 
     def hold(self, keys: Iterable[str], holder: str) -> bool:
-        return self._take(list(keys), holder)
+        return bool(self._take(list(keys), holder))
 
     def confirm(self, keys: Iterable[str]) -> None:
         names = [key("notified", k) for k in keys]

@@ -314,6 +314,10 @@ def send_alerts(self: Task, alerts: list[dict[str, Any]]) -> int:
         metrics.ALERTS.labels(label.split(":")[0], "failed").inc(n)
     if report.errors:  # undelivered claims were released: a retry sends only those
         raise TransientError("; ".join(report.errors))
+    if report.busy:  # another sender holds them (or died holding them): not said yet
+        raise TransientError(
+            f"{report.busy} alert(s) held by another sender: retried until sent or lapsed"
+        )
     return sum(report.sent.values())
 
 

@@ -5,9 +5,12 @@ A claim is taken in two steps, so a worker that dies between them loses nothing:
 * ``claim(key, holder)`` marks the key *pending* for one ``notify`` call (the holder)
   for ``pending_ttl`` seconds. It is atomic (set-if-absent across holders), so two
   workers cannot both send; a pending claim whose holder died lapses and the redone
-  work takes it. The same holder claiming again gets ``True``: a call retried after
-  its reply was lost (Redis restarting) must not lose its own claim. (A ``notify``
-  call never claims one key twice; it keeps its own set.)
+  work takes it. The same holder claiming again gets it: a call retried after its
+  reply was lost (Redis restarting) must not lose its own claim. (A ``notify`` call
+  never claims one key twice; it keeps its own set.) The answer says which:
+  ``Claim.TAKEN`` (true), ``Claim.SENT`` (said already: skip it) or ``Claim.BUSY``
+  (pending for another holder, who may yet die without sending: not said, so the
+  caller must come back after ``pending_ttl``, never count it as said).
 * ``hold(keys, holder)`` renews the holder's claims just before a message leaves
   (and retakes any that lapsed and nobody took); ``False`` means another holder
   has one now, and the message is theirs to send.
@@ -26,6 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -33,8 +37,19 @@ SENT_TTL = 90 * 24 * 3600  # seconds a sent claim is kept where keys expire (Red
 PENDING_TTL = 15.0  # seconds a pending claim holds where no ledger lease sets it
 
 
+class Claim(Enum):
+    """What ``claim`` found: true only when the claim is the caller's now."""
+
+    TAKEN = "taken"
+    SENT = "sent"  # said already
+    BUSY = "busy"  # pending for another holder: not said yet, maybe never
+
+    def __bool__(self) -> bool:
+        return self is Claim.TAKEN
+
+
 class DedupStore(Protocol):
-    def claim(self, key: str, holder: str) -> bool: ...
+    def claim(self, key: str, holder: str) -> Claim: ...
 
     def hold(self, keys: Iterable[str], holder: str) -> bool: ...
 
@@ -49,7 +64,7 @@ class MemoryDedup:
         self.claims: dict[str, tuple[str | None, float]] = {}  # key -> (holder or None, at)
         self._lock = threading.Lock()
 
-    def _take(self, key: str, holder: str, now: float, renew: bool) -> bool:
+    def _take(self, key: str, holder: str, now: float, renew: bool) -> Claim:
         got = self.claims.get(key)
         if (
             got is None
@@ -57,10 +72,10 @@ class MemoryDedup:
             or (got[0] is not None and now - got[1] > self.pending_ttl)
         ):
             self.claims[key] = (holder, now)
-            return True
-        return False
+            return Claim.TAKEN
+        return Claim.SENT if got[0] is None else Claim.BUSY
 
-    def claim(self, key: str, holder: str) -> bool:
+    def claim(self, key: str, holder: str) -> Claim:
         with self._lock:
             return self._take(key, holder, time.monotonic(), renew=True)
 
@@ -107,7 +122,7 @@ class SqliteDedup:
             self._db.execute("ALTER TABLE claims ADD COLUMN holder TEXT")
         self._lock = threading.Lock()
 
-    def _take(self, key: str, holder: str, renew: bool) -> bool:
+    def _take(self, key: str, holder: str, renew: bool) -> Claim:
         now = time.time()
         cur = self._db.execute(
             "INSERT INTO claims (key, at, holder) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
@@ -116,9 +131,12 @@ class SqliteDedup:
             " OR (claims.holder IS NOT NULL AND claims.at < ?)",
             (key, now, holder, renew, now - self.pending_ttl),
         )
-        return cur.rowcount == 1
+        if cur.rowcount == 1:
+            return Claim.TAKEN
+        row = self._db.execute("SELECT holder FROM claims WHERE key = ?", (key,)).fetchone()
+        return Claim.BUSY if row is not None and row[0] is not None else Claim.SENT
 
-    def claim(self, key: str, holder: str) -> bool:
+    def claim(self, key: str, holder: str) -> Claim:
         with self._lock:
             return self._take(key, holder, renew=True)
 

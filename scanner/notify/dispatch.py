@@ -34,7 +34,7 @@ from scanner.notify.channels import (
     SlackChannel,
     WebhookChannel,
 )
-from scanner.notify.dedup import DedupStore
+from scanner.notify.dedup import Claim, DedupStore
 from scanner.notify.message import SUMMARY_THRESHOLD, Alert, now_iso
 
 if TYPE_CHECKING:
@@ -90,6 +90,9 @@ class NotifyReport:
     sent: Counter[str] = field(default_factory=Counter)  # "channel:kind" -> messages
     failed: Counter[str] = field(default_factory=Counter)
     skipped: int = 0  # already said
+    # Alerts another sender holds a pending claim on (it is sending them now, or died
+    # doing so): not said yet, so the caller comes back once such a claim has lapsed.
+    busy: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -126,32 +129,51 @@ class Notifier:
 
     def plan(
         self, alerts: list[Alert], holder: str
-    ) -> tuple[list[tuple[str, Delivery, list[str]]], int]:
-        """Claim what is new (pending, for ``holder``); returns (channel, delivery, claims)
-        and the count already said."""
+    ) -> tuple[list[tuple[str, Delivery, list[str]]], int, int]:
+        """Claim what is new (pending, for ``holder``); returns (channel, delivery, claims),
+        the count already said and the count another sender holds (busy)."""
         alarms: dict[tuple[str, str | None], list[tuple[Alert, list[str]]]] = {}
         out: list[tuple[str, Delivery, list[str]]] = []
-        skipped = 0
+        skipped = busy = 0
         taken: set[str] = set()  # this call's claims: a key claimed once per call
+        held_elsewhere = False
 
-        def claim(k: str) -> bool:
-            if k in taken or not self.dedup.claim(k, holder):
-                return False
-            taken.add(k)
-            return True
+        def claim(k: str) -> Claim:
+            nonlocal held_elsewhere
+            if k in taken:
+                return Claim.SENT  # this call has it already (an alert listed twice)
+            got = self.dedup.claim(k, holder)
+            if got is Claim.TAKEN:
+                taken.add(k)
+            elif got is Claim.BUSY:
+                held_elsewhere = True
+            return got
 
         for a in alerts:
             for channel, recipient in self.routes(a):
                 who = recipient or "-"
+                held_elsewhere = False
                 # Every place is claimed: a place already told about never earns a message.
                 fresh = [p for p in a.places if claim(_h("seen", channel, who, a.key_ident, p.key))]
                 seen = [_h("seen", channel, who, a.key_ident, p.key) for p in fresh]
+                # A place another sender holds is not said yet (it may die first): this
+                # alert comes again once such a claim is sent or has lapsed.
+                places_busy = held_elsewhere
+                busy += places_busy
                 if not fresh:
-                    skipped += 1  # this key at these places: already said
+                    skipped += not places_busy  # this key at these places: already said
                     continue
                 alarm = _h("alarm", channel, who, a.key_ident)
-                if claim(alarm):
+                got = claim(alarm)
+                if got is Claim.TAKEN:
                     alarms.setdefault((channel, recipient), []).append((a, [alarm, *seen]))
+                elif got is Claim.BUSY:
+                    # Another sender is alarming about this key (or died doing so): whether
+                    # these places earn the alarm or a follow-up is known once its claim is
+                    # sent or has lapsed. Give them back and come again.
+                    self.dedup.release(seen, holder)
+                    taken.difference_update(seen)
+                    busy += not places_busy
                 else:  # a key already alarmed about, somewhere new: one short follow-up
                     out.append((channel, Delivery("followup", (a.at(fresh[0]),), recipient), seen))
         for (channel, recipient), items in alarms.items():
@@ -165,7 +187,7 @@ class Notifier:
                 )
             else:
                 out.extend((channel, Delivery("alert", (a,), recipient), c) for a, c in items)
-        return out, skipped
+        return out, skipped, busy
 
     def _send(self, channel: Channel, delivery: Delivery) -> None:
         for attempt in range(self.retries + 1):
@@ -180,7 +202,7 @@ class Notifier:
     def notify(self, alerts: list[Alert]) -> NotifyReport:
         report = NotifyReport()
         holder = uuid.uuid4().hex  # this call's claims: pending until sent
-        planned, report.skipped = self.plan(alerts, holder)
+        planned, report.skipped, report.busy = self.plan(alerts, holder)
         broken: set[str] = set()
         for name, delivery, claims in planned:
             label = f"{name}:{delivery.kind}"
