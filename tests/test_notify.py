@@ -174,13 +174,13 @@ def dedup_contract(make: Callable[[float], DedupStore]) -> None:
     assert make(ttl).claim("a", "h1") is Claim.TAKEN
     assert make(ttl).claim("a", "h1"), "the same holder again (a call retried): still its"
     assert make(ttl).claim("a", "h2") is Claim.BUSY, "pending for h1: not said, not h2's"
-    assert make(ttl).hold(["a"], "h1") and not make(ttl).hold(["a"], "h2")
+    assert make(ttl).hold(["a"], "h1") and make(ttl).hold(["a"], "h2") is Claim.BUSY
     make(ttl).release(["a"], "h2")  # not theirs: stays
     assert not make(ttl).claim("a", "h3")
     make(ttl).release(["a"], "h1")  # a failed delivery gives it back
     assert make(ttl).claim("a", "h3")
     make(ttl).confirm(["a"])
-    assert not make(ttl).hold(["a"], "h3"), "sent: nobody holds it any more"
+    assert make(ttl).hold(["a"], "h3") is Claim.SENT, "sent: nobody holds it any more"
     assert make(ttl).claim("a", "h4") is Claim.SENT
     make(ttl).release(["a"], "h3")
     # A pending claim whose holder died lapses and the redone work takes it ...
@@ -256,6 +256,33 @@ def test_an_alert_another_sender_died_holding_is_busy_until_its_claim_lapses() -
     assert sorted(d.kind for d in channel.sent) == ["alert", "followup"]
     again = Notifier({"webhook": channel}, dedup).notify([alert(1), elsewhere])
     assert (again.busy, again.skipped, len(channel.sent)) == (0, 2, 2)
+
+
+def test_an_alert_whose_claim_another_sender_took_mid_batch_comes_back_busy() -> None:
+    """A batch slow enough for its later claims to lapse: another sender takes one
+    before this one sends it. That alert is busy for this batch (its claims given back,
+    the task comes again), not skipped as said: the other sender may die with it."""
+    dedup = MemoryDedup(pending_ttl=0.2)
+
+    class SlowFirst(Recorder):
+        def send(self, delivery: Delivery) -> None:
+            super().send(delivery)
+            if len(self.sent) == 1:
+                time.sleep(0.3)  # alert(2)'s claim lapses; another sender takes it
+                assert Notifier({"webhook": Recorder()}, dedup).plan([alert(2)], "other")[0]
+
+    channel = SlowFirst()
+    report = Notifier({"webhook": channel}, dedup).notify([alert(1), alert(2)])
+    assert report.sent == {"webhook:alert": 1} and (report.busy, report.skipped) == (1, 0)
+    deadline = time.monotonic() + 10
+    while not channel.sent[1:]:  # the retry, once the other sender's claim has lapsed
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        Notifier({"webhook": channel}, dedup).notify([alert(1), alert(2)])
+    assert [d.alerts[0].fingerprint for d in channel.sent] == [
+        alert(1).fingerprint,
+        alert(2).fingerprint,
+    ]
 
 
 def test_memory_and_sqlite_dedup_keep_the_claim_contract(tmp_path: Path) -> None:

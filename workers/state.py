@@ -281,8 +281,8 @@ class RedisDedup:
     def claim(self, k: str, holder: str) -> Claim:
         return self._take([k], holder)
 
-    def hold(self, keys: Iterable[str], holder: str) -> bool:
-        return bool(self._take(list(keys), holder))
+    def hold(self, keys: Iterable[str], holder: str) -> Claim:
+        return self._take(list(keys), holder)
 
     def confirm(self, keys: Iterable[str]) -> None:
         names = [key("notified", k) for k in keys]

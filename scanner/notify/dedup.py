@@ -12,8 +12,8 @@ A claim is taken in two steps, so a worker that dies between them loses nothing:
   (pending for another holder, who may yet die without sending: not said, so the
   caller must come back after ``pending_ttl``, never count it as said).
 * ``hold(keys, holder)`` renews the holder's claims just before a message leaves
-  (and retakes any that lapsed and nobody took); ``False`` means another holder
-  has one now, and the message is theirs to send.
+  (and retakes any that lapsed and nobody took); anything but ``TAKEN`` means one
+  is sent (skip) or pending for another holder now (``BUSY``: come back).
 * ``confirm(keys)`` marks them *sent* (kept: in Redis for ``SENT_TTL``); ``release(keys, holder)``
   gives back a pending claim after a delivery that finally failed, so a later run
   tries again.
@@ -51,11 +51,16 @@ class Claim(Enum):
 class DedupStore(Protocol):
     def claim(self, key: str, holder: str) -> Claim: ...
 
-    def hold(self, keys: Iterable[str], holder: str) -> bool: ...
+    def hold(self, keys: Iterable[str], holder: str) -> Claim: ...
 
     def confirm(self, keys: Iterable[str]) -> None: ...
 
     def release(self, keys: Iterable[str], holder: str) -> None: ...
+
+
+def _first_refusal(claims: list[Claim]) -> Claim:
+    """TAKEN when every claim is; else the first that is not."""
+    return next((c for c in claims if not c), Claim.TAKEN)
 
 
 class MemoryDedup:
@@ -79,10 +84,10 @@ class MemoryDedup:
         with self._lock:
             return self._take(key, holder, time.monotonic(), renew=True)
 
-    def hold(self, keys: Iterable[str], holder: str) -> bool:
+    def hold(self, keys: Iterable[str], holder: str) -> Claim:
         with self._lock:
             now = time.monotonic()
-            return all([self._take(k, holder, now, renew=True) for k in keys])
+            return _first_refusal([self._take(k, holder, now, renew=True) for k in keys])
 
     def confirm(self, keys: Iterable[str]) -> None:
         with self._lock:
@@ -140,9 +145,9 @@ class SqliteDedup:
         with self._lock:
             return self._take(key, holder, renew=True)
 
-    def hold(self, keys: Iterable[str], holder: str) -> bool:
+    def hold(self, keys: Iterable[str], holder: str) -> Claim:
         with self._lock:
-            return all([self._take(k, holder, renew=True) for k in keys])
+            return _first_refusal([self._take(k, holder, renew=True) for k in keys])
 
     def confirm(self, keys: Iterable[str]) -> None:
         with self._lock:

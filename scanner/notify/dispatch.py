@@ -211,8 +211,13 @@ class Notifier:
                 report.failed[label] += 1
                 self.dedup.release(claims, holder)
                 continue
-            if not self.dedup.hold(claims, holder):
-                report.skipped += 1  # our claim lapsed and another sender took it: theirs
+            held = self.dedup.hold(claims, holder)
+            if held is Claim.BUSY:  # ours lapsed and another sender has one now: come back
+                self.dedup.release(claims, holder)
+                report.busy += 1
+                continue
+            if not held:
+                report.skipped += 1  # said meanwhile, by another sender
                 continue
             try:
                 self._send(self.channels[name], delivery)
