@@ -29,8 +29,9 @@ traffic through it and injects one fault per scenario:
                       an alert message is received twice (column ``resent``)
 
 Per scenario it prints: keys planted, revoked, lost (never revoked), never
-alerted (revoked, but no alarm about it reached the security team's webhook: an
-alert lost; the summary line counts it in ``lost``), revoked
+alerted (revoked, but the security team's webhook or Slack channel, or the key's
+owner by email, never heard of it: an alert lost; the summary line counts it in
+``lost``), revoked
 twice (more than one ``api_key.revoked`` audit event), alerted twice (a key
 alarmed about in two different messages on the webhook or to the owner's inbox),
 resent (an alarm message received again under its own Standard Webhooks
@@ -524,6 +525,24 @@ class Stack:
         """Display prefixes of the keys the security team's webhook has alarmed about."""
         return {key["redacted"].rstrip("…") for key in self.webhook_alarms()}
 
+    def untold(self, prefixes: list[str]) -> dict[str, list[str]]:
+        """Per channel, the keys (display prefixes) it was never told about: the
+        security team's webhook (an alarm) and Slack channel, and the key's owner by
+        email (every planted key is the key service's, with an owner's address)."""
+        assert self.slack is not None and self.mail is not None
+        webhook = self.alerted()
+        slack = "\n".join(r["body"].decode("utf-8", "replace") for r in list(self.slack.requests))
+        mail = []
+        for m in list(self.mail.messages):
+            body = m.get_body(preferencelist=("plain",))
+            mail.append(str(m.get("Subject", "")) + "\n" + (body.get_content() if body else ""))
+        email = "\n".join(mail)
+        return {
+            "webhook": [p for p in prefixes if p not in webhook],
+            "slack": [p for p in prefixes if p not in slack],
+            "email": [p for p in prefixes if p not in email],
+        }
+
     def written(self) -> bytes:
         """Everything the system wrote that a key must never reach."""
         parts = [self.redis.files(), self.ks.files()]
@@ -830,13 +849,17 @@ def run_scenario(stack: Stack, name: str) -> Result:
         res.recovery_s = max(0.0, last - cleared)
     if res.lost:
         res.recovery_s = max(res.recovery_s, time.time() - cleared)
-    # Every revoked key's alarm reaches the security team's webhook (lost if never).
-    while time.time() < deadline and not all(
-        p["display_prefix"] in stack.alerted() for p in revoked
-    ):
+    # Every revoked key reaches the security team's webhook and Slack channel and its
+    # owner's inbox (an alert lost if any never does).
+    prefixes = [p["display_prefix"] for p in revoked]
+    while time.time() < deadline and any(stack.untold(prefixes).values()):
         time.sleep(1)
-    alerted = stack.alerted()
-    res.unalerted = sum(1 for p in revoked if p["display_prefix"] not in alerted)
+    untold = stack.untold(prefixes)
+    res.unalerted = len(set().union(*map(set, untold.values())))
+    if res.unalerted:
+        res.notes.append(
+            "never told: " + ", ".join(f"{ch} {len(v)}" for ch, v in untold.items() if v)
+        )
     # Let the alerts and audits in flight land before counting twice.
     wait_idle(stack, 30)
     per_key = stack.revoked_events()

@@ -57,11 +57,13 @@ def test_every_fault_scenario_loses_nothing_and_does_nothing_twice(
 def test_the_bench_runs_the_scenarios_named_and_refuses_unknown_ones(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """``python bench/faults.py --brokers redis --scenarios notify-kills`` (the README's
+    """``python bench/faults.py --brokers redis,rabbitmq --scenarios notify-kills`` (the README's
     command for the resend window) runs that scenario alone; every scenario runs by
     default, notify-kills only when named; a misspelt one is refused by name."""
-    _, _, scenarios = faults.parse(["--brokers", "redis", "--scenarios", "notify-kills"])
-    assert scenarios == ["notify-kills"]
+    args, _, scenarios = faults.parse(
+        ["--brokers", "redis,rabbitmq", "--scenarios", "notify-kills"]
+    )
+    assert scenarios == ["notify-kills"] and args.brokers == "redis,rabbitmq"
     args, profile, scenarios = faults.parse(["--quick"])
     assert scenarios == list(faults.SCENARIOS) and "notify-kills" not in scenarios
     assert profile == faults.QUICK and args.brokers == "redis,rabbitmq"
