@@ -285,6 +285,34 @@ def test_an_alert_whose_claim_another_sender_took_mid_batch_comes_back_busy() ->
     ]
 
 
+def test_a_summary_one_of_whose_alerts_another_sender_said_meanwhile_still_says_the_rest() -> (
+    None
+):
+    """30 alarms for Slack go as one summary. While the webhook's summary is out, this
+    sender's Slack claims lapse and another sender says one of those alerts. The Slack
+    summary must not be dropped as said: it comes back busy, and the retry tells Slack
+    the 29 others (before, all 30 counted as one skipped and 29 were never told)."""
+    dedup = MemoryDedup(pending_ttl=0.2)
+    batch = [alert(i) for i in range(30)]
+
+    class SlowWebhook(Recorder):
+        def send(self, delivery: Delivery) -> None:
+            super().send(delivery)
+            time.sleep(0.3)  # this sender's Slack claims lapse; another says alert(0)
+            other = Notifier({"slack": Recorder()}, dedup)
+            planned, _, _ = other.plan([batch[0]], "other")
+            dedup.confirm([k for _, _, claims in planned for k in claims])
+
+    webhook, slack = SlowWebhook(), Recorder()
+    channels = {"webhook": webhook, "slack": slack}
+    report = Notifier(channels, dedup).notify(batch)  # type: ignore[dict-item]
+    assert report.sent == {"webhook:summary": 1} and report.busy == 1 and slack.sent == []
+    again = Notifier(channels, dedup).notify(batch)  # type: ignore[dict-item]
+    assert again.sent == {"slack:summary": 1} and again.busy == 0
+    told = {a.fingerprint for d in slack.sent for a in d.alerts}
+    assert told == {a.fingerprint for a in batch[1:]}
+
+
 def test_memory_and_sqlite_dedup_keep_the_claim_contract(tmp_path: Path) -> None:
     shared = MemoryDedup(0.6)
     dedup_contract(lambda ttl: shared)

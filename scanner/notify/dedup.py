@@ -13,7 +13,8 @@ A claim is taken in two steps, so a worker that dies between them loses nothing:
   caller must come back after ``pending_ttl``, never count it as said).
 * ``hold(keys, holder)`` renews the holder's claims just before a message leaves
   (and retakes any that lapsed and nobody took); anything but ``TAKEN`` means one
-  is sent (skip) or pending for another holder now (``BUSY``: come back).
+  is sent or pending for another holder now: the caller gives its claims back and
+  comes again (the rest may be unsaid).
 * ``confirm(keys)`` marks them *sent* (kept: in Redis for ``SENT_TTL``); ``release(keys, holder)``
   gives back a pending claim after a delivery that finally failed, so a later run
   tries again.
@@ -139,7 +140,8 @@ class SqliteDedup:
         if cur.rowcount == 1:
             return Claim.TAKEN
         row = self._db.execute("SELECT holder FROM claims WHERE key = ?", (key,)).fetchone()
-        return Claim.BUSY if row is not None and row[0] is not None else Claim.SENT
+        # No row: its holder gave it back between the two statements; not said, so busy.
+        return Claim.SENT if row is not None and row[0] is None else Claim.BUSY
 
     def claim(self, key: str, holder: str) -> Claim:
         with self._lock:

@@ -211,13 +211,12 @@ class Notifier:
                 report.failed[label] += 1
                 self.dedup.release(claims, holder)
                 continue
-            held = self.dedup.hold(claims, holder)
-            if held is Claim.BUSY:  # ours lapsed and another sender has one now: come back
+            if not self.dedup.hold(claims, holder):
+                # Ours lapsed and another sender has one of them now, or said it: the
+                # rest may be unsaid (a summary, other places). Give all back and come
+                # again: the next plan skips what is said and sends the rest.
                 self.dedup.release(claims, holder)
                 report.busy += 1
-                continue
-            if not held:
-                report.skipped += 1  # said meanwhile, by another sender
                 continue
             try:
                 self._send(self.channels[name], delivery)
