@@ -316,6 +316,7 @@ class Stack:
         self.vhost = f"keysweep-faults-{secrets.token_hex(4)}"
         self.metrics_ports: dict[str, int] = {}
         self.seen_counts: dict[str, int] = {}
+        self.seen_doubles: set[str] = set()  # alarms already reported more than once
         self.sim: GitHubSim | None = None
         self.hook: HttpInbox | None = None
         self.slack: HttpInbox | None = None
@@ -499,7 +500,7 @@ class Stack:
                 out.append((float(m.get("X-Received-At") or 0), ident, [alarm]))
         return out
 
-    def doubles(self) -> tuple[int, int, list[str]]:
+    def doubles(self) -> tuple[int, int, dict[str, str]]:
         """(alarms told in two different messages: twice; messages received again under
         their own id: resent; what each double was). A message received again is a
         redelivery, which a receiver deduplicating on its id keeps once."""
@@ -510,12 +511,12 @@ class Stack:
             for alarm in alarms:
                 copies.setdefault(alarm, []).append((at, ident))
         twice = 0
-        what = []
+        what = {}
         for alarm, got in copies.items():
             if len(got) > 1:
                 ids = len({i for _, i in got})
                 twice += ids > 1
-                what.append(
+                what[alarm] = (
                     f"{alarm[:60]} x{len(got)} {'same id' if ids == 1 else f'{ids} ids'} "
                     f"{got[-1][0] - got[0][0]:.1f}s apart"
                 )
@@ -864,9 +865,16 @@ def run_scenario(stack: Stack, name: str) -> Result:
     wait_idle(stack, 30)
     per_key = stack.revoked_events()
     res.revoked_twice = sum(1 for p in planted if per_key.get(p["display_prefix"], 0) > 1)
-    res.alerted_twice, res.resent, doubles = stack.doubles()
-    if doubles:
-        res.notes.append("alarmed more than once: " + "; ".join(doubles))
+    # Counted over the stack's whole life (a late redo may resend an earlier scenario's
+    # message), reported as what is new since the last scenario.
+    twice, resent, doubles = stack.doubles()
+    res.alerted_twice = twice - stack.seen_counts.get("alerted_twice", 0)
+    res.resent = resent - stack.seen_counts.get("resent_messages", 0)
+    stack.seen_counts.update(alerted_twice=twice, resent_messages=resent)
+    new = [text for alarm, text in doubles.items() if alarm not in stack.seen_doubles]
+    stack.seen_doubles.update(doubles)
+    if new:
+        res.notes.append("alarmed more than once: " + "; ".join(new))
     stats = sim.stats()
     res.early = int(stats.get("early", 0))
     res.cleartext = cleartext(stack.written(), [p["key"] for p in planted])
