@@ -455,9 +455,9 @@ class Stack:
             events = http.get("/v1/audit-events", params={"action": "api_key.revoked"}).json()
         return Counter(e["target"] for e in events["events"])
 
-    def webhook_alarms(self) -> Iterator[dict[str, Any]]:
-        """The key of each alarm (not follow-up) the security team's webhook received,
-        a summary's one per key."""
+    def webhook_alarm_requests(self) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Each alarm (not follow-up) the security team's webhook received: (the request,
+        the key of each alarm it carries; a summary carries several)."""
         assert self.hook is not None
         for r in list(self.hook.requests):
             try:
@@ -465,9 +465,14 @@ class Stack:
             except ValueError:
                 continue
             if body.get("type") == "keysweep.leak":
-                yield body["data"]["key"]
+                yield r, [body["data"]["key"]]
             elif body.get("type") == "keysweep.leak.summary":
-                yield from (a["key"] for a in body["data"]["alerts"])
+                yield r, [a["key"] for a in body["data"]["alerts"]]
+
+    def webhook_alarms(self) -> Iterator[dict[str, Any]]:
+        """The key of each alarm (not follow-up) the webhook received, a summary's one per key."""
+        for _, keys in self.webhook_alarm_requests():
+            yield from keys
 
     def alarm_messages(self) -> list[tuple[float, str, list[str]]]:
         """Every alarm message (not a follow-up) received: (when, message id, the
@@ -476,22 +481,12 @@ class Stack:
         The id is the Standard Webhooks ``webhook-id`` or the email's ``Message-ID``:
         the same for a message sent again (a redone task), another for another message.
         """
-        assert self.hook is not None and self.mail is not None
+        assert self.mail is not None
         out: list[tuple[float, str, list[str]]] = []
-        for r in list(self.hook.requests):
-            try:
-                body = json.loads(r["body"])
-            except ValueError:
-                continue
-            keys = []
-            if body.get("type") == "keysweep.leak":
-                keys = [body["data"]["key"]]
-            elif body.get("type") == "keysweep.leak.summary":
-                keys = [a["key"] for a in body["data"]["alerts"]]
-            if keys:
-                ident = "webhook " + str(r["headers"].get("webhook-id", ""))
-                alarms = ["webhook " + k["fingerprint"][:12] for k in keys]
-                out.append((float(r.get("at", 0.0)), ident, alarms))
+        for r, keys in self.webhook_alarm_requests():
+            ident = "webhook " + str(r["headers"].get("webhook-id", ""))
+            alarms = ["webhook " + k["fingerprint"][:12] for k in keys]
+            out.append((float(r.get("at", 0.0)), ident, alarms))
         for m in list(self.mail.messages):
             subject = str(m.get("Subject", ""))
             if "follow" not in subject.lower():
