@@ -136,29 +136,26 @@ class Notifier:
         out: list[tuple[str, Delivery, list[str]]] = []
         skipped = busy = 0
         taken: set[str] = set()  # this call's claims: a key claimed once per call
-        held_elsewhere = False
 
         def claim(k: str) -> Claim:
-            nonlocal held_elsewhere
             if k in taken:
                 return Claim.SENT  # this call has it already (an alert listed twice)
             got = self.dedup.claim(k, holder)
             if got is Claim.TAKEN:
                 taken.add(k)
-            elif got is Claim.BUSY:
-                held_elsewhere = True
             return got
 
         for a in alerts:
             for channel, recipient in self.routes(a):
                 who = recipient or "-"
-                held_elsewhere = False
                 # Every place is claimed: a place already told about never earns a message.
-                fresh = [p for p in a.places if claim(_h("seen", channel, who, a.key_ident, p.key))]
-                seen = [_h("seen", channel, who, a.key_ident, p.key) for p in fresh]
+                keys = [_h("seen", channel, who, a.key_ident, p.key) for p in a.places]
+                got_places = [claim(k) for k in keys]
+                fresh = [p for p, got in zip(a.places, got_places, strict=True) if got]
+                seen = [k for k, got in zip(keys, got_places, strict=True) if got]
                 # A place another sender holds is not said yet (it may die first): this
                 # alert comes again once such a claim is sent or has lapsed.
-                places_busy = held_elsewhere
+                places_busy = Claim.BUSY in got_places
                 busy += places_busy
                 if not fresh:
                     skipped += not places_busy  # this key at these places: already said
