@@ -4,11 +4,9 @@ and host."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
-import secrets
 import socket
 import sqlite3
 import subprocess
@@ -20,6 +18,7 @@ from scanner.rules import pack_rules
 from tests.conftest import KEYSWEEP, ROOT
 from tests.helpers import GIT_ENV, Repo, github_token, mg_live
 from tests.notify_receivers import http_inbox
+from tests.test_notify import whsec
 
 
 def readme_secret_command() -> str:
@@ -30,13 +29,15 @@ def readme_secret_command() -> str:
     return m.group(1)
 
 
-def scan(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+def scan_env(env: dict) -> dict:
+    """This environment without any KEYSWEEP_ variable, plus git's and ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")}
+    return {**clean, **GIT_ENV, **env}
+
+
+def scan(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [KEYSWEEP, "scan", str(repo), *args],
-        capture_output=True,
-        env={**clean, **GIT_ENV, **env},
-        timeout=120,
+        [KEYSWEEP, "scan", str(repo), *args], capture_output=True, env=scan_env(env), timeout=120
     )
 
 
@@ -122,7 +123,7 @@ def test_an_alert_a_killed_run_was_sending_is_sent_by_a_later_run_not_skipped(
     r.write("a.py", f"K = '{mg_live()}'\n")
     r.commit("key")
     state = tmp_path / "state"
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    secret = whsec()
     arrived = threading.Event()
     with socket.socket() as stall:  # a receiver that takes the request and never answers
         stall.bind(("127.0.0.1", 0))
@@ -136,17 +137,14 @@ def test_an_alert_a_killed_run_was_sending_is_sent_by_a_later_run_not_skipped(
             conn.close()
 
         threading.Thread(target=take, daemon=True).start()
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")}
         env = {
-            **clean,
-            **GIT_ENV,
             "KEYSWEEP_NOTIFY_WEBHOOK_URL": f"http://127.0.0.1:{stall.getsockname()[1]}/hook",
             "KEYSWEEP_NOTIFY_WEBHOOK_SECRET": secret,
             "KEYSWEEP_STATE_DIR": str(state),
         }
         first = subprocess.Popen(
             [KEYSWEEP, "scan", str(r.path), "--notify"],
-            env=env,
+            env=scan_env(env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
