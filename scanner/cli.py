@@ -183,7 +183,8 @@ def _add_scan_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=os.cpu_count() or 2,
         metavar="N",
-        help="parallel git processes for history scans (default: CPU count)",
+        help="processes that read and scan a whole history side by side (default: CPU "
+        "count; 1: this process alone)",
     )
     p.add_argument(
         "--confidence",
@@ -660,6 +661,9 @@ def _run_scan(args: argparse.Namespace, tgt: Any, early: Any) -> ScanRun:
             relocate=link,
         )
         source.archive_depth = config.archive_depth  # `early` started before it was read
+        # forked scanning processes, before the progress display starts a thread
+        if source.fork_scanners(collector):
+            log.info("history of %s: read and scanned by %d processes", display, opts.jobs)
         if progress is None:
             return scan_source(source, engine, config, opts, collector)
         started = time.perf_counter()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from scanner.baseline import load_baseline
 from scanner.config import Config
@@ -193,16 +194,48 @@ class Collector:
                 clean = m.secret if m.decoded else fragment.clean_secret(m.secret)
                 if clean is not m.secret:
                     m = replace(m, secret=clean)
-                for loc, order in places:
-                    if loc.path and self.exclude and excluded(loc.path, self.exclude):
-                        continue
-                    if self.keep is not None and not self.keep(m, loc, fragment.data, m.start):
-                        continue
-                    outer = getattr(fragment, "decoded", None)  # the source's own (UTF-16)
-                    if m.decoded is not None or outer is not None:
-                        chain = ">".join(x for x in (outer, m.decoded) if x)
-                        loc = replace(loc, decoded=chain)
-                    self.found.add(m, loc, order, per_path=per_path)
+                outer = getattr(fragment, "decoded", None)  # the source's own (UTF-16)
+                self._add(m, places, per_path, outer, fragment.data)
+
+    def _add(
+        self,
+        m: Match,
+        places: list[tuple[Location, Any]],
+        per_path: bool,
+        outer: str | None,
+        data: bytes | None,
+    ) -> None:
+        for loc, order in places:
+            if loc.path and self.exclude and excluded(loc.path, self.exclude):
+                continue
+            if self.keep is not None and not self.keep(m, loc, data, m.start):
+                continue
+            if m.decoded is not None or outer is not None:
+                chain = ">".join(x for x in (outer, m.decoded) if x)
+                loc = replace(loc, decoded=chain)
+            self.found.add(m, loc, order, per_path=per_path)
+
+    # --- a whole history scanned by forked processes (``git_blobs.fork_scanners``) ------
+
+    def warm(self) -> None:
+        """Build now what each forked process would otherwise build for itself on its
+        first scan: the database of the engine's literals and the decoding triggers."""
+        self.decoder.joint()
+
+    def blob_matches(self, data: bytes) -> list[Match]:
+        """The matches in file versions joined into one buffer (not a patch): what a
+        forked scanning process sends back."""
+        return self.decoder.scan(data)
+
+    def add_places(
+        self, m: Match | None, places: list[tuple[Location, Any]], scanned: int = 0
+    ) -> None:
+        """A match a scanning process found, at each place of its blob (a file version:
+        findings at one path keep its earliest version); ``scanned``: bytes it read."""
+        with self.lock:
+            self.bytes += scanned
+            if m is not None:
+                self._add(m, places, True, None, None)
 
 
 def scan_source(

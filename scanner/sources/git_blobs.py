@@ -51,6 +51,7 @@ import contextlib
 import os
 import queue
 import re
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -61,6 +62,7 @@ from scanner.archives import DEFAULT_ARCHIVE_DEPTH, Limits, looks_like_archive
 from scanner.archives import SNIFF as ARCHIVE_SNIFF
 from scanner.findings import Location
 from scanner.sources import git_history
+from scanner.sources.blob_procs import Scanners
 from scanner.sources.files import is_binary
 from scanner.sources.git_history import (
     COMMIT_FORMAT,
@@ -200,12 +202,18 @@ class BlobBatch:
         return places[0] if places else None
 
     def locate_all(self, offset: int) -> list[tuple[Location, Any]]:
+        spot = self.spot(offset)
+        return self._history.places(*spot) if spot is not None else []
+
+    def spot(self, offset: int) -> tuple[bytes, str, int, int, bytes | None] | None:
+        """Where ``offset`` is in its blob: (blob id, archive member suffix, line, column,
+        a path not to report it at), or None for a separator or a neighbour window's."""
         i = bisect.bisect_right(self._starts, offset) - 1
         if i < 0:
-            return []
+            return None
         seg = self.segments[i]
         if not (seg.own_lo <= offset < seg.own_hi and offset < seg.end):
-            return []  # a separator, or a neighbour window's
+            return None  # a separator, or a neighbour window's
         base = self._base.get(i)
         if base is None:  # matches come in order: each count starts where the last ended
             base = self._base[i] = self._lines.line_of(seg.start)
@@ -215,7 +223,7 @@ class BlobBatch:
             column = seg.col0 + _chars(self.data[seg.start : offset]) + 1
         else:
             column = _chars(self.data[nl + 1 : offset]) + 1
-        return self._history.places(seg.blob, seg.suffix, line, column, seg.exclude)
+        return seg.blob, seg.suffix, line, column, seg.exclude
 
 
 class BlobHistory:
@@ -254,6 +262,11 @@ class BlobHistory:
         self._started = self._closed = False
         self._cat: Any = None
         self._log: Any = None
+        self._launched = False
+        self._procs: Scanners | None = None  # forked scanning processes (fork_scanners)
+        self._collector: Any = None  # what takes the children's matches (fork_scanners)
+        # blob ids the log names, for cat-file or the children (None: the end)
+        self._wanted: queue.SimpleQueue[tuple[bytes, bytes, int] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._failures: list[BaseException] = []
         self._total = 0
@@ -322,41 +335,61 @@ class BlobHistory:
 
     # --- the scan ---------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start reading: ``git log`` and ``git cat-file`` run, the log is parsed and the
-        first blobs are read while the caller gets ready (builds its engine); ``feed``
-        scans. Call ``close`` if ``feed`` is never called."""
-        if self._started:
+    def launch(self) -> None:
+        """Start ``git log`` (its output waits in the pipe): what may run before the
+        scanning processes are forked (``fork_scanners``), which no thread may precede."""
+        if self._log is not None:
             return
-        env = {**os.environ, **GIT_ENV}
-        git = ["git", "-C", str(self.repo), *GIT_LIMITS]
+        try:
+            self._log = subprocess.Popen(
+                [*self._git(), *LOG],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **GIT_ENV},
+            )
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH") from None
+        self._launched = True
+
+    def _git(self) -> list[str]:
+        return ["git", "-C", str(self.repo), *GIT_LIMITS]
+
+    def _cat_file(self) -> Any:
         try:
             cat = subprocess.Popen(
-                [*git, "cat-file", "--batch", "--buffer"],
+                [*self._git(), "cat-file", "--batch", "--buffer"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
-                env=env,
+                env={**os.environ, **GIT_ENV},
                 bufsize=PIPE_SIZE,
             )
         except FileNotFoundError:
             raise GitError("git is not installed or not on PATH") from None
+        _grow_pipe(cat.stdout)
+        return cat
+
+    def start(self) -> None:
+        """Start reading: ``git log`` and ``git cat-file`` run, the log is parsed and the
+        first blobs are read while the caller gets ready (builds its engine); ``feed``
+        scans. Call ``close`` if ``feed`` is never called. With scanning processes
+        (``fork_scanners``), each runs a ``git cat-file`` of its own instead."""
+        if self._started:
+            return
+        procs = self._procs
+        if procs is None:
+            self._cat = self._cat_file()
         try:
-            _grow_pipe(cat.stdout)
-            log = subprocess.Popen(
-                [*git, *LOG],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-            )
+            self.launch()
         except BaseException:
-            cat.kill()
-            cat.wait()
+            if self._cat is not None:
+                self._cat.kill()
+                self._cat.wait()
             raise
-        self._cat, self._log = cat, log
+        cat, log = self._cat, self._log
         self._started = True
-        wanted: queue.SimpleQueue[tuple[bytes, bytes, int] | None] = queue.SimpleQueue()
+        wanted = self._wanted
         asked: queue.SimpleQueue[tuple[bytes, bytes, int] | None] = queue.SimpleQueue()
 
         def ask() -> None:
@@ -390,13 +423,32 @@ class BlobHistory:
                 self._messages.put(None)
                 self.attributed.set()
 
-        self._threads = [
-            threading.Thread(target=self._guarded(ask), daemon=True),
-            threading.Thread(target=self._guarded(read_log), daemon=True),
-            threading.Thread(
-                target=self._guarded(lambda: self._read(cat, asked, self._work)), daemon=True
-            ),
-        ]
+        if procs is not None:
+            progress = self.progress
+            total = self._total
+
+            def step(done: int) -> None:
+                if progress is not None:
+                    progress(done, max(total, done))
+
+            self._threads = [
+                threading.Thread(target=self._guarded(lambda: procs.dispatch(wanted)), daemon=True),
+                threading.Thread(target=self._guarded(read_log), daemon=True),
+                *(
+                    threading.Thread(
+                        target=self._guarded(lambda i=i: procs.collect(i, step)), daemon=True
+                    )
+                    for i in range(len(procs.children))
+                ),
+            ]
+        else:
+            self._threads = [
+                threading.Thread(target=self._guarded(ask), daemon=True),
+                threading.Thread(target=self._guarded(read_log), daemon=True),
+                threading.Thread(
+                    target=self._guarded(lambda: self._read(cat, asked, self._work)), daemon=True
+                ),
+            ]
         for t in self._threads:
             t.start()
 
@@ -413,30 +465,67 @@ class BlobHistory:
     def _stop(self) -> None:
         """Stop reading (a failure, or ``close``): every thread then ends."""
         for proc in (self._cat, self._log):
-            with contextlib.suppress(OSError):
-                proc.kill()
+            if proc is not None:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+        if self._procs is not None:
+            for child in self._procs.children:
+                if child.pid > 0:  # (0 once waited for: kill(0) would be our own group)
+                    with contextlib.suppress(OSError):
+                        os.kill(child.pid, signal.SIGKILL)
 
     def close(self) -> None:
         """End what ``start`` began (after ``feed``, or instead of it): the git processes
         are stopped, the queues drained so no thread stays blocked, every thread joined."""
-        if not self._started or self._closed:
+        if not (self._started or self._launched or self._procs) or self._closed:
             return
         self._closed = True
         self.configured.set()
         self._stop()
         self.attributed.set()
-        while any(t.is_alive() for t in self._threads):
+        # (``start`` interrupted: some threads not started, the log's maybe never to end)
+        started = [t for t in self._threads if t.ident is not None]
+        self._wanted.put(None)
+        while any(t.is_alive() for t in started):
             for q in (self._work, self._messages):
                 with contextlib.suppress(queue.Empty):
                     while True:
                         q.get_nowait()
-            for t in self._threads:
+            for t in started:
                 t.join(timeout=0.02)
         for proc in (self._cat, self._log):
+            if proc is None:
+                continue
             proc.wait()
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+        if self._procs is not None:
+            self._procs.wait()
+
+    def fork_scanners(self, n: int, collector: Any) -> bool:
+        """Scan with ``n`` forked processes (``blob_procs``) instead of threads: each reads
+        and scans the versions of its share of the paths. ``collector``
+        (``scanner.scan.Collector``) gives the engine they are forked with and takes
+        what they find. Only before anything else started a thread (a fork copies
+        locks another thread may hold) and before ``start``; False when not done (the
+        scan then uses threads)."""
+        if (
+            n < 2
+            or self._started
+            or self._procs is not None
+            or not hasattr(os, "fork")
+            or threading.active_count() != 1
+        ):
+            return False
+        self.configured.set()
+        collector.warm()
+        engine = collector.engine
+        self._procs = Scanners.fork(
+            self, n, collector.blob_matches, engine.rules, engine.stats
+        )
+        self._collector = collector
+        return True
 
     def feed(self, sink: Callable[[Any], None]) -> None:
         self.configured.set()
@@ -445,6 +534,7 @@ class BlobHistory:
             self._total = int(count.strip() or 0)
         self.start()
         failures = self._failures
+        procs = self._procs
 
         def scanner() -> None:
             while True:
@@ -459,7 +549,8 @@ class BlobHistory:
                         self._stop()
                         self.attributed.set()
 
-        scanners = [threading.Thread(target=scanner, daemon=True) for _ in range(self.jobs)]
+        jobs = 0 if procs is not None else self.jobs
+        scanners = [threading.Thread(target=scanner, daemon=True) for _ in range(jobs)]
         for t in scanners:
             t.start()
         done = False
@@ -468,8 +559,17 @@ class BlobHistory:
             while (chunk := self._messages.get()) is not None:
                 if not failures:
                     sink(_OldestFirst(chunk, self.relocate))
-            self._threads[-1].join()  # the reader: every blob is in the queue
-            self._copies()
+            if procs is None:
+                self._threads[-1].join()  # the reader: every blob is in the queue
+                for batch in self._copy_batches():
+                    self._work.put(batch)
+            else:
+                for t in self._threads:  # the log, the dispatcher, what each child sent
+                    t.join()
+                if not failures:
+                    self._merge(procs)
+                    for batch in self._copy_batches():
+                        sink(batch)
             done = True
         finally:
             if not done:
@@ -484,7 +584,35 @@ class BlobHistory:
         if self.progress is not None:
             self.progress(self.units, max(self._total, self.units))
 
-    def _copies(self) -> None:
+    def _merge(self, procs: Scanners) -> None:
+        """What the children read and found, into this scan: the blobs each scanned where
+        they changed, the counts of what it skipped, the engine's counters, the bytes
+        scanned, and each match placed at every path of its blob."""
+        self._partial.update(procs.partial)
+        for skipped in procs.skipped:
+            mine = self.skipped
+            for name in ("binary", "too_large", "unreadable", "excluded", "symlinks"):
+                setattr(mine, name, getattr(mine, name) + getattr(skipped, name))
+            mine.archives_capped += skipped.archives_capped
+            mine.capped.extend(skipped.capped[: max(0, 20 - len(mine.capped))])
+            mine.errors.extend(skipped.errors[: max(0, 20 - len(mine.errors))])
+        collector = self._collector
+        stats = collector.engine.stats
+        for name, value in procs.stats.items():
+            setattr(stats, name, getattr(stats, name) + value)
+        collector.add_places(None, [], procs.bytes)
+        # oldest commit first, as the threads' scan mostly meets them (a finding's first
+        # location is its oldest), whatever the children's pace
+        placed = [
+            (order, loc.path, n, m, loc)
+            for n, (m, spot) in enumerate(procs.matches())
+            for loc, order in self.places(*spot)
+        ]
+        placed.sort(key=lambda x: x[:3])
+        for order, _path, _n, m, loc in placed:
+            collector.add_places(m, [(loc, order)])
+
+    def _copy_batches(self) -> Iterator[BlobBatch]:
         """Blobs scanned only where they changed (``_changed``) that were also written at
         another path (a copy, a file added again under another name): read again and
         scanned whole for those other paths."""
@@ -511,10 +639,10 @@ class BlobHistory:
             parts.append(data)
             size += len(data)
             if size >= BATCH:
-                self._work.put(BlobBatch(b"".join(parts), segments, self))
+                yield BlobBatch(b"".join(parts), segments, self)
                 parts, segments, size = [], [], 0
         if segments:
-            self._work.put(BlobBatch(b"".join(parts), segments, self))
+            yield BlobBatch(b"".join(parts), segments, self)
 
     def _read_log(self, log: Any, wanted: queue.SimpleQueue[Any]) -> None:
         """Each chunk of ``git log``: its raw lines noted, then kept for ``feed`` to scan

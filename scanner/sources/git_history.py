@@ -927,7 +927,24 @@ class GitHistorySource:
                 archives=self.archives,
                 skipped=self.skipped,
             )
-            self._blobs.start()
+            if self.jobs >= 2 and hasattr(os, "fork"):
+                # git log only: scanning processes may be forked (``fork_scanners``),
+                # which no thread may precede; ``feed`` starts the rest.
+                self._blobs.launch()
+            else:
+                self._blobs.start()
+
+    def fork_scanners(self, collector: Any) -> bool:
+        """A whole history read by blobs is scanned by ``jobs`` forked processes rather
+        than threads (``git_blobs.BlobHistory.fork_scanners``), when this process has no
+        other thread yet and nothing but the engine decides what is kept (a
+        ``.gitleaks.toml`` allowlist reads the scanned bytes: threads then). True when
+        forked."""
+        self.prepare()
+        if self._blobs is None or collector.keep is not None:
+            return False
+        self._blobs.archive_depth = self.archive_depth
+        return bool(self._blobs.fork_scanners(self.jobs, collector))
 
     def close(self) -> None:
         if self._blobs is not None:

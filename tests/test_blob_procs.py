@@ -1,0 +1,186 @@
+"""A whole history read and scanned by forked processes (``scanner.sources.blob_procs``):
+what they find is what one process finds, a process that dies fails the scan, and
+nothing is left running after the scan ends, however it ends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from scanner.config import Config
+from scanner.scan import Collector, ScanOptions, build_engine, scan_source
+from scanner.sources.git_history import GitHistorySource
+from tests.conftest import KEYSWEEP
+from tests.helpers import Repo, mg_live
+from tests.test_git_blobs import _git_wrapper, everything  # noqa: F401 - the fixture
+
+FORKED = "read and scanned by"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEYSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def scan_json(repo: Path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    p = subprocess.run(
+        [KEYSWEEP, "scan", str(repo), "--format", "json", "--no-progress", "-v", *args],
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
+    return p, (json.loads(p.stdout) if p.returncode in (0, 1) else None)
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("jobs", ["2", "3"])
+def test_processes_find_every_key_one_process_finds_at_the_same_places(
+    everything: dict,  # noqa: F811 - the fixture imported above
+    jobs: str,
+) -> None:
+    """Every key a commit publishes (file, move, merge, -diff file, archive, message,
+    branch, tag) found by N processes with the same locations, in the same order, as
+    by ``--jobs 1``; ``-v`` says which way the history was read."""
+    repo, keys = everything["repo"], everything["keys"]
+    p, forked = scan_json(repo, "--jobs", jobs)
+    q, alone = scan_json(repo, "--jobs", "1")
+    assert p.returncode == q.returncode == 1, p.stderr.decode() + q.stderr.decode()
+    assert f"{FORKED} {jobs} processes".encode() in p.stderr
+    assert FORKED.encode() not in q.stderr
+    assert {f["secret_sha256"] for f in forked} == {sha(k) for k in keys.values()}
+    assert forked == alone
+
+
+def test_a_scanning_process_that_dies_fails_the_scan(tmp_path: Path) -> None:
+    """A scanning process killed (SIGKILL) while its git cat-file is sending blobs: the
+    scan ends with an error (exit 2) that says a share of the history was not read,
+    never with the findings of the rest or "no leaks found"."""
+    r = Repo(tmp_path / "r")
+    for i in range(12):
+        filler = "\n".join(f"line {j} of file {i}" for j in range(200))
+        r.write(f"f{i}.txt", f"{filler}\nKEY = '{mg_live()}'\n")
+    r.commit("files")
+    env = _git_wrapper(tmp_path, "cat-file")
+    wrapper = Path(env["PATH"].split(":")[0]) / "git"
+    # the wrapper's parent is the scanning process: kill it, not git
+    wrapper.write_text(wrapper.read_text().replace("kill -9 $$", "kill -9 $PPID"))
+    p, _ = scan_json(r.path, "--jobs", "2", env=env)
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert FORKED in err
+    assert "keysweep: error: a scanning process ended before its share" in err
+    assert b"no leaks found" not in p.stdout + p.stderr
+
+
+def test_a_scan_with_another_thread_running_uses_threads(tmp_path: Path) -> None:
+    """A process that already runs another thread (a library caller, a server) is not
+    forked (a fork copies locks that thread may hold): the history is read and scanned
+    by threads, and every key is found."""
+    r = Repo(tmp_path / "r")
+    keys = [mg_live() for _ in range(3)]
+    for i, key in enumerate(keys):
+        r.write(f"k{i}.env", f"KEY={key}\n")
+        r.commit(f"key {i}")
+    config = Config()
+    engine = build_engine(config)
+    collector = Collector(engine, [])
+    source = GitHistorySource(r.path, "r", jobs=2, by_blobs=True)
+    hold = threading.Event()
+    other = threading.Thread(target=hold.wait, daemon=True)
+    other.start()
+    try:
+        assert source.fork_scanners(collector) is False
+        result = scan_source(source, engine, config, ScanOptions(), collector)
+    finally:
+        hold.set()
+        source.close()
+    assert {f.secret_sha256 for f in result.findings} == {sha(k) for k in keys}
+
+
+def _group_gone(pgid: int, timeout: float = 30) -> bool:
+    """Whether every process of group ``pgid`` has ended (waits for it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _big_history(tmp_path: Path) -> Repo:
+    r = Repo(tmp_path / "big")
+    line = "x = compute(value, other_value)  # an ordinary line of code here\n"
+    for i in range(6):
+        r.write(f"src/m{i}.py", line * 60_000 + f"KEY = '{mg_live()}'\n")
+        r.commit(f"module {i}")
+    return r
+
+
+def test_ctrl_c_during_a_forked_scan_leaves_nothing_running(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) once the processes are forked:
+    keysweep exits, and no scanning process or git is left behind."""
+    r = _big_history(tmp_path)
+    proc = subprocess.Popen(
+        [KEYSWEEP, "scan", str(r.path), "--no-progress", "-v", "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    seen = b""
+    while FORKED.encode() not in seen:
+        chunk = proc.stderr.readline()
+        assert chunk, seen.decode()
+        seen += chunk
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.stderr.read()
+    code = proc.wait(timeout=60)
+    assert (code, b"keysweep: error: interrupted" in rest) == (2, True), (seen + rest).decode()
+    assert b"no leaks found" not in rest
+    assert _group_gone(proc.pid), "a process of the scan outlived it"
+
+
+def test_progress_on_a_terminal_with_forked_processes(tmp_path: Path) -> None:
+    """On a terminal the progress display runs beside the forked processes: the scan
+    shows it and ends with every key found."""
+    r = _big_history(tmp_path)
+    out = tmp_path / "report.json"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [KEYSWEEP, "scan", str(r.path), "-v", "--jobs", "2", "--format", "json"],
+        stdout=out.open("wb"),
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready, shown.decode(errors="replace")
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: keysweep ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 1, shown.decode(errors="replace")
+    assert FORKED.encode() in shown
+    assert b"history" in shown and b"commits" in shown  # the progress line
+    assert len(json.loads(out.read_text())) == 6
