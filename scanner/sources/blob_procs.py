@@ -59,6 +59,15 @@ MATCH_FIELDS = (
 PROGRESS_EVERY = 256  # blobs read between two progress messages
 
 
+def taken(q: queue.SimpleQueue[Any]) -> list[Any]:
+    """The next item of ``q`` (waiting for it) and every item already behind it, up to
+    an end (None), which ends the list."""
+    items = [q.get()]
+    while items[-1] is not None and not q.empty():
+        items.append(q.get())
+    return items
+
+
 def _send(fd: int, obj: Any, lock: threading.Lock) -> None:
     data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
     with lock:
@@ -151,11 +160,7 @@ class Scanners:
         assigned = [0] * len(children)
         try:
             while True:
-                item = wanted.get()
-                items = [item]
-                while item is not None and not wanted.empty():
-                    item = wanted.get()
-                    items.append(item)
+                items = taken(wanted)
                 for i in items:
                     if i is not None:
                         blob, path, index = i
@@ -166,7 +171,7 @@ class Scanners:
                         children[k].commands.write(b"%s %d %s\n" % (blob, index, path))
                 for child in children:
                     child.commands.flush()
-                if item is None:
+                if items[-1] is None:
                     return
         except (BrokenPipeError, ValueError, OSError):
             pass  # a child that ended: its reader says why
@@ -314,9 +319,7 @@ def _child_scan(
         try:
             end = False
             while not end:
-                chunk = [ids.get()]
-                while chunk[-1] is not None and not ids.empty():
-                    chunk.append(ids.get())
+                chunk = taken(ids)
                 end = chunk[-1] is None
                 cat.stdin.write(b"".join(c for c in chunk if c is not None))
                 cat.stdin.flush()

@@ -62,7 +62,7 @@ from scanner.archives import DEFAULT_ARCHIVE_DEPTH, Limits, looks_like_archive
 from scanner.archives import SNIFF as ARCHIVE_SNIFF
 from scanner.findings import Location
 from scanner.sources import git_history
-from scanner.sources.blob_procs import Scanners
+from scanner.sources.blob_procs import Scanners, taken
 from scanner.sources.files import is_binary
 from scanner.sources.git_history import (
     COMMIT_FORMAT,
@@ -396,18 +396,14 @@ class BlobHistory:
             """Blob ids to ``git cat-file`` as the log names them (never blocks the log)."""
             try:
                 while True:
-                    item = wanted.get()
-                    items = [item]
-                    while item is not None and not wanted.empty():
-                        item = wanted.get()
-                        items.append(item)
+                    items = taken(wanted)
                     ids = b"".join(i[0] + b"\n" for i in items if i is not None)
                     for i in items:
                         asked.put(i)
                     if ids:
                         cat.stdin.write(ids)
                         cat.stdin.flush()
-                    if item is None:
+                    if items[-1] is None:
                         return
             except (BrokenPipeError, ValueError, OSError):
                 asked.put(None)
