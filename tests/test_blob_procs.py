@@ -184,3 +184,19 @@ def test_progress_on_a_terminal_with_forked_processes(tmp_path: Path) -> None:
     assert FORKED.encode() in shown
     assert b"history" in shown and b"commits" in shown  # the progress line
     assert len(json.loads(out.read_text())) == 6
+
+
+def test_a_repository_with_a_gitleaks_config_is_scanned_in_one_process(tmp_path: Path) -> None:
+    """A ``.gitleaks.toml`` allowlist reads the scanned text around a match, which the
+    forked processes do not send back: such a repository is read and scanned in the one
+    process, and its allowlist still decides."""
+    r = Repo(tmp_path / "r")
+    kept, allowed = mg_live(), mg_live()
+    r.write(".gitleaks.toml", "[allowlist]\npaths = ['''^fixtures/''']\n")
+    r.write("app.env", f"KEY={kept}\n")
+    r.write("fixtures/sample.env", f"KEY={allowed}\n")
+    r.commit("config and keys")
+    p, found = scan_json(r.path, "--jobs", "2")
+    assert p.returncode == 1, p.stderr.decode()
+    assert FORKED.encode() not in p.stderr
+    assert {f["secret_sha256"] for f in found} == {sha(kept)}
