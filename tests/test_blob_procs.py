@@ -4,6 +4,7 @@ nothing is left running after the scan ends, however it ends."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -200,3 +201,126 @@ def test_a_repository_with_a_gitleaks_config_is_scanned_in_one_process(tmp_path:
     assert p.returncode == 1, p.stderr.decode()
     assert FORKED.encode() not in p.stderr
     assert {f["secret_sha256"] for f in found} == {sha(kept)}
+
+
+def test_scanning_processes_end_with_a_killed_parent_and_free_its_output(
+    tmp_path: Path,
+) -> None:
+    """keysweep SIGKILLed while its scanning processes wait on git: they end with it,
+    and whatever reads keysweep's output sees its end at once, not when orphans finish."""
+    import shutil
+
+    r = Repo(tmp_path / "r")
+    for i in range(4):
+        r.write(f"f{i}.txt", f"KEY = '{mg_live()}'\n")
+    r.commit("files")
+    real = shutil.which("git")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    # every cat-file answer held back a minute: the scanning processes are waiting on it
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" cat-file "*) "{real}" "$@" | {{ sleep 60; cat; }}; exit ;; esac\n'
+        f'exec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [KEYSWEEP, "scan", str(r.path), "--no-progress", "-v", "--jobs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    seen = b""
+    while FORKED.encode() not in seen:
+        line = proc.stderr.readline()
+        assert line, seen.decode()
+        seen += line
+    children = [
+        int(pid)
+        for pid in subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+    ]
+    scanners = [pid for pid in children if "scan" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(scanners) == 2, children
+    proc.kill()
+    proc.wait(timeout=30)
+    ready, _, _ = select.select([proc.stdout, proc.stderr], [], [], 30)
+    assert ready and proc.stdout.read() == b"", "keysweep's output held open"
+    deadline = time.monotonic() + 30
+    alive = scanners
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.05)
+    assert not alive, f"scanning processes outlived keysweep: {alive}"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the git wrapper's sleep
+
+
+def test_copies_moves_and_merges_are_listed_in_the_same_order_as_one_process(
+    tmp_path: Path,
+) -> None:
+    """A key kept through versions, copied to other paths, moved and merged: every
+    location, in the order ``--jobs 1`` lists them."""
+    r = Repo(tmp_path / "r")
+    body = "".join(f"line {j}\n" for j in range(3000))
+    keys = [mg_live() for _ in range(6)]
+    for i, key in enumerate(keys):
+        r.write(f"f{i}.txt", f"KEY={key}\n{body}")
+    r.commit("v1")
+    for i, key in enumerate(keys):
+        r.write(f"f{i}.txt", f"KEY={key}\n{body}one more line\n")
+    r.commit("v2")
+    for i, key in enumerate(keys):
+        r.write(f"g{i}.txt", f"KEY={key}\n{body}one more line\n")
+        r.write(f"d{i}/f.txt", f"KEY={key}\n{body}one more line\n")
+    r.commit("copies")
+    from tests.helpers import git
+
+    git(r.path, "checkout", "-q", "-b", "side")
+    for i in range(0, 6, 2):
+        git(r.path, "mv", f"g{i}.txt", f"h{i}.txt")
+    r.commit("moves")
+    git(r.path, "checkout", "-q", "main")
+    r.write("other.txt", "x\n")
+    r.commit("main moves on")
+    git(r.path, "merge", "-q", "--no-ff", "-m", "merge side", "side")
+    p, forked = scan_json(r.path, "--jobs", "2")
+    q, alone = scan_json(r.path, "--jobs", "1")
+    assert FORKED.encode() in p.stderr and FORKED.encode() not in q.stderr
+    assert {f["secret_sha256"] for f in forked} == {sha(k) for k in keys}
+    assert [[(x["commit"], x["path"]) for x in f["locations"]] for f in forked] == [
+        [(x["commit"], x["path"]) for x in f["locations"]] for f in alone
+    ]
+    assert forked == alone
+
+
+def test_what_archives_kept_from_the_scan_is_counted_and_named_alike(tmp_path: Path) -> None:
+    """Thirty unreadable archives: the summary counts and names all thirty (up to the
+    hundred one process names), whichever way the history was read (forked: in the
+    names' order)."""
+    import random
+
+    r = Repo(tmp_path / "r")
+    rng = random.Random(7)
+    for i in range(30):
+        (r.path / f"p{i}").mkdir(parents=True, exist_ok=True)
+        (r.path / f"p{i}" / "bad.zip").write_bytes(b"PK\x03\x04" + rng.randbytes(200))
+    r.commit("broken archives")
+    runs = {}
+    for jobs in ("2", "1"):
+        p = subprocess.run(
+            [KEYSWEEP, "scan", str(r.path), "--format", "sarif", "--jobs", jobs, "-v"],
+            capture_output=True,
+            timeout=120,
+        )
+        assert p.returncode == 0, p.stderr.decode()
+        runs[jobs] = (json.loads(p.stdout)["runs"][0]["properties"]["keysweep"], p.stderr)
+    assert FORKED.encode() in runs["2"][1]
+    forked, alone = runs["2"][0], runs["1"][0]
+    assert len(forked["errors"]) == 30 and forked["errors"] == sorted(alone["errors"])
+    assert {**forked, "errors": None} == {**alone, "errors": None}

@@ -56,7 +56,7 @@ MATCH_FIELDS = (
     "decoded",
     "run",
 )
-PROGRESS_EVERY = 256  # blobs read between two progress messages
+END = b".\n"  # the parent's last command: a pipe that ends without it, the parent died
 
 
 def taken(q: queue.SimpleQueue[Any]) -> list[Any]:
@@ -106,7 +106,8 @@ class Scanners:
         self.partial: dict[bytes, bytes] = {}
         self.stats: dict[str, int] = {}
         self.bytes = 0
-        self.skipped: list[Any] = []
+        self.skipped: list[Any] = [None] * len(children)  # per child, in child order
+        self.seq: dict[bytes, int] = {}  # blob -> its place in the log's order
         self.read = [0] * len(children)  # per child: the commit index of its latest blob
         self.lock = threading.Lock()
 
@@ -122,6 +123,7 @@ class Scanners:
         """Fork ``n`` children, each with ``scan`` (the engine, built) and ``history`` (as
         configured). The caller has no other thread."""
         children: list[Child] = []
+        parent = os.getpid()
         # Ctrl-C waits while forking: a child must not take it for the parent's (and run
         # the parent's code), nor the parent lose track of a child it just forked.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -132,6 +134,7 @@ class Scanners:
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - the child's coverage is not collected
                     try:
+                        _die_with(parent)
                         signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent says it
                         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
                         _child(history, scan, rules, stats, cmd_r, res_w)
@@ -168,7 +171,11 @@ class Scanners:
                         if k is None:  # a new path: to the child given the fewest versions
                             k = owner[path] = assigned.index(min(assigned))
                         assigned[k] += 1
+                        self.seq[blob] = len(self.seq)
                         children[k].commands.write(b"%s %d %s\n" % (blob, index, path))
+                if items[-1] is None:
+                    for child in children:
+                        child.commands.write(END)  # (a pipe that just ends: the parent died)
                 for child in children:
                     child.commands.flush()
                 if items[-1] is None:
@@ -204,7 +211,7 @@ class Scanners:
                     for name, value in stats.items():
                         self.stats[name] = self.stats.get(name, 0) + value
                     self.bytes += scanned
-                    self.skipped.append(skipped)
+                    self.skipped[i] = skipped
                 child.done = True
             elif kind == "error":
                 _, git, text = msg
@@ -225,8 +232,10 @@ class Scanners:
             rule, values, spot = row[0], row[1:k], row[k:]
             m = Match(self.rules[rule], **dict(zip(MATCH_FIELDS, values, strict=True)))
             out.append((m, spot))
-        # the same order whatever the children's pace (a finding's first location)
-        out.sort(key=lambda x: (x[1], x[0].start))
+        # In the log's order of their blobs, as one process scans them, whatever the
+        # children's pace (a blob's matches come from one child, in its order: kept).
+        seq = self.seq
+        out.sort(key=lambda x: seq.get(x[1][0], -1))
         return out
 
     # --- the end ----------------------------------------------------------------------
@@ -249,6 +258,17 @@ class Scanners:
                     fh.close()
 
 
+def _die_with(parent: int) -> None:  # pragma: no cover - runs in the forked child
+    """End this child when ``parent`` ends, however it ends (SIGKILL included): Linux's
+    parent-death signal; elsewhere the scan loop's own check (``os.getppid``)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before that was set
+        os._exit(3)
+
+
 def _child(
     history: BlobHistory,
     scan: Callable[[bytes], list[Match]],
@@ -262,6 +282,9 @@ def _child(
     code = 0
     lock = threading.Lock()
     try:
+        devnull = os.open(os.devnull, os.O_RDWR)  # the caller's terminal or pipe: not ours
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
         keep = sorted((cmd_r, res_w))
         os.closerange(3, keep[0])
         os.closerange(keep[0] + 1, keep[1])
@@ -294,6 +317,7 @@ def _child_scan(
     failures: list[BaseException] = []
 
     ids: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    ended = threading.Event()
 
     def take() -> None:
         """The parent's commands, all taken as they come (a child behind never holds up
@@ -305,11 +329,16 @@ def _child_scan(
                 rest = lines.pop()
                 batch = []
                 for line in lines:
+                    if line + b"\n" == END:
+                        ended.set()
+                        continue
                     blob, index, path = line.split(b" ", 2)
                     asked.put((blob, path, int(index)))
                     batch.append(blob + b"\n")
                 if batch:
                     ids.put(b"".join(batch))
+            if not ended.is_set():  # the parent died (SIGKILL, SIGTERM): stop now
+                os._exit(3)
         finally:
             asked.put(None)
             ids.put(None)
@@ -356,7 +385,10 @@ def _child_scan(
     for t in threads:
         t.start()
     scanned = 0
+    parent = os.getppid()
     while (batch := work.get()) is not None:
+        if os.getppid() != parent:  # the parent died (where there is no death signal)
+            os._exit(3)
         if failures:
             continue
         scanned += len(batch.data)

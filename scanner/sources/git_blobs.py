@@ -585,28 +585,27 @@ class BlobHistory:
         they changed, the counts of what it skipped, the engine's counters, the bytes
         scanned, and each match placed at every path of its blob."""
         self._partial.update(procs.partial)
+        from scanner.sources.files import MAX_ERRORS, MAX_NAMED
+
+        mine = self.skipped
         for skipped in procs.skipped:
-            mine = self.skipped
             for name in ("binary", "too_large", "unreadable", "excluded", "symlinks"):
                 setattr(mine, name, getattr(mine, name) + getattr(skipped, name))
             mine.archives_capped += skipped.archives_capped
-            mine.capped.extend(skipped.capped[: max(0, 20 - len(mine.capped))])
-            mine.errors.extend(skipped.errors[: max(0, 20 - len(mine.errors))])
+        # each child names the first of its own, in its order: the names, sorted, up to
+        # the caps one process has (which of them past a cap may differ from one process's)
+        for attr, cap in (("capped", MAX_NAMED), ("errors", MAX_ERRORS)):
+            names = sorted(n for skipped in procs.skipped for n in getattr(skipped, attr))
+            getattr(mine, attr).extend(names[: max(0, cap - len(getattr(mine, attr)))])
         collector = self._collector
         stats = collector.engine.stats
         for name, value in procs.stats.items():
             setattr(stats, name, getattr(stats, name) + value)
         collector.add_places(None, [], procs.bytes)
-        # oldest commit first, as the threads' scan mostly meets them (a finding's first
-        # location is its oldest), whatever the children's pace
-        placed = [
-            (order, loc.path, n, m, loc)
-            for n, (m, spot) in enumerate(procs.matches())
-            for loc, order in self.places(*spot)
-        ]
-        placed.sort(key=lambda x: x[:3])
-        for order, _path, _n, m, loc in placed:
-            collector.add_places(m, [(loc, order)])
+        for m, spot in procs.matches():  # in the order one process meets them
+            places = self.places(*spot)
+            if places:
+                collector.add_places(m, places)
 
     def _copy_batches(self) -> Iterator[BlobBatch]:
         """Blobs scanned only where they changed (``_changed``) that were also written at
