@@ -436,9 +436,12 @@ def test_a_damaged_repository_is_an_error_not_a_clean_history(tmp_path: Path, wh
     assert b"no leaks found" not in p.stdout + p.stderr
 
 
-def _git_wrapper(tmp_path: Path, command: str) -> dict[str, str]:
+def _git_wrapper(
+    tmp_path: Path, command: str, then: str = "| head -c 300; kill -9 $$"
+) -> dict[str, str]:
     """PATH with a ``git`` whose ``command`` (log, cat-file) dies (SIGKILL) after
-    writing 300 bytes, as a git killed mid-way would."""
+    writing 300 bytes, as a git killed mid-way would; or whose output goes through
+    ``then`` (shell: a pipe, then what the wrapper does)."""
     import os
     import shutil
 
@@ -448,7 +451,7 @@ def _git_wrapper(tmp_path: Path, command: str) -> dict[str, str]:
     wrapper = bin_dir / "git"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'case " $* " in *" {command} "*) "{real}" "$@" | head -c 300; kill -9 $$ ;; esac\n'
+        f'case " $* " in *" {command} "*) "{real}" "$@" {then} ;; esac\n'
         f'exec "{real}" "$@"\n'
     )
     wrapper.chmod(0o755)
