@@ -227,14 +227,15 @@ class Collector:
         forked scanning process sends back."""
         return self.decoder.scan(data)
 
-    def add_places(
-        self, m: Match | None, places: list[tuple[Location, Any]], scanned: int = 0
+    def add_found(
+        self, found: list[tuple[Match, list[tuple[Location, Any]]]], scanned: int
     ) -> None:
-        """A match a scanning process found, at each place of its blob (a file version:
-        findings at one path keep its earliest version); ``scanned``: bytes it read."""
+        """What scanning processes found, each match at every place of its blob (a file
+        version: findings at one path keep its earliest version), and the bytes they
+        scanned."""
         with self.lock:
             self.bytes += scanned
-            if m is not None:
+            for m, places in found:
                 self._add(m, places, True, None, None)
 
 

@@ -35,6 +35,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import fields
+from functools import cache
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from scanner.sources.git_history import GitError
@@ -44,19 +45,15 @@ if TYPE_CHECKING:
     from scanner.sources.git_blobs import BlobHistory
 
 HEAD = struct.Struct("<I")
-# Match fields sent back, after the rule's index in the engine's list.
-MATCH_FIELDS = (
-    "start",
-    "end",
-    "secret",
-    "confidence",
-    "expires_at",
-    "companion",
-    "entropy",
-    "decoded",
-    "run",
-)
 END = b".\n"  # the parent's last command: a pipe that ends without it, the parent died
+
+
+@cache
+def match_fields() -> tuple[str, ...]:
+    """A match's fields as sent back, after its rule's index in the engine's list."""
+    from scanner.engine import Match
+
+    return tuple(f.name for f in fields(Match) if f.name != "rule")
 
 
 def taken(q: queue.SimpleQueue[Any]) -> list[Any]:
@@ -173,12 +170,12 @@ class Scanners:
                         assigned[k] += 1
                         self.seq[blob] = len(self.seq)
                         children[k].commands.write(b"%s %d %s\n" % (blob, index, path))
-                if items[-1] is None:
-                    for child in children:
-                        child.commands.write(END)  # (a pipe that just ends: the parent died)
+                end = items[-1] is None
                 for child in children:
+                    if end:
+                        child.commands.write(END)  # (a pipe that just ends: the parent died)
                     child.commands.flush()
-                if items[-1] is None:
+                if end:
                     return
         except (BrokenPipeError, ValueError, OSError):
             pass  # a child that ended: its reader says why
@@ -226,11 +223,12 @@ class Scanners:
         """What the children found: (match, where in which blob)."""
         from scanner.engine import Match
 
+        names = match_fields()
+        k = 1 + len(names)
         out = []
         for row in self.rows:
-            k = 1 + len(MATCH_FIELDS)
             rule, values, spot = row[0], row[1:k], row[k:]
-            m = Match(self.rules[rule], **dict(zip(MATCH_FIELDS, values, strict=True)))
+            m = Match(self.rules[rule], **dict(zip(names, values, strict=True)))
             out.append((m, spot))
         # In the log's order of their blobs, as one process scans them, whatever the
         # children's pace (a blob's matches come from one child, in its order: kept).
@@ -240,11 +238,15 @@ class Scanners:
 
     # --- the end ----------------------------------------------------------------------
 
-    def kill(self) -> None:
+    def stop(self) -> None:
+        """SIGKILL every child not yet waited for."""
         for child in self.children:
             if child.pid > 0:  # (0 once waited for: kill(0) would be our own group)
                 with contextlib.suppress(OSError):
                     os.kill(child.pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        self.stop()
         self.wait()
 
     def wait(self) -> None:
@@ -373,10 +375,7 @@ def _child_scan(
 
         return run
 
-    count = [0]
-
     def progress(done: int, _total: int) -> None:
-        count[0] += 1
         _send(res_w, ("progress", done), lock)
 
     history.progress = progress
@@ -384,6 +383,7 @@ def _child_scan(
     threads = [threading.Thread(target=guarded(f), daemon=True) for f in (take, ask, read)]
     for t in threads:
         t.start()
+    names = match_fields()
     scanned = 0
     parent = os.getppid()
     while (batch := work.get()) is not None:
@@ -396,7 +396,7 @@ def _child_scan(
         for m in scan(batch.data):
             spot = batch.spot(m.start)
             if spot is not None:
-                values = tuple(getattr(m, f) for f in MATCH_FIELDS)
+                values = tuple(getattr(m, f) for f in names)
                 rows.append((index_of[id(m.rule)], *values, *spot))
         if rows:
             _send(res_w, ("found", rows), lock)

@@ -30,7 +30,7 @@ import fnmatch
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,20 @@ class SkipCounts:
             self.unreadable += 1
             if len(self.errors) < MAX_ERRORS:
                 self.errors.append(f"{skipped.path}: {skipped.reason}")
+
+    def absorb(self, others: list[SkipCounts]) -> None:
+        """Add what other readers skipped (a history's scanning processes): every count
+        whole; the names each kept, sorted, up to the same caps (which names past a cap
+        are kept may differ from what one reader would have kept)."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            theirs = [getattr(o, f.name) for o in others]
+            if isinstance(mine, int):
+                setattr(self, f.name, mine + sum(theirs))
+            else:
+                cap = MAX_NAMED if f.name == "capped" else MAX_ERRORS
+                names = sorted(n for t in theirs for n in t)
+                mine.extend(names[: max(0, cap - len(mine))])
 
 
 def utf16_codec(data: bytes) -> tuple[str, int] | None:

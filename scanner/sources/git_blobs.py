@@ -51,7 +51,6 @@ import contextlib
 import os
 import queue
 import re
-import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -262,7 +261,6 @@ class BlobHistory:
         self._started = self._closed = False
         self._cat: Any = None
         self._log: Any = None
-        self._launched = False
         self._procs: Scanners | None = None  # forked scanning processes (fork_scanners)
         self._collector: Any = None  # what takes the children's matches (fork_scanners)
         # blob ids the log names, for cat-file or the children (None: the end)
@@ -350,7 +348,6 @@ class BlobHistory:
             )
         except FileNotFoundError:
             raise GitError("git is not installed or not on PATH") from None
-        self._launched = True
 
     def _git(self) -> list[str]:
         return ["git", "-C", str(self.repo), *GIT_LIMITS]
@@ -465,15 +462,12 @@ class BlobHistory:
                 with contextlib.suppress(OSError):
                     proc.kill()
         if self._procs is not None:
-            for child in self._procs.children:
-                if child.pid > 0:  # (0 once waited for: kill(0) would be our own group)
-                    with contextlib.suppress(OSError):
-                        os.kill(child.pid, signal.SIGKILL)
+            self._procs.stop()
 
     def close(self) -> None:
         """End what ``start`` began (after ``feed``, or instead of it): the git processes
         are stopped, the queues drained so no thread stays blocked, every thread joined."""
-        if not (self._started or self._launched or self._procs) or self._closed:
+        if not (self._started or self._log or self._procs) or self._closed:
             return
         self._closed = True
         self.configured.set()
@@ -517,9 +511,7 @@ class BlobHistory:
         self.configured.set()
         collector.warm()
         engine = collector.engine
-        self._procs = Scanners.fork(
-            self, n, collector.blob_matches, engine.rules, engine.stats
-        )
+        self._procs = Scanners.fork(self, n, collector.blob_matches, engine.rules, engine.stats)
         self._collector = collector
         return True
 
@@ -585,27 +577,14 @@ class BlobHistory:
         they changed, the counts of what it skipped, the engine's counters, the bytes
         scanned, and each match placed at every path of its blob."""
         self._partial.update(procs.partial)
-        from scanner.sources.files import MAX_ERRORS, MAX_NAMED
-
-        mine = self.skipped
-        for skipped in procs.skipped:
-            for name in ("binary", "too_large", "unreadable", "excluded", "symlinks"):
-                setattr(mine, name, getattr(mine, name) + getattr(skipped, name))
-            mine.archives_capped += skipped.archives_capped
-        # each child names the first of its own, in its order: the names, sorted, up to
-        # the caps one process has (which of them past a cap may differ from one process's)
-        for attr, cap in (("capped", MAX_NAMED), ("errors", MAX_ERRORS)):
-            names = sorted(n for skipped in procs.skipped for n in getattr(skipped, attr))
-            getattr(mine, attr).extend(names[: max(0, cap - len(getattr(mine, attr)))])
+        self.skipped.absorb(procs.skipped)
         collector = self._collector
         stats = collector.engine.stats
         for name, value in procs.stats.items():
             setattr(stats, name, getattr(stats, name) + value)
-        collector.add_places(None, [], procs.bytes)
-        for m, spot in procs.matches():  # in the order one process meets them
-            places = self.places(*spot)
-            if places:
-                collector.add_places(m, places)
+        # in the order one process meets them
+        found = [(m, self.places(*spot)) for m, spot in procs.matches()]
+        collector.add_found(found, procs.bytes)
 
     def _copy_batches(self) -> Iterator[BlobBatch]:
         """Blobs scanned only where they changed (``_changed``) that were also written at
