@@ -231,7 +231,14 @@ def test_scanning_processes_end_with_a_killed_parent_and_free_its_output(
             ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
         ).stdout.split()
     ]
-    scanners = [pid for pid in children if "scan" in Path(f"/proc/{pid}/cmdline").read_text()]
+
+    def command(pid: int) -> str:  # "" for a short-lived git that ended meanwhile
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_text()
+        except FileNotFoundError:
+            return ""
+
+    scanners = [pid for pid in children if "scan" in command(pid)]
     assert len(scanners) == 2, children
     proc.kill()
     proc.wait(timeout=30)
