@@ -20,7 +20,7 @@ from tests import redis_env
 from tests.conftest import ROOT
 from tests.notify_receivers import http_inbox
 from tests.sim.fixture import start_sim
-from tests.workers_fixture import _free_port
+from tests.workers_fixture import _free_ports
 
 
 class Run:
@@ -66,13 +66,14 @@ def test_local_stack_for_a_person_watching(tmp_path: Path) -> None:
         redis_env.connect(db).flushdb()
     run_dir = tmp_path / "run"
     venv = Path(sys.executable).parent.parent
+    keyservice_port, sim_port, serve_port = _free_ports(3)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KEYSWEEP_")},
         "VENV": str(venv),
         "KEYSWEEP_RUN_DIR": str(run_dir),
-        "KEYSWEEP_RUN_KEYSERVICE_PORT": str(_free_port()),
-        "KEYSWEEP_RUN_SIM_PORT": str(_free_port()),
-        "KEYSWEEP_RUN_SERVE_PORT": str(_free_port()),
+        "KEYSWEEP_RUN_KEYSERVICE_PORT": str(keyservice_port),
+        "KEYSWEEP_RUN_SIM_PORT": str(sim_port),
+        "KEYSWEEP_RUN_SERVE_PORT": str(serve_port),
         "KEYSWEEP_RUN_SIM_RATE": "10",
         "KEYSWEEP_BROKER_URL": redis_env.url(10),
         "KEYSWEEP_REDIS_URL": redis_env.url(11),

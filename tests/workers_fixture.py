@@ -78,11 +78,20 @@ class Deployment:
 
 
 def _free_port() -> int:
-    import socket
+    return _free_ports(1)[0]
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` different free ports: each socket stays bound until all are picked (one at
+    a time, the kernel may give the port it just freed again)."""
+    import socket
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 @contextmanager
