@@ -317,3 +317,126 @@ def test_what_archives_kept_from_the_scan_is_counted_and_named_alike(tmp_path: P
     forked, alone = runs["2"][0], runs["1"][0]
     assert len(forked["errors"]) == 30 and forked["errors"] == sorted(alone["errors"])
     assert {**forked, "errors": None} == {**alone, "errors": None}
+
+
+# --- git log written ahead to a temporary file (``git_blobs._Following``) ------------
+
+
+def _writer(script: str) -> tuple[subprocess.Popen[bytes], object]:
+    """A process writing to an unlinked temporary file, as ``launch(ahead=True)``'s git
+    log does, and the file."""
+    import sys
+    import tempfile
+
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the test, through _Following
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=out)
+    return proc, out
+
+
+def test_the_log_is_read_as_git_writes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that catches up with a git still writing waits for more (it does not
+    take the file's end for the log's), gets what git writes next, and ends when git
+    has ended and everything it wrote was read."""
+    from scanner.sources import git_blobs
+
+    proc, out = _writer(
+        "import sys\n"
+        "sys.stdout.write('first part\\n'); sys.stdout.flush()\n"
+        "sys.stdin.readline()\n"
+        "sys.stdout.write('second part\\n')\n"
+    )
+    following = git_blobs._Following(out, proc)
+    got = b""
+    while len(got) < len(b"first part\n"):
+        got += following.read(4)
+    assert got == b"first part\n"
+    waiting = threading.Event()
+    sleep = time.sleep
+
+    def noted_sleep(seconds: float) -> None:
+        waiting.set()  # the reader found nothing new while git runs
+        sleep(seconds)
+
+    monkeypatch.setattr(git_blobs.time, "sleep", noted_sleep)
+    result: list[bytes] = []
+    reader = threading.Thread(target=lambda: result.append(following.read(100)))
+    reader.start()
+    assert waiting.wait(30), "the reader never waited for git"
+    assert proc.stdin is not None
+    proc.stdin.write(b"go\n")
+    proc.stdin.close()
+    reader.join(30)
+    assert result == [b"second part\n"]
+    assert following.read(100) == b""  # git ended: the end
+    assert proc.wait() == 0
+    following.close()
+
+
+def test_a_killed_git_ends_the_followed_log_with_what_it_wrote() -> None:
+    """git log killed while the reader waits for more: the reader gets what was written,
+    then the end (no hang); the scan then reports git's exit (see test_git_blobs)."""
+    proc, out = _writer(
+        "import sys, time\nsys.stdout.write('partial'); sys.stdout.flush()\ntime.sleep(600)\n"
+    )
+    from scanner.sources.git_blobs import _Following
+
+    following = _Following(out, proc)
+    got = b""
+    while got != b"partial":
+        got += following.read(100)
+    proc.kill()
+    assert following.read(100) == b""
+    assert proc.wait() == -signal.SIGKILL
+    following.close()
+
+
+def test_a_git_log_slower_than_the_scan_still_gives_every_key(tmp_path: Path) -> None:
+    """git log that stops part-way for a while (a slow disk, a busy machine) while the
+    forked scan reads its file: every key is found, as by ``--jobs 1``, and the
+    temporary file the log was written to is gone."""
+    r = Repo(tmp_path / "r")
+    keys = []
+    for i in range(30):
+        keys.append(mg_live())
+        r.write(f"f{i}.txt", f"KEY = '{keys[-1]}'\n")
+        r.commit(f"commit {i} " + "words " * 50)
+    env = _git_wrapper(tmp_path, "log", "| { head -c 3000; sleep 1; cat; }")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env["TMPDIR"] = str(tmp)
+    p, forked = scan_json(r.path, "--jobs", "2", env=env)
+    q, alone = scan_json(r.path, "--jobs", "1")
+    assert p.returncode == q.returncode == 1, p.stderr.decode()
+    assert f"{FORKED} 2 processes".encode() in p.stderr
+    assert {f["secret_sha256"] for f in forked} == {sha(k) for k in keys}
+    assert forked == alone
+    assert list(tmp.iterdir()) == []
+
+
+def test_no_temporary_directory_reads_the_log_through_a_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No usable temporary directory: git log writes to a pipe, as before it could run
+    ahead, and every key is still found."""
+    from scanner.sources import git_blobs
+
+    def no_temporary_directory(*_args: object, **_kwargs: object) -> object:
+        raise FileNotFoundError("No usable temporary directory found")
+
+    monkeypatch.setattr(git_blobs.tempfile, "TemporaryFile", no_temporary_directory)
+    r = Repo(tmp_path / "r")
+    keys = [mg_live() for _ in range(3)]
+    for i, key in enumerate(keys):
+        r.write(f"k{i}.env", f"KEY={key}\n")
+        r.commit(f"key {i}")
+    config = Config()
+    engine = build_engine(config)
+    source = GitHistorySource(r.path, "r", jobs=2, by_blobs=True)
+    try:
+        source.prepare()
+        log = source._blobs._log
+        assert log is not None and not isinstance(log.stdout, git_blobs._Following)
+        result = scan_source(source, engine, config, ScanOptions(), Collector(engine, []))
+    finally:
+        source.close()
+    assert {f.secret_sha256 for f in result.findings} == {sha(k) for k in keys}

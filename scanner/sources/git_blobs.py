@@ -30,7 +30,9 @@ Messages are scanned from the same ``git log`` output (``PatchChunk``, as the
 diff path reads them). Archives are opened (``scanner.archives.expand``, the
 same caps as files); a blob whose content is binary is not reported (as in the
 diff path); ``.gitattributes`` plays no part (blobs are bytes). ``start`` runs git
-while the caller builds its engine; scanning may begin before the log is read to
+while the caller builds its engine (before forked scanners, ``launch(ahead=True)``:
+git log alone, into a temporary file, so it runs on meanwhile on an otherwise idle
+core); scanning may begin before the log is read to
 its end: a match waits (``ready``) until it is, since only then is every path of a
 blob known.
 
@@ -52,7 +54,9 @@ import os
 import queue
 import re
 import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +130,30 @@ def _grow_pipe(stream: Any) -> None:
         fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
     except (ImportError, OSError, ValueError):
         pass
+
+
+class _Following:
+    """A file git is still writing, read as it grows: ``read`` returns what is there,
+    waits while git runs and has written nothing new, and returns b"" once git has
+    ended and everything it wrote was read. ``pread`` at our own offset: git's
+    descriptor shares the file's position."""
+
+    PAUSE = 0.001  # seconds between looks when the reader has caught up with git
+
+    def __init__(self, file: Any, proc: subprocess.Popen[bytes]) -> None:
+        self._file, self._proc, self._at = file, proc, 0
+
+    def read(self, n: int) -> bytes:
+        while True:
+            ended = self._proc.poll() is not None  # before the read: nothing comes after
+            block = os.pread(self._file.fileno(), n, self._at)
+            if block or ended:
+                self._at += len(block)
+                return block
+            time.sleep(self.PAUSE)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _chars(raw: bytes) -> int:
@@ -333,21 +361,33 @@ class BlobHistory:
 
     # --- the scan ---------------------------------------------------------------------
 
-    def launch(self) -> None:
-        """Start ``git log`` (its output waits in the pipe): what may run before the
-        scanning processes are forked (``fork_scanners``), which no thread may precede."""
+    def launch(self, ahead: bool = False) -> None:
+        """Start ``git log``: what may run before the scanning processes are forked
+        (``fork_scanners``), which no thread may precede. ``ahead``: nothing will read
+        the log until then, so git writes it to an unlinked temporary file (the log's
+        size: celery's is 10 MB) and runs on while the caller builds its engine, where
+        a pipe would stop it at 64 KB; the reader follows the file (``_Following``)."""
         if self._log is not None:
             return
+        out = None
+        if ahead:
+            # closed by the reader (_Following.close); no temporary directory: a pipe
+            with contextlib.suppress(OSError):
+                out = tempfile.TemporaryFile(prefix="keysweep-log-")  # noqa: SIM115
         try:
             self._log = subprocess.Popen(
                 [*self._git(), *LOG],
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
+                stdout=out if out is not None else subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env={**os.environ, **GIT_ENV},
             )
         except FileNotFoundError:
+            if out is not None:
+                out.close()
             raise GitError("git is not installed or not on PATH") from None
+        if out is not None:
+            self._log.stdout = _Following(out, self._log)
 
     def _git(self) -> list[str]:
         return ["git", "-C", str(self.repo), *GIT_LIMITS]

@@ -930,7 +930,7 @@ class GitHistorySource:
             if self.jobs >= 2 and hasattr(os, "fork"):
                 # git log only: scanning processes may be forked (``fork_scanners``),
                 # which no thread may precede; ``feed`` starts the rest.
-                self._blobs.launch()
+                self._blobs.launch(ahead=True)
             else:
                 self._blobs.start()
 
