@@ -35,6 +35,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 from scanner.rules import Rule, Tail, Var
@@ -66,8 +67,10 @@ def _hs_bytes(text: bytes) -> bytes:
     return b"".join(b"\\x%02x" % b for b in text)
 
 
+@cache
 def byte_class(chars: frozenset[int]) -> bytes:
-    """A regex character class of these bytes (ranges written as \\xHH)."""
+    """A regex character class of these bytes (ranges written as \\xHH). Cached: the
+    pack's tails share a few dozen classes over thousands of positions."""
     out, run = [], []
     for b in sorted(chars):
         if run and b == run[-1] + 1:
