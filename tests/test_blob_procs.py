@@ -84,15 +84,21 @@ def test_a_scanning_process_that_dies_fails_the_scan(tmp_path: Path) -> None:
     assert b"no leaks found" not in p.stdout + p.stderr
 
 
-def test_a_scan_with_another_thread_running_uses_threads(tmp_path: Path) -> None:
-    """A process that already runs another thread (a library caller, a server) is not
-    forked (a fork copies locks that thread may hold): the history is read and scanned
-    by threads, and every key is found."""
+def _three_keys(tmp_path: Path) -> tuple[Repo, list[str]]:
+    """A repository of three commits, each adding a key."""
     r = Repo(tmp_path / "r")
     keys = [mg_live() for _ in range(3)]
     for i, key in enumerate(keys):
         r.write(f"k{i}.env", f"KEY={key}\n")
         r.commit(f"key {i}")
+    return r, keys
+
+
+def test_a_scan_with_another_thread_running_uses_threads(tmp_path: Path) -> None:
+    """A process that already runs another thread (a library caller, a server) is not
+    forked (a fork copies locks that thread may hold): the history is read and scanned
+    by threads, and every key is found."""
+    r, keys = _three_keys(tmp_path)
     config = Config()
     engine = build_engine(config)
     collector = Collector(engine, [])
@@ -424,11 +430,7 @@ def test_no_temporary_directory_reads_the_log_through_a_pipe(
         raise FileNotFoundError("No usable temporary directory found")
 
     monkeypatch.setattr(git_blobs.tempfile, "TemporaryFile", no_temporary_directory)
-    r = Repo(tmp_path / "r")
-    keys = [mg_live() for _ in range(3)]
-    for i, key in enumerate(keys):
-        r.write(f"k{i}.env", f"KEY={key}\n")
-        r.commit(f"key {i}")
+    r, keys = _three_keys(tmp_path)
     config = Config()
     engine = build_engine(config)
     source = GitHistorySource(r.path, "r", jobs=2, by_blobs=True)
