@@ -67,6 +67,11 @@ AFTER_ESCAPE = (
     r"|\\x[0-9A-Fa-f]{2}|\\[0-7]{3}|%[0-9A-Fa-f]{2}"
     r"|&\#[0-9]{1,7};|&\#[xX][0-9A-Fa-f]{1,6};|&[A-Za-z][A-Za-z0-9]{1,30};)"
 )
+# The "+" a diff writes before each added line (``git log -p``, the staged diff the
+# pre-commit hook reads, a push's patch): a key at the start of an added line
+# (``+https://user:pass@host`` in a .git-credentials, a base64 token alone on its line)
+# starts right after it, though "+" is one of the key's own characters.
+AFTER_DIFF_PLUS = r"(?<=(?:^|\n)\+)"
 # A boundary look-behind over a character class, anywhere (the pack writes them first,
 # or first in a leading alternation), and a leading \b (imported gitleaks rules).
 _BOUNDARY = re.compile(r"\(\?<!\[(?:\\.|[^\]\\])+\]\)")
@@ -75,10 +80,12 @@ _LEADING_B = re.compile(r"^((?:\(\?[a-zA-Z]+\))?)\\b")
 
 def escape_aware(pattern: str) -> str:
     """The rule's pattern with every boundary look-behind also accepting the end of an
-    escape sequence (``AFTER_ESCAPE``): decided here, once, for every rule (the pack's,
-    a config's, an imported gitleaks file's), so no pattern spells it out."""
-    pattern = _BOUNDARY.sub(lambda m: f"(?:{m.group(0)}|{AFTER_ESCAPE})", pattern)
-    return _LEADING_B.sub(lambda m: f"{m.group(1)}(?:\\b|{AFTER_ESCAPE})", pattern, count=1)
+    escape sequence (``AFTER_ESCAPE``) and a diff's "+" at a line's start
+    (``AFTER_DIFF_PLUS``): decided here, once, for every rule (the pack's, a config's,
+    an imported gitleaks file's), so no pattern spells it out."""
+    after = f"{AFTER_ESCAPE}|{AFTER_DIFF_PLUS}"
+    pattern = _BOUNDARY.sub(lambda m: f"(?:{m.group(0)}|{after})", pattern)
+    return _LEADING_B.sub(lambda m: f"{m.group(1)}(?:\\b|{after})", pattern, count=1)
 
 
 class RuleError(KeysweepError, ValueError):

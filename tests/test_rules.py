@@ -9,7 +9,9 @@ real key.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +21,8 @@ import regex
 from scanner.engine import Engine, Match
 from scanner.examples import expand
 from scanner.rules import Rule, load_rules, pack_files
+from tests.conftest import KEYSWEEP
+from tests.helpers import Repo, git
 
 RULES = load_rules()
 BY_ID = {r.id: r for r in RULES}
@@ -90,9 +94,7 @@ def test_every_rule_is_documented_and_has_examples(rule: Rule) -> None:
     assert rule.origin.startswith("scanner/rules/")
 
 
-@pytest.mark.parametrize(
-    "rule", [r for r in RULES if r.anchored], ids=lambda r: r.id
-)
+@pytest.mark.parametrize("rule", [r for r in RULES if r.anchored], ids=lambda r: r.id)
 def test_anchored_rules_start_at_their_literal(rule: Rule) -> None:
     """An anchored rule is tried only where a literal starts: every positive example
     must match from a literal, or the rule would silently miss it."""
@@ -112,7 +114,7 @@ def _finds(hay: str, needle: str) -> list[int]:
     return out
 
 
-HOSTILE_TAILS = ("a" * 4000, "=" * 4000, " = " * 1300, "_-" * 2000, "\"" * 4000, "A1/+" * 1000)
+HOSTILE_TAILS = ("a" * 4000, "=" * 4000, " = " * 1300, "_-" * 2000, '"' * 4000, "A1/+" * 1000)
 
 
 @pytest.mark.parametrize(
@@ -354,6 +356,43 @@ def test_private_key_inside_git_diff(engine: Engine) -> None:
     assert secret.startswith("-----BEGIN RSA PRIVATE KEY-----\n+")
     assert secret.endswith("+-----END RSA PRIVATE KEY-----")
     assert all(line in secret for line in body)
+
+
+def test_every_positive_example_is_found_in_the_lines_a_commit_adds(tmp_path: Path) -> None:
+    """Every rule's positive examples, each in a new file: what the pre-commit hook reads
+    (``--staged``) and a history read as diffs (``--log-opts=--all``) write each line as
+    ``+line``, as pushes the workers fetch do. Each example is found there with the
+    secret (SHA-256) the rule finds in the file's own text. A rule that wants its match
+    at a line's start must allow the diff's ``+`` (the htpasswd rule did not: a hash
+    pushed to GitHub went unseen)."""
+    engine = Engine(RULES, low_confidence=True)
+    r = Repo(tmp_path / "r")
+    expected: set[tuple[str, str]] = set()
+    for rule in RULES:
+        for n, template in enumerate(rule.positive):
+            if "\r" in template or template.startswith("+"):
+                continue  # CRLF and diff-shaped examples are for other inputs
+            text = expand(template, rule.checksum)
+            found = hits(engine, text, rule.id)
+            expected |= {(rule.id, hashlib.sha256(m.secret).hexdigest()) for m in found}
+            r.write(f"{rule.id}/{n}.txt", text + "\n")
+    git(r.path, "add", "-A")
+
+    def scan(*args: str) -> set[tuple[str, str]]:
+        p = subprocess.run(
+            [KEYSWEEP, "scan", str(r.path), *args, "--confidence", "low", "--format", "json"],
+            capture_output=True,
+            timeout=300,
+        )
+        assert p.returncode == 1, p.stderr.decode()
+        return {(f["rule_id"], f["secret_sha256"]) for f in json.loads(p.stdout)}
+
+    staged = scan("--staged", "--no-progress")
+    r.commit("every rule's examples")
+    history = scan("--log-opts=--all", "--no-progress")
+    assert len(expected) > 300
+    assert sorted(expected - staged) == []
+    assert sorted(expected - history) == []
 
 
 def test_private_key_without_end_line_is_cheap() -> None:
