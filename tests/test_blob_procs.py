@@ -442,3 +442,20 @@ def test_no_temporary_directory_reads_the_log_through_a_pipe(
     finally:
         source.close()
     assert {f.secret_sha256 for f in result.findings} == {sha(k) for k in keys}
+
+
+def test_no_git_on_path_is_said_when_the_log_would_run_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git missing when the log is launched ahead: a clear error, not a traceback."""
+    from scanner.errors import KeysweepError
+    from scanner.sources.git_blobs import BlobHistory
+
+    r, _keys = _three_keys(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    history = BlobHistory(r.path, "r", jobs=2)
+    with pytest.raises(KeysweepError, match="git is not installed or not on PATH"):
+        history.launch(ahead=True)
+    assert history._log is None

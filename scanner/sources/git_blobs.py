@@ -382,10 +382,12 @@ class BlobHistory:
                 stderr=subprocess.PIPE,
                 env={**os.environ, **GIT_ENV},
             )
-        except FileNotFoundError:
+        except BaseException as exc:
             if out is not None:
                 out.close()
-            raise GitError("git is not installed or not on PATH") from None
+            if isinstance(exc, FileNotFoundError):
+                raise GitError("git is not installed or not on PATH") from None
+            raise
         if out is not None:
             self._log.stdout = _Following(out, self._log)
 
