@@ -69,8 +69,6 @@ from scanner.sources.blob_procs import Scanners, taken
 from scanner.sources.files import is_binary
 from scanner.sources.git_history import (
     COMMIT_FORMAT,
-    GIT_ENV,
-    GIT_LIMITS,
     SUBJECT_MAX,
     US,
     GitError,
@@ -375,37 +373,31 @@ class BlobHistory:
             with contextlib.suppress(OSError):
                 out = tempfile.TemporaryFile(prefix="keysweep-log-")  # noqa: SIM115
         try:
-            self._log = subprocess.Popen(
-                [*self._git(), *LOG],
+            self._log = git_history.popen_git(
+                self.repo,
+                *LOG,
                 stdin=subprocess.DEVNULL,
                 stdout=out if out is not None else subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={**os.environ, **GIT_ENV},
             )
-        except BaseException as exc:
+        except BaseException:
             if out is not None:
                 out.close()
-            if isinstance(exc, FileNotFoundError):
-                raise GitError("git is not installed or not on PATH") from None
             raise
         if out is not None:
             self._log.stdout = _Following(out, self._log)
 
-    def _git(self) -> list[str]:
-        return ["git", "-C", str(self.repo), *GIT_LIMITS]
-
     def _cat_file(self) -> Any:
-        try:
-            cat = subprocess.Popen(
-                [*self._git(), "cat-file", "--batch", "--buffer"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, **GIT_ENV},
-                bufsize=PIPE_SIZE,
-            )
-        except FileNotFoundError:
-            raise GitError("git is not installed or not on PATH") from None
+        cat = git_history.popen_git(
+            self.repo,
+            "cat-file",
+            "--batch",
+            "--buffer",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=PIPE_SIZE,
+        )
         _grow_pipe(cat.stdout)
         return cat
 

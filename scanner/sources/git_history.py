@@ -532,6 +532,17 @@ def run_git(repo: Path, *args: str) -> bytes:
     return out.stdout
 
 
+def popen_git(repo: Path, *args: str, **kw: Any) -> subprocess.Popen[bytes]:
+    """``git -C repo`` with the scan's limits (``GIT_LIMITS``) and environment, started;
+    ``kw`` as for ``subprocess.Popen`` (its streams)."""
+    try:
+        return subprocess.Popen(
+            ["git", "-C", str(repo), *GIT_LIMITS, *args], env={**os.environ, **GIT_ENV}, **kw
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH") from None
+
+
 def open_repository(path: Path) -> Path:
     """The repository's git directory root, or a GitError that says what is wrong."""
     import git  # GitPython: only the history path pays for its import
