@@ -97,7 +97,9 @@ class Allowlist:
 
 
 def line_bounds(data: bytes, start: int, end: int) -> tuple[int, int]:
-    lo = data.rfind(b"\n", max(0, start - ALLOW_CONTEXT), start) + 1
+    """The line around ``start:end``, at most ``ALLOW_CONTEXT`` bytes each way."""
+    nl = data.rfind(b"\n", max(0, start - ALLOW_CONTEXT), start)
+    lo = nl + 1 if nl != -1 else max(0, start - ALLOW_CONTEXT)
     hi = data.find(b"\n", end, end + ALLOW_CONTEXT)
     return lo, (hi if hi != -1 else min(len(data), end + ALLOW_CONTEXT))
 
@@ -175,9 +177,7 @@ class Engine:
             match = rule.pattern.match
             shipped = rule.origin.startswith("scanner/rules/")
             for lo, hi in spans:
-                timeout = (
-                    None if hi - lo <= ANCHORED_NO_TIMEOUT and shipped else self.regex_timeout
-                )
+                timeout = None if hi - lo <= ANCHORED_NO_TIMEOUT and shipped else self.regex_timeout
                 try:
                     one = match(data, lo, hi, timeout=timeout)
                 except TimeoutError:
@@ -351,9 +351,7 @@ class Engine:
                 best = None
             if best is not None:
                 companion = best.group(1 if best.re.groups else 0)
-        return Match(
-            rule, start, end, secret, confidence, expires_at, companion, entropy, run=run
-        )
+        return Match(rule, start, end, secret, confidence, expires_at, companion, entropy, run=run)
 
     def _has_context(self, rule: Rule, data: bytes, start: int, end: int) -> bool:
         """The rule's context regex near the secret, under the regex timeout. A context

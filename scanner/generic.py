@@ -770,8 +770,9 @@ def name_span(data: bytes, anchor: int, value_start: int) -> tuple[int, int]:
 
 
 def line_of(data: bytes, pos: int) -> bytes:
-    lo = data.rfind(b"\n", max(0, pos - 512), pos) + 1
-    return data[lo:pos]
+    """The line up to ``pos``: at most 512 bytes of it."""
+    nl = data.rfind(b"\n", max(0, pos - 512), pos)
+    return data[nl + 1 if nl != -1 else max(0, pos - 512) : pos]
 
 
 def judge(

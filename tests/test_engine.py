@@ -99,6 +99,17 @@ def test_inline_allow_comments(engine: Engine, marker: str) -> None:
     assert len(engine.scan(f"# {marker}\nKEY = '{key}'\n".encode())) == 1
 
 
+def test_an_allow_comment_far_along_a_minified_line_does_not_hide_a_key(engine: Engine) -> None:
+    """The marker is looked for at most 4 KiB along the key's line each way: one comment
+    at the start of a minified bundle does not allow every key on its one line."""
+    key = mg_live()
+    near = f"/* gitleaks:allow */ {'x' * 100} k='{key}'".encode()
+    assert engine.scan(near) == []
+    far = f"/* gitleaks:allow */ {'x' * 5000} k='{key}'".encode()
+    (m,) = engine.scan(far)
+    assert m.secret == key.encode()
+
+
 def test_checksum_failure_dropped_or_low_confidence() -> None:
     good = github_token()
     bad = good[:-6] + ("0" if good[-6] != "0" else "1") + good[-5:]

@@ -80,6 +80,15 @@ def test_every_common_syntax_is_found_at_medium_only(syntax: str) -> None:
     assert [m for m in HIGH.scan(text.encode()) if "generic" in m.rule.tags] == []
 
 
+def test_an_assertion_far_back_on_a_long_line_does_not_make_a_fixture() -> None:
+    """The fixture filter reads the candidate's own line, at most 512 bytes of it: an
+    ``assert`` at the start of a buffer whose first line is long is not that line's."""
+    value = secret()
+    line = f'assert ok; {"x" * 600}; password = "{value}"'
+    assert generic_hits(line) == [value.encode()]
+    assert generic_hits(f'assert password == "{value}"') == []  # a real assertion
+
+
 def test_a_provider_match_wins_over_the_generic_one() -> None:
     token = expand("ghp_{base62:30}{checksum}", "crc32_base62")
     assert [m.rule.id for m in MEDIUM.scan(f"GITHUB_TOKEN={token}".encode())] == [
