@@ -291,16 +291,17 @@ class Store(Protocol):
 
 
 class HyperscanPrefilter:
-    """``extra``: more literals (text, caseless) in the same database, whose hits
+    """``extra``: more literals (text, caseless, tail) in the same database, whose hits
     ``regions`` hands back beside the regions: the decoder's triggers ride on the
-    engine's one pass instead of a second one (``scanner.decode``)."""
+    engine's one pass instead of a second one (``scanner.decode``). A tail (b"" for
+    none) is a character class that must follow the text; a hit's start is the text's."""
 
     name = "hyperscan"
 
     def __init__(
         self,
         rules: Sequence[Rule],
-        extra: Sequence[tuple[bytes, bool]] = (),
+        extra: Sequence[tuple[bytes, bool, bytes]] = (),
         store: Store | None = None,
     ) -> None:
         import hyperscan
@@ -320,7 +321,7 @@ class HyperscanPrefilter:
                 None if gate is None else (lit.rules[0], self.plan.after[lit.rules[0]], gate)
             )
         self.extra = list(extra)
-        self.extra_lengths = [len(text) for text, _ in self.extra]
+        self.extra_lengths = [len(text) + (1 if tail else 0) for text, _, tail in self.extra]
         self._local = threading.local()
         self.db = None
         if not self.literals and not self.extra:
@@ -329,14 +330,14 @@ class HyperscanPrefilter:
             (b"(?:" + lit.head + b")" if lit.head else b"") + _hs_bytes(lit.text) + lit.tail
             for lit in self.literals
         ]
-        expressions += [_hs_bytes(text) for text, _ in self.extra]
+        expressions += [_hs_bytes(text) + tail for text, _, tail in self.extra]
         caseless = hyperscan.HS_FLAG_CASELESS
         flags = [
             (caseless if lit.caseless else 0)
             | (hyperscan.HS_FLAG_SOM_LEFTMOST if not lit.width else 0)
             for lit in self.literals
         ]
-        flags += [caseless if c else 0 for _, c in self.extra]
+        flags += [caseless if c else 0 for _, c, _ in self.extra]
         key = None
         if store is not None:
             h = hashlib.sha256(f"keysweep-prefilter-v1 {hyperscan.__version__}".encode())

@@ -25,7 +25,7 @@ from scanner.engine import Engine
 from scanner.findings import sha256_hex
 from scanner.rules import at_confidence, load_rules
 from tests.conftest import KEYSWEEP
-from tests.helpers import Repo, git, warm_hook
+from tests.helpers import Repo, git, github_token, warm_hook
 
 
 def key(prefix: str = "mg_live_") -> str:
@@ -302,6 +302,52 @@ def test_triggers_cover_every_rule_prefix_long_enough() -> None:
                 assert stable is not None
     assert base64_stable(b"hf_") is None  # too short to be selective
     assert {s.encode() for s, _ in base64_stable(b"mg_live") or []} <= triggers
+
+
+def test_what_may_follow_a_base64_trigger_is_every_way_its_encoding_goes_on() -> None:
+    """A base64 trigger (hyperscan) is its text and one character of ``follow``: the
+    next character of the encoding, in either alphabet, whatever bytes follow the prefix,
+    or a line wrap or escape the token reader reads through."""
+    rules = load_rules()
+    for t in trigger_literals(rules):
+        if t.kind != "base64" or not t.follow:
+            continue
+        assert set(b"\r\n%\\") <= t.follow
+    for raw in (b"mg_live_", b"ghp_", b"AKIA", b"xoxb", b"$2a$"):
+        follows = {t.text: t.follow for t in trigger_literals(rules) if t.kind == "base64"}
+        for pad in range(3):
+            for _ in range(64):
+                enc = b64(secrets.token_bytes(pad) + raw + secrets.token_bytes(3)).encode()
+                for text in (enc, enc.replace(b"+", b"-").replace(b"/", b"_")):
+                    for trigger, follow in follows.items():
+                        at = text.find(trigger)
+                        if at != -1 and follow and at + len(trigger) < len(text):
+                            assert text[at + len(trigger)] in follow, (raw, trigger, text)
+
+
+@pytest.mark.parametrize("alphabet", ["standard", "url"])
+def test_a_wrap_or_escape_where_a_trigger_ends_still_finds_the_key(
+    decoder: Decoder, alphabet: str
+) -> None:
+    """Wrapped or escaped right where a trigger's text ends (where the character after
+    it is looked at), at every alignment: the key is found. Our own keys, wrapped
+    anywhere in their encoded prefix (its halves are triggers too); another rule's key,
+    wrapped after its encoded prefix (a wrap inside it is missed, as the decoder's
+    docstring says)."""
+    for make, cuts in ((key, range(1, 16)), (github_token, range(8, 16))):
+        for pad in range(3):
+            k = make()
+            enc = b64(b" " * pad + k.encode() + b"\n")
+            if alphabet == "url":
+                enc = enc.replace("+", "-").replace("/", "_")
+            for cut in cuts:
+                for glue in ("\n", "\r\n", "\n    "):
+                    text = f"token: |\n  {enc[:cut]}{glue}{enc[cut:]}\n".encode()
+                    found = [m.secret.decode() for m in decoder.scan(text) if m.decoded]
+                    assert found == [k], (pad, cut, glue, text)
+            escaped = enc.replace("+", "%2B").replace("/", "%2F")
+            found = [m.secret.decode() for m in decoder.scan(f"t={escaped}".encode())]
+            assert k in found
 
 
 def test_depth_two_by_recursion_and_dense_encoded_keys(decoder: Decoder) -> None:
