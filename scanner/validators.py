@@ -276,13 +276,11 @@ def _url_password(secret: bytes, m: regex.Match[bytes]) -> Verdict | None:
 def _generic(secret: bytes, data: bytes, m: regex.Match[bytes]) -> Verdict | None:
     from scanner.generic import judge
 
-    verdict = judge(secret, data, m)
+    verdict = judge(secret, data, m, why=False)  # whether a filter rejects it, not which
     return None if verdict.rejected_by else Verdict(entropy=verdict.entropy)
 
 
-def run_validator(
-    name: str, secret: bytes, data: bytes, m: regex.Match[bytes]
-) -> Verdict | None:
+def run_validator(name: str, secret: bytes, data: bytes, m: regex.Match[bytes]) -> Verdict | None:
     """The rule's validator on a candidate: a Verdict to keep it, None to drop it.
     Total: a validator that raises keeps the candidate (it could not show it is not a
     key), so one odd token never stops a scan or hides the keys beside it."""

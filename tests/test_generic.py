@@ -5,6 +5,8 @@ offline checksums and decoders the provider rules rely on."""
 from __future__ import annotations
 
 import json
+import secrets
+import string
 import subprocess
 from pathlib import Path
 
@@ -139,6 +141,10 @@ FILTER_CASES = {
         "api_version: 2024-01-01.preview",
         'token_version = "v12.4.1-beta"',
         "auth_host = api.internal.example.com",
+        "EMRFS_SSE_KEY = 'fs.s3.enableServerSideEncryption'",
+        "EMRFS_CSE_KMS_KEY_ID_KEY = 'fs.s3.cse.kms.keyId'",
+        "USER_AGENT_KEY = 'HTTP_USER_AGENT'",
+        "X_FORWARDED_KEY = 'HTTP_X_FORWARDED_FOR'",
     ],
     "hash": ["integrity: sha512-{b64:86}==", 'token_digest = "sha256:{hex:32}{hex:32}"'],
     # A provider's near miss: its prefix, but not its format (xAI keys are xai- + 80).
@@ -185,6 +191,84 @@ def test_each_filter_rejects_what_it_is_for(filter_name: str, template: str) -> 
             v = generic.judge(m.group(1), data, m, every=True)
             reasons.update((v.rejected_by or "").split(","))
     assert filter_name in reasons or not reasons, (text, reasons)
+
+
+def test_a_subscript_or_a_type_after_an_unquoted_value_is_code() -> None:
+    """``NAME = Foo[int]()`` (a type subscripted, a dict read) is code: no candidate,
+    so it costs no judging either; the same value written as data is one."""
+    value = secret()
+    assert generic_hits(f"fault_handler_fd_key = StashKey[{value}]()") == []
+    assert generic_hits(f"token = tokens[{value}]") == []
+    assert generic_hits(f"API_TOKEN={value}\n") == [value.encode()]
+
+
+def test_values_shaped_like_names_are_secrets_when_they_hold_random_parts() -> None:
+    """The identifier filter's constant and property shapes take words only: a key
+    whose random part holds digits (Finage's ``API_KEY`` + 32), runs long, or sits
+    between dots is not a name."""
+    random_part = expand("{base62:30}").upper() + "7"
+    assert generic_hits(f'secret = "API_KEY{random_part}"') == [f"API_KEY{random_part}".encode()]
+    for _ in range(50):
+        long_upper = "PROD_" + "".join(secrets.choice(string.ascii_uppercase) for _ in range(20))
+        assert not generic.is_identifier_like(long_upper)
+        dotted = "a1." + expand("{base62:20}") + "." + expand("{base62:20}")
+        assert not generic.is_identifier_like(dotted), dotted
+    assert generic.is_identifier_like("spring.datasource.password")
+    assert generic.is_identifier_like("fs.s3.consistent.retryPeriodSeconds")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(
+        [
+            "password",
+            "DB_PASSWORD",
+            "api_key",
+            "cache_key",
+            "client_secret",
+            "auth_token",
+            "EMRFS_SSE_KEY",
+            "self.token",
+            "TEST_PASSWORD",
+            "secret",
+        ]
+    ),
+    value=st.one_of(
+        st.text(
+            alphabet=string.ascii_letters + string.digits + "_-.:/+=$%{}@!*",
+            min_size=6,
+            max_size=40,
+        ),
+        st.sampled_from(
+            [
+                "changeme-please",
+                "p@ssw0rd123",
+                "GetCallerIdentity",
+                "worker-1",
+                "fs.s3.consistent",
+                "HTTP_USER_AGENT",
+                "/etc/app/key.pem",
+                "Summer2024!",
+                "sha256:" + "ab" * 20,
+            ]
+        ),
+    ),
+    quote=st.sampled_from(['"', "'", ""]),
+)
+def test_the_engine_s_filter_order_keeps_what_the_bench_s_keeps(
+    name: str, value: str, quote: str
+) -> None:
+    """judge(why=False) asks the filters in DECIDE_ORDER (shape third): which filter it
+    names may differ, whether one rejects may not."""
+    data = f"{name} = {quote}{value}{quote}\n".encode()
+    rule = next(r for r in RULES if r.id == "generic-secret")
+    for start in range(len(data)):
+        m = rule.pattern.match(data, start)
+        if m is not None and m.group(1):
+            ordered = generic.judge(m.group(1), data, m)
+            quick = generic.judge(m.group(1), data, m, why=False)
+            assert bool(ordered.rejected_by) == bool(quick.rejected_by), (data, ordered, quick)
+            assert set(generic.DECIDE_ORDER) == set(generic.FILTER_NAMES)
 
 
 # Each text is written in two halves joined at run time, so this file holds no
