@@ -86,9 +86,10 @@ class Trigger:
     phase: int = 0  # base64: characters from the start of a 4-character quantum
     before: int = 64  # decoded bytes a rule may read before the prefix
     after: int = 256  # and after its start (the longest match, and the look-ahead)
-    # base64: the bytes that may follow the text (``_b64_follow``); empty: any. With
-    # hyperscan the trigger is the text and one of these (``tail``); the fallback
-    # passes look for the text alone (more windows decoded, the same findings).
+    # base64: the bytes that may follow the text (``_b64_follow``); empty: any. In the
+    # engine's joint pass (and the hook's fast path) the trigger is the text and one of
+    # these (``tail``); the other passes look for the text alone (more windows decoded,
+    # the same findings).
     follow: frozenset[int] = frozenset()
 
     @property
@@ -128,21 +129,27 @@ def base64_stable(raw: bytes) -> list[tuple[str, int]] | None:
 # line wrap, and the percent- or JSON-escaped forms of + / =.
 _B64_GLUE = frozenset(b"\r\n%\\")
 _B64_URL = str.maketrans("+/", "-_")
+_B64_TO_URL = bytes.maketrans(b"+/", b"-_")
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+TAIL_MAX = 5  # base64 triggers this short get a tail (longer: the compile costs more)
 
 
 def _b64_follow(raw: bytes, a: int, end: int) -> frozenset[int]:
     """The characters that may follow ``raw``'s stable base64 characters at alignment
-    ``a`` (they end at ``end`` in its encoding): the next character carries the last
-    bits of ``raw`` and the first of whatever follows it, so only some are possible
-    (16 of 64 when two bits are ``raw``'s, 4 when four are), in either alphabet, or the
-    glue the token reader reads through. Empty when any character may follow (the
-    stable part ends on a byte boundary). Hyperscan's pass over these triggers runs
-    about a third faster with them: a 4- or 5-character literal alone is dear."""
-    chars = {base64.b64encode(b"\0" * a + raw + bytes([x, 0])).decode()[end] for x in range(256)}
-    if len(chars) >= 64:
+    ``a`` (they end at character ``end`` of its encoding): the next character carries
+    the last 2 or 4 bits of ``raw`` and the first of whatever follows it, so only 16 or
+    4 of the 64 are possible, in either alphabet, or the glue the token reader reads
+    through. Empty when any character may follow (the stable part ends on a byte
+    boundary) or the trigger is long (``TAIL_MAX``). Hyperscan's pass over the triggers
+    runs about a third faster with them: a 4- or 5-character literal alone is dear."""
+    fixed = 8 * (a + len(raw)) - 6 * end  # bits of raw in the next character
+    if not fixed or end - -(-8 * a // 6) > TAIL_MAX:
         return frozenset()
-    both = "".join(chars) + "".join(chars).translate(_B64_URL)
-    return frozenset(both.encode()) | _B64_GLUE
+    high = (raw[-1] & ((1 << fixed) - 1)) << (6 - fixed)
+    chars = _B64_ALPHABET[high : high + (1 << (6 - fixed))]
+    return frozenset(chars + chars.translate(_B64_TO_URL)) | _B64_GLUE
 
 
 def _b64_triggers(
@@ -159,7 +166,7 @@ def _b64_triggers(
             # the first half is followed by the next stable character, or by a wrap
             after_half = frozenset(text[m].encode() + text[m].translate(_B64_URL).encode())
             pieces += [
-                (text[:m], phase, after_half | _B64_GLUE),
+                (text[:m], phase, after_half | _B64_GLUE if m <= TAIL_MAX else frozenset()),
                 (text[len(text) - m :], (phase + len(text) - m) % 4, follow),
             ]
         for piece, ph, fol in pieces:
@@ -309,7 +316,6 @@ class _TriggerScanner:
     ) -> None:
         self.store = store
         self.triggers = triggers
-        # where a hit starts: its end less this (a hyperscan hit ends after the tail)
         self.lengths = [len(t.text) for t in triggers]
         self._local = threading.local()
         self._plain: list[int] = []  # the NUL-free triggers (hyperscan)
@@ -337,7 +343,6 @@ class _TriggerScanner:
                 self._nul_db: object | None = None
                 self._nul_lock = threading.Lock()
                 self.name = "hyperscan"
-                self.lengths = [len(t.text) + (1 if t.follow else 0) for t in triggers]
                 return
         try:
             import ahocorasick
@@ -358,12 +363,11 @@ class _TriggerScanner:
             return None
         hs = self._hs
         ts = [self.triggers[i] for i in ids]
-        literal = literal and not any(t.follow for t in ts)  # a tail is a regex
         key = None
         if self.store is not None:
-            h = hashlib.sha256(f"keysweep-decode-v2 {hs.__version__} {literal}".encode())
+            h = hashlib.sha256(f"keysweep-decode-v1 {hs.__version__} {literal}".encode())
             for i, t in zip(ids, ts, strict=True):
-                h.update(b"%d %d %d\0" % (i, t.caseless, len(t.text)) + t.text + t.tail)
+                h.update(b"%d %d %d\0" % (i, t.caseless, len(t.text)) + t.text)
             key = h.hexdigest()[:40]
             blob = self.store.load(key)
             if blob:
@@ -373,7 +377,7 @@ class _TriggerScanner:
                     pass
         db = hs.Database(mode=hs.HS_MODE_BLOCK)
         db.compile(
-            expressions=[t.text if literal else _hs_escape(t.text) + t.tail for t in ts],
+            expressions=[t.text if literal else _hs_escape(t.text) for t in ts],
             ids=ids,
             elements=len(ids),
             flags=[hs.HS_FLAG_CASELESS if t.caseless else 0 for t in ts],
