@@ -109,9 +109,9 @@ def utf16_codec(data: bytes) -> tuple[str, int] | None:
 
 def is_binary(data: bytes) -> bool:
     """Not text: see the module's docstring (UTF-16 text and a stray NUL are text)."""
+    if data.find(b"\0", 0, BINARY_SNIFF) == -1 or utf16_codec(data) is not None:
+        return False  # (no copy of the head for the usual text file)
     sample = data[:BINARY_SNIFF]
-    if b"\0" not in sample or utf16_codec(data) is not None:
-        return False
     controls = len(sample) - len(sample.translate(None, CONTROL_BYTES))
     return controls >= 2 and controls > BINARY_RATIO * len(sample)
 
