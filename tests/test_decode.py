@@ -18,6 +18,8 @@ import pytest
 from scanner.decode import (
     MAX_REGION,
     Decoder,
+    _b64_follow,
+    _stems,
     base64_stable,
     trigger_literals,
 )
@@ -313,6 +315,15 @@ def test_what_may_follow_a_base64_trigger_is_every_way_its_encoding_goes_on() ->
         if t.kind != "base64" or not t.follow:
             continue
         assert set(b"\r\n%\\") <= t.follow
+    # every trigger's set is what encoding its prefix with any next byte gives
+    for (raw, caseless), _reach in _stems(rules).items():
+        for form in sorted({raw.lower(), raw.upper()}) if caseless else [raw]:
+            for a, (text, _phase) in enumerate(base64_stable(form) or []):
+                end = -(-8 * a // 6) + len(text)
+                follow = _b64_follow(form, a, end)
+                if follow:
+                    nexts = {b64(b"\0" * a + form + bytes([x, 0]))[end] for x in range(256)}
+                    assert {ord(c) for c in nexts} <= follow, (form, a)
     for raw in (b"mg_live_", b"ghp_", b"AKIA", b"xoxb", b"$2a$"):
         follows = {t.text: t.follow for t in trigger_literals(rules) if t.kind == "base64"}
         for pad in range(3):
