@@ -704,14 +704,16 @@ def _filters(
 ) -> list[str]:
     """``value_filters`` with the line and the entropy measured only by the filters
     that read them (most candidates are rejected before either is needed). ``why=False``
-    (the engine's way: only whether a filter rejects matters, not which comes first):
-    the filters in the order that decides soonest on source code (``DECIDE_ORDER``)."""
-    if not why:
+    with ``first_only`` (the engine's way: only whether a filter rejects matters, not
+    which comes first): the order that decides soonest on source code (``DECIDE_ORDER``)."""
+    if first_only:
+        # judge's way (every keyword candidate): the first that rejects, in FILTER_NAMES
+        # order (or DECIDE_ORDER: shape third), each filter called directly
         if name_is_not_secret(name):
             return ["name"]
         if is_reference(value, quoted, call):
             return ["reference"]
-        if lacks_secret_shape(value, entropy(), is_password_name(name)):
+        if not why and lacks_secret_shape(value, entropy(), is_password_name(name)):
             return ["shape"]
         if is_placeholder(value, name):
             return ["placeholder"]
@@ -725,27 +727,7 @@ def _filters(
             return ["provider"]
         if is_fixture(value, name, line()):
             return ["fixture"]
-        return []
-    if first_only:
-        # judge's way (every keyword candidate): the first that rejects, in FILTER_NAMES
-        # order, each filter called directly (no label tests between them)
-        if name_is_not_secret(name):
-            return ["name"]
-        if is_reference(value, quoted, call):
-            return ["reference"]
-        if is_placeholder(value, name):
-            return ["placeholder"]
-        if is_path_or_plain_url(value):
-            return ["path"]
-        if is_identifier_like(value):
-            return ["identifier"]
-        if is_hash(value, name):
-            return ["hash"]
-        if is_provider_near_miss(value):
-            return ["provider"]
-        if is_fixture(value, name, line()):
-            return ["fixture"]
-        if lacks_secret_shape(value, entropy(), is_password_name(name)):
+        if why and lacks_secret_shape(value, entropy(), is_password_name(name)):
             return ["shape"]
         return []
     out: list[str] = []
@@ -776,20 +758,6 @@ def _filters(
     return out
 
 
-# The order in which the engine asks (``judge(why=False)``): on the standard library,
-# "shape" rejects three in five of the candidates that reach it and "placeholder" one in
-# ten, at about the same cost, so shape is asked third there; what is kept is the same.
-DECIDE_ORDER = (
-    "name",
-    "reference",
-    "shape",
-    "placeholder",
-    "path",
-    "identifier",
-    "hash",
-    "provider",
-    "fixture",
-)
 FILTER_NAMES = (
     "name",
     "reference",
@@ -801,6 +769,10 @@ FILTER_NAMES = (
     "fixture",
     "shape",
 )
+# The order in which the engine asks (``judge(why=False)``): on the standard library,
+# "shape" rejects three in five of the candidates that reach it and "placeholder" one in
+# ten, at about the same cost, so shape is asked third there; what is kept is the same.
+DECIDE_ORDER = (*FILTER_NAMES[:2], "shape", *FILTER_NAMES[2:-1])
 
 
 # Compiled once: judge runs on every keyword candidate.
