@@ -20,10 +20,11 @@ Triggers are derived from every rule's prefixes, automatically:
   enough to split is also entered as its two halves, so a line wrap (PEM,
   ``base64`` at 76 columns, YAML block scalars) inside it still triggers; another
   rule's encoded prefix split by a wrap (about one in eight at 76 columns) is missed.
-  With hyperscan a base64 trigger is its text and the one character after it, of
-  those that can follow (``_b64_follow``: the next character holds the prefix's last
-  bits, so 4 or 16 of the 64 can, or a wrap or escape): a 4- or 5-character literal
-  alone made the whole pass a third slower.
+  In the engine's joint pass a base64 trigger of ``TAIL_MAX`` characters or fewer is
+  its text and the one character after it, of those that can follow (``_b64_follow``:
+  the next character holds the prefix's last bits, so 4 or 16 of the 64 can, or a
+  wrap or escape): a 4- or 5-character literal alone made the whole pass a third
+  slower.
 * percent: the prefix with each non-alphanumeric byte written ``%XX``, and every
   byte written ``%XX`` (hex digits in either case).
 * escape: the same two forms with ``\\uXXXX`` and ``\\xXX`` (JSON, JavaScript).
