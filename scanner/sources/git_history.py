@@ -598,20 +598,13 @@ ARCHIVE_BLOB_MAX = 64 * 1024 * 1024  # an archive blob larger than this is skipp
 
 def _pipeline(repo: Path, shas: bytes, paths: list[str] | None = None) -> Any:
     """``git diff-tree --stdin`` fed ``shas`` from a writer thread."""
-    env = {**os.environ, **GIT_ENV}
-    diff = subprocess.Popen(
-        [
-            "git",
-            "-C",
-            str(repo),
-            *GIT_LIMITS,
-            *DIFF_TREE,
-            *(["--", *paths] if paths else []),
-        ],
+    diff = popen_git(
+        repo,
+        *DIFF_TREE,
+        *(["--", *paths] if paths else []),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=env,
     )
 
     def feed() -> None:
