@@ -21,7 +21,7 @@ Triggers are derived from every rule's prefixes, automatically:
   ``base64`` at 76 columns, YAML block scalars) inside it still triggers; another
   rule's encoded prefix split by a wrap (about one in eight at 76 columns) is missed.
   In the engine's joint pass a base64 trigger of ``TAIL_MAX`` characters or fewer is
-  its text and the one character after it, of those that can follow (``_b64_follow``:
+  its text and the one character after it, of those that can follow (``_b64_next``:
   the next character holds the prefix's last bits, so 4 or 16 of the 64 can, or a
   wrap or escape): a 4- or 5-character literal alone made the whole pass a third
   slower.
@@ -131,26 +131,31 @@ def base64_stable(raw: bytes) -> list[tuple[str, int]] | None:
 _B64_GLUE = frozenset(b"\r\n%\\")
 _B64_URL = str.maketrans("+/", "-_")
 _B64_TO_URL = bytes.maketrans(b"+/", b"-_")
-
-
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 TAIL_MAX = 5  # base64 triggers this short get a tail (longer: the compile costs more)
 
 
-def _b64_follow(raw: bytes, a: int, end: int) -> frozenset[int]:
-    """The characters that may follow ``raw``'s stable base64 characters at alignment
-    ``a`` (they end at character ``end`` of its encoding): the next character carries
-    the last 2 or 4 bits of ``raw`` and the first of whatever follows it, so only 16 or
-    4 of the 64 are possible, in either alphabet, or the glue the token reader reads
-    through. Empty when any character may follow (the stable part ends on a byte
-    boundary) or the trigger is long (``TAIL_MAX``). Hyperscan's pass over the triggers
-    runs about a third faster with them: a 4- or 5-character literal alone is dear."""
+def _b64_next(raw: bytes, a: int, end: int) -> bytes:
+    """The characters (standard alphabet) that may follow ``raw``'s stable base64
+    characters at alignment ``a`` (they end at character ``end`` of its encoding): the
+    next character carries the last 2 or 4 bits of ``raw`` and the first of whatever
+    follows it, so only 16 or 4 of the 64 are possible; b"" when any may (the stable
+    part ends on a byte boundary)."""
     fixed = 8 * (a + len(raw)) - 6 * end  # bits of raw in the next character
-    if not fixed or end - -(-8 * a // 6) > TAIL_MAX:
-        return frozenset()
+    if not fixed:
+        return b""
     high = (raw[-1] & ((1 << fixed) - 1)) << (6 - fixed)
-    chars = _B64_ALPHABET[high : high + (1 << (6 - fixed))]
-    return frozenset(chars + chars.translate(_B64_TO_URL)) | _B64_GLUE
+    return _B64_ALPHABET[high : high + (1 << (6 - fixed))]
+
+
+def _b64_follow(text: str, nexts: bytes) -> frozenset[int]:
+    """A trigger's ``follow``: ``nexts`` in either alphabet and the glue the token reader
+    reads through, for a trigger of ``TAIL_MAX`` characters or fewer (empty otherwise, or
+    when any character may follow). Hyperscan's pass over the triggers runs about a
+    third faster with them: a 4- or 5-character literal alone is dear."""
+    if not nexts or len(text) > TAIL_MAX:
+        return frozenset()
+    return frozenset(nexts + nexts.translate(_B64_TO_URL)) | _B64_GLUE
 
 
 def _b64_triggers(
@@ -160,19 +165,19 @@ def _b64_triggers(
     if stable is None:
         return
     for a, (text, phase) in enumerate(stable):
-        follow = _b64_follow(raw, a, -(-8 * a // 6) + len(text))
-        pieces = [(text, phase, follow)]
+        nexts = _b64_next(raw, a, -(-8 * a // 6) + len(text))
+        pieces = [(text, phase, nexts)]
         m = -(-len(text) // 2)
         if halves and m >= HALF_MIN:
-            # the first half is followed by the next stable character, or by a wrap
-            after_half = frozenset(text[m].encode() + text[m].translate(_B64_URL).encode())
+            # the first half is followed by the next stable character (or by a wrap)
             pieces += [
-                (text[:m], phase, after_half | _B64_GLUE if m <= TAIL_MAX else frozenset()),
-                (text[len(text) - m :], (phase + len(text) - m) % 4, follow),
+                (text[:m], phase, text[m].encode()),
+                (text[len(text) - m :], (phase + len(text) - m) % 4, nexts),
             ]
-        for piece, ph, fol in pieces:
+        for piece, ph, after_it in pieces:
+            follow = _b64_follow(piece, after_it)
             for alphabet in (piece, piece.translate(_B64_URL)):
-                yield Trigger(alphabet.encode(), False, "base64", ph, before, after, fol)
+                yield Trigger(alphabet.encode(), False, "base64", ph, before, after, follow)
 
 
 def _escaped_forms(raw: bytes) -> list[tuple[bytes, str, bool]]:
