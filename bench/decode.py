@@ -26,24 +26,19 @@ import argparse
 import base64
 import secrets
 import sys
-import sysconfig
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine import real_text, throughput  # bench/engine.py: the same corpus and clock
 
 from scanner.decode import Decoder
 from scanner.engine import Engine
 from scanner.rules import at_confidence, load_rules
 
-BLOCK = 4 * 1024 * 1024
-
-
-def real_text(mb: int) -> bytes:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    text = b"".join(p.read_bytes() for p in sorted(stdlib.rglob("*.py")))
-    return (text * (mb * 1024 * 1024 // len(text) + 1))[: mb * 1024 * 1024]
+REPEAT = 5  # best of: this machine shares its cores, and a run descheduled part-way
+# would otherwise count the wait
 
 
 def encoded_key(i: int) -> tuple[str, bytes]:
@@ -58,19 +53,6 @@ def encoded_key(i: int) -> tuple[str, bytes]:
     else:
         text = "<a>" + "".join(f"&#{ord(c)};" for c in key) + "</a>"
     return key, text.encode()
-
-
-def throughput(scan: Callable[[bytes], object], data: bytes, repeat: int = 5) -> float:
-    """MB per CPU second of this process (one core; as bench/engine.py), best of
-    ``repeat``: this machine shares its cores, and a run descheduled part-way would
-    otherwise count the wait."""
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.process_time()
-        for i in range(0, len(data), BLOCK):
-            scan(data[i : i + BLOCK])
-        best = min(best, time.process_time() - t)
-    return len(data) / max(best, 1e-9) / 1e6
 
 
 def main() -> None:
@@ -91,11 +73,13 @@ def main() -> None:
         decoder.joint()  # the one database of literals and triggers (compiled on first use)
         built = time.perf_counter() - t
         decoders[level] = decoder
-        plain = throughput(engine.scan, clean)
-        decoded = throughput(decoder.scan, clean)
+        plain = throughput(engine.scan, clean, REPEAT)
+        decoded = throughput(decoder.scan, clean, REPEAT)
         joint = decoder.joint()
         trig = throughput(
-            decoder._scanner.hits if joint is None else lambda d, j=joint: j.regions(d, []), clean
+            decoder._scanner.hits if joint is None else lambda d, j=joint: j.regions(d, []),
+            clean,
+            REPEAT,
         )
         print(
             f"{level:10} {plain:12,.0f} {decoded:15,.0f} {trig:18,.0f} "
